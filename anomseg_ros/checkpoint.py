@@ -1,0 +1,159 @@
+"""Loading and saving weights: the public ERFNet state dict and the project's own checkpoints.
+
+The project's checkpoints are dicts with a ``model_state`` and the metadata needed to rebuild the
+model (``ModelInfo``); a plain state dict (such as ``erfnet_pretrained.pth``, keys prefixed
+``module.``) is taken as a Cityscapes model with the public ERFNet conventions.
+"""
+import dataclasses
+import os
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from anomseg_ros.backbones import create_backbone
+from anomseg_ros.errors import CheckpointError
+from anomseg_ros.labels import CITYSCAPES_CLASSES
+
+CHECKPOINT_FORMAT = 'anomseg_ros.checkpoint/1'
+
+
+@dataclasses.dataclass
+class ModelInfo:
+    """What is needed to rebuild a model and feed it: everything but the weights."""
+
+    backbone: str = 'erfnet'
+    num_classes: int = 20
+    class_names: List[str] = dataclasses.field(default_factory=lambda: list(CITYSCAPES_CLASSES))
+    void_channel: Optional[int] = 19
+    mean: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    input_size_hw: Tuple[int, int] = (512, 1024)
+    temperature: float = 1.0
+    source: str = ''
+    pretrained: bool = True
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_inlier_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict:
+        info = dataclasses.asdict(self)
+        info.pop('source')
+        info['mean'], info['std'] = list(self.mean), list(self.std)
+        info['input_size_hw'] = list(self.input_size_hw)
+        return info
+
+    @classmethod
+    def from_dict(cls, info: dict, *, source: str = '') -> 'ModelInfo':
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in info.items() if k in names and k != 'source'}
+        for key in ('mean', 'std', 'input_size_hw'):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs, source=source)
+
+
+def public_cityscapes_info(num_classes: int, *, backbone: str = 'erfnet') -> ModelInfo:
+    """Conventions of the public ERFNet checkpoint: RGB in [0,1] without mean/std, 1024x512,
+    19 Cityscapes classes plus void as channel 19 when there are 20 outputs."""
+    if num_classes not in (19, 20):
+        raise CheckpointError(f'a plain state dict is taken as a Cityscapes model, which has 19 '
+                              f'or 20 outputs; this one has {num_classes}. Save it as an '
+                              f'anomseg_ros checkpoint with its class names instead')
+    return ModelInfo(backbone=backbone, num_classes=num_classes,
+                     void_channel=19 if num_classes == 20 else None)
+
+
+def _read(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise CheckpointError(f'weights file {path!r} does not exist; give the path of a '
+                              f'.pth/.pt checkpoint (or "random" for untrained weights)')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a corrupt file
+        raise CheckpointError(f'weights file {path!r} cannot be read as a PyTorch checkpoint '
+                              f'({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); '
+                              f'is it complete and a torch.save file?') from None
+
+
+def _strip_prefix(state: dict, prefix: str = 'module.') -> dict:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def _infer_num_classes(state: dict, path: str) -> int:
+    for key, dim in (('decoder.output_conv.weight', 1), ('output_conv.weight', 0),
+                     ('classifier.weight', 0)):
+        if key in state:
+            return int(state[key].shape[dim])
+    raise CheckpointError(f'cannot tell the number of classes of {path!r}: none of its keys '
+                          f'is a known classifier layer; pass --backbone / num_classes')
+
+
+def load_state(model: nn.Module, state: dict, path: str) -> None:
+    """Load ``state`` into ``model`` with strict key matching and a readable error."""
+    state = _strip_prefix(state)
+    model_keys = set(model.state_dict())
+    missing = sorted(model_keys - set(state))
+    unexpected = sorted(set(state) - model_keys)
+    if missing or unexpected:
+        raise CheckpointError(
+            f'weights in {path!r} do not fit backbone {type(model).__name__}: '
+            f'{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys '
+            f'{unexpected[:3]}; check the backbone name and number of classes')
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f'weights in {path!r} do not fit the model: '
+                              f'{str(exc).splitlines()[-1].strip()}') from None
+
+
+def load_model(path: str, *, backbone: Optional[str] = None) -> Tuple[nn.Module, ModelInfo]:
+    """Build the model stored at ``path`` (on the CPU, eval mode) and return it with its info.
+
+    ``path`` may be ``"random"``: an untrained ERFNet (or ``backbone``) with the Cityscapes
+    conventions, for trying the pipeline without weights.
+    """
+    if path == 'random':
+        info = public_cityscapes_info(20, backbone=backbone or 'erfnet')
+        info.pretrained, info.source = False, 'random'
+        return create_backbone(info.backbone, num_classes=info.num_classes).eval(), info
+    checkpoint = _read(path)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f'weights file {path!r} holds a {type(checkpoint).__name__}, '
+                              f'not a state dict or an anomseg_ros checkpoint')
+    if 'model_state' in checkpoint:
+        info = ModelInfo.from_dict(checkpoint.get('model_info', {}), source=path)
+        if backbone is not None and backbone != info.backbone:
+            raise CheckpointError(f'{path!r} holds a {info.backbone!r} model, not {backbone!r}')
+        state = checkpoint['model_state']
+    else:
+        state = _strip_prefix(checkpoint.get('state_dict', checkpoint))
+        if not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f'{path!r} is neither an anomseg_ros checkpoint (no '
+                                  f'"model_state") nor a plain state dict of tensors')
+        info = public_cityscapes_info(_infer_num_classes(state, path),
+                                      backbone=backbone or 'erfnet')
+        info.source = path
+    model = create_backbone(info.backbone, num_classes=info.num_classes)
+    load_state(model, state, path)
+    return model.eval(), info
+
+
+def save_checkpoint(path: str, model: nn.Module, info: ModelInfo, **extra) -> None:
+    """Write an anomseg_ros checkpoint: model state, ``info`` and any training state."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    checkpoint = {'format': CHECKPOINT_FORMAT, 'model_state': state,
+                  'model_info': info.to_dict(), **extra}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f'{path}.tmp'
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)  # never leave a half-written checkpoint behind
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    params: Sequence[torch.Tensor] = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad or not trainable_only)

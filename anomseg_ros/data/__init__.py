@@ -1,0 +1,1 @@
+"""Datasets and image files (ROS-free)."""

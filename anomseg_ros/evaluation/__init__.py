@@ -1,0 +1,4 @@
+"""Evaluation: streaming metrics and dataset evaluation loops (ROS-free)."""
+from anomseg_ros.evaluation.metrics import AnomalyMetrics, SegmentationMetrics
+
+__all__ = ['AnomalyMetrics', 'SegmentationMetrics']

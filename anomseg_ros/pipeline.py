@@ -1,0 +1,158 @@
+"""The detector pipeline: RGB image in, semantic labels, anomaly scores and obstacle mask out.
+
+resize to the model input size -> normalise -> forward (CUDA when available) -> score -> resize
+back to the input resolution -> threshold. ROS-free; the node and the offline tools share it.
+"""
+import dataclasses
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from anomseg_ros.checkpoint import load_model, ModelInfo
+from anomseg_ros.errors import ConfigError, ImageFormatError
+from anomseg_ros.labels import VOID_LABEL
+from anomseg_ros.scoring import create_scorer, Scorer
+
+DEVICES = ('auto', 'cpu', 'cuda')
+
+
+@dataclasses.dataclass
+class Detection:
+    """Outputs for one image, all at the input's resolution."""
+
+    labels: np.ndarray      # (H,W) uint8 trainIds, 255 where void
+    score_map: np.ndarray   # (H,W) float32, higher = more anomalous
+    mask: np.ndarray        # (H,W) bool, score_map >= threshold
+
+
+def resolve_device(device: str) -> torch.device:
+    if device not in DEVICES:
+        raise ConfigError(f'device must be one of {", ".join(DEVICES)}, got {device!r}')
+    if device == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise ConfigError('device "cuda" was asked for but PyTorch sees no CUDA GPU; '
+                          'use device "auto" or "cpu"')
+    return torch.device(device)
+
+
+def check_rgb(image: np.ndarray) -> np.ndarray:
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+            and image.shape[2] == 3 and image.shape[0] > 0 and image.shape[1] > 0):
+        shape = getattr(image, 'shape', None)
+        dtype = getattr(image, 'dtype', type(image).__name__)
+        raise ImageFormatError(f'expected an RGB image as a (H,W,3) uint8 array, got shape '
+                               f'{shape} of {dtype}')
+    return image
+
+
+class Detector:
+    """Segments and scores RGB images with one model and one scorer.
+
+    ``input_size_hw`` is the size the network sees (default: the checkpoint's); outputs are
+    resized back to each image's own size.
+    """
+
+    def __init__(self, model: torch.nn.Module, info: ModelInfo, scorer: Scorer, *,
+                 threshold: float = 0.5, device: str = 'auto',
+                 input_size_hw: Optional[Tuple[int, int]] = None):
+        self.info = info
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.input_size_hw = tuple(input_size_hw or info.input_size_hw)
+        if any(s <= 0 or s % 8 for s in self.input_size_hw):
+            raise ConfigError(f'input size must be positive multiples of 8 (the network '
+                              f'downsamples 8x), got {self.input_size_hw[1]}x'
+                              f'{self.input_size_hw[0]}')
+        self.threshold = float(threshold)
+        self.scorer = scorer
+        self._mean = torch.tensor(info.mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(info.std, device=self.device).view(1, 3, 1, 1)
+
+    @classmethod
+    def from_checkpoint(cls, weights: str, *, backbone: Optional[str] = None,
+                        scorer: str = 'msp', temperature: Optional[float] = None,
+                        **kwargs) -> 'Detector':
+        model, info = load_model(weights, backbone=backbone)
+        return cls(model, info, make_scorer(scorer, info, temperature=temperature), **kwargs)
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 images to a normalised ``(B,3,h,w)`` batch at the network's input size.
+
+        The resize runs on uint8 on the CPU, where PyTorch's antialiased bilinear matches PIL's
+        (the reference protocol) to within rounding; only the smaller result goes to the device.
+        """
+        batch = []
+        for image in images:
+            tensor = torch.from_numpy(np.ascontiguousarray(check_rgb(image))).permute(2, 0, 1)
+            if tuple(tensor.shape[-2:]) != self.input_size_hw:
+                tensor = F.interpolate(tensor[None], size=self.input_size_hw, mode='bilinear',
+                                       align_corners=False, antialias=True)[0]
+            batch.append(tensor)
+        batch = torch.stack(batch).to(self.device, non_blocking=True).float().div_(255.0)
+        return (batch - self._mean) / self._std
+
+    @torch.inference_mode()
+    def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Raw logits ``(B,C,h,w)`` at the network's input size."""
+        return self.model(self.preprocess(images)).float()
+
+    @torch.inference_mode()
+    def semantic(self, logits: torch.Tensor) -> torch.Tensor:
+        """trainIds ``(B,h,w)``: argmax over all outputs, void (255) where the void output wins."""
+        labels = logits.argmax(dim=1)
+        if self.info.void_channel is not None:
+            labels[labels == self.info.void_channel] = VOID_LABEL
+        labels[labels >= self.info.num_inlier_classes] = VOID_LABEL
+        return labels.to(torch.uint8)
+
+    @torch.inference_mode()
+    def predict_batch(self, images: Sequence[np.ndarray]) -> List[Detection]:
+        """Run the whole pipeline on a batch; images may differ in size."""
+        if not images:
+            return []
+        logits = self.logits(images)
+        scores = self.scorer(logits)
+        labels = self.semantic(logits)
+        detections = []
+        for image, score, label in zip(images, scores, labels):
+            size_hw = image.shape[:2]
+            if tuple(score.shape) != tuple(size_hw):
+                score = F.interpolate(score[None, None], size=size_hw, mode='bilinear',
+                                      align_corners=False)[0, 0]
+                label = F.interpolate(label[None, None].float(), size=size_hw,
+                                      mode='nearest')[0, 0].to(torch.uint8)
+            score_np = score.float().cpu().numpy()
+            detections.append(Detection(labels=label.cpu().numpy(), score_map=score_np,
+                                        mask=score_np >= self.threshold))
+        return detections
+
+    def predict(self, image: np.ndarray) -> Detection:
+        return self.predict_batch([image])[0]
+
+    def set_scorer(self, name: str, *, temperature: Optional[float] = None) -> None:
+        self.scorer = make_scorer(name, self.info, temperature=temperature)
+
+
+def make_scorer(name: str, info: ModelInfo, *, temperature: Optional[float] = None) -> Scorer:
+    """Build scorer ``name`` for a model described by ``info``; ``temperature`` goes to the
+    scorers that take one (default: the checkpoint's calibrated temperature for ``msp``)."""
+    from anomseg_ros.scoring import scorer_params
+    params = {}
+    accepted = scorer_params(name)
+    if 'num_inlier_classes' in accepted:
+        params['num_inlier_classes'] = info.num_inlier_classes
+    if 'void_channel' in accepted:
+        params['void_channel'] = info.void_channel
+        if info.void_channel is None:
+            raise ConfigError(f"scorer 'void' needs a model with a void output; "
+                              f'{info.source or "this model"} has {info.num_classes} outputs '
+                              f'and no void channel')
+    if 'temperature' in accepted:
+        if temperature is not None:
+            params['temperature'] = temperature
+        elif name == 'msp' and info.temperature != 1.0:
+            params['temperature'] = info.temperature
+    return create_scorer(name, **params)

@@ -1,0 +1,51 @@
+"""The scorer contract: logits ``(B,C,H,W)`` in, anomaly scores ``(B,H,W)`` out, higher = more
+anomalous."""
+from typing import Optional
+
+import torch
+
+from anomseg_ros.errors import ConfigError
+
+
+class Scorer:
+    """Base class of the anomaly scorers.
+
+    ``num_inlier_classes`` says how many leading logit channels are inlier classes; a Cityscapes
+    model with a void output has 20 channels of which the first 19 are inliers. ``None`` means
+    every channel is an inlier. Scorers that need the backbone's features set
+    ``requires_features``.
+    """
+
+    name = ''
+    requires_features = False
+
+    def __init__(self, *, num_inlier_classes: Optional[int] = None):
+        if num_inlier_classes is not None and num_inlier_classes < 2:
+            raise ConfigError(f'num_inlier_classes must be at least 2, got {num_inlier_classes}')
+        self.num_inlier_classes = num_inlier_classes
+
+    def inlier_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.num_inlier_classes is None:
+            return logits
+        if logits.shape[1] < self.num_inlier_classes:
+            raise ConfigError(f'scorer {self.name!r} expects at least {self.num_inlier_classes} '
+                              f'logit channels, the model gives {logits.shape[1]}')
+        return logits[:, :self.num_inlier_classes]
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, logits: torch.Tensor,
+                 features: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if logits.dim() != 4:
+            raise ValueError(f'logits must be (B,C,H,W), got shape {tuple(logits.shape)}')
+        return self.score(logits.float())
+
+    def __repr__(self):
+        return f'{type(self).__name__}(num_inlier_classes={self.num_inlier_classes})'
+
+
+def check_temperature(temperature: float) -> float:
+    if not temperature > 0:
+        raise ConfigError(f'temperature must be positive, got {temperature}')
+    return float(temperature)

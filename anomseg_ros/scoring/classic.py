@@ -1,0 +1,85 @@
+"""Post-hoc scorers on the logits of any segmentation model (papers 000 and 004)."""
+from typing import Optional
+
+import torch
+
+from anomseg_ros.errors import ConfigError
+from anomseg_ros.scoring.base import check_temperature, Scorer
+from anomseg_ros.scoring.registry import register_scorer
+
+
+@register_scorer('msp')
+class MaxSoftmax(Scorer):
+    """1 - max softmax (paper 000 eq. 7); with ``temperature`` T != 1 it is eq. 10."""
+
+    def __init__(self, *, num_inlier_classes: Optional[int] = None, temperature: float = 1.0):
+        super().__init__(num_inlier_classes=num_inlier_classes)
+        self.temperature = check_temperature(temperature)
+
+    def score(self, logits):
+        probs = torch.softmax(self.inlier_logits(logits) / self.temperature, dim=1)
+        return 1.0 - probs.amax(dim=1)
+
+
+@register_scorer('temperature')
+class TemperatureScaledMaxSoftmax(MaxSoftmax):
+    """Temperature-scaled MSP (paper 000 eq. 10); default T = 1.5, the paper's choice."""
+
+    def __init__(self, *, num_inlier_classes: Optional[int] = None, temperature: float = 1.5):
+        super().__init__(num_inlier_classes=num_inlier_classes, temperature=temperature)
+
+
+@register_scorer('maxlogit')
+class MaxLogit(Scorer):
+    """-max logit (paper 000 eq. 8)."""
+
+    def score(self, logits):
+        return -self.inlier_logits(logits).amax(dim=1)
+
+
+@register_scorer('maxentropy')
+class MaxEntropy(Scorer):
+    """Entropy of the softmax, natural log (paper 000 eq. 9)."""
+
+    def score(self, logits):
+        log_probs = torch.log_softmax(self.inlier_logits(logits), dim=1)
+        return -(log_probs.exp() * log_probs).sum(dim=1)
+
+
+@register_scorer('energy')
+class FreeEnergy(Scorer):
+    """Free energy E = -T logsumexp(logits / T) of the inlier logits (paper 004 eq. 4)."""
+
+    def __init__(self, *, num_inlier_classes: Optional[int] = None, temperature: float = 1.0):
+        super().__init__(num_inlier_classes=num_inlier_classes)
+        self.temperature = check_temperature(temperature)
+
+    def score(self, logits):
+        scaled = self.inlier_logits(logits) / self.temperature
+        return -self.temperature * torch.logsumexp(scaled, dim=1)
+
+
+@register_scorer('void')
+class VoidProbability(Scorer):
+    """Softmax probability of the void channel (paper 000 eq. 11).
+
+    Needs a model trained with void as an extra output; ``void_channel`` defaults to the channel
+    after the inliers (19 for Cityscapes).
+    """
+
+    def __init__(self, *, num_inlier_classes: Optional[int] = None,
+                 void_channel: Optional[int] = None):
+        super().__init__(num_inlier_classes=num_inlier_classes)
+        self.void_channel = void_channel
+
+    def score(self, logits):
+        channel = self.void_channel
+        if channel is None:
+            channel = self.num_inlier_classes if self.num_inlier_classes is not None else -1
+        if self.num_inlier_classes is None and self.void_channel is None:
+            raise ConfigError("scorer 'void' needs a model with a void output: this model has "
+                              "no void channel (train one with void as an extra class)")
+        if not -logits.shape[1] <= channel < logits.shape[1]:
+            raise ConfigError(f"scorer 'void' reads channel {channel}, but the model has only "
+                              f'{logits.shape[1]} outputs; it needs a model with a void output')
+        return torch.softmax(logits, dim=1)[:, channel]

@@ -1,0 +1,34 @@
+"""The scorer registry: every anomaly score is built by name."""
+import inspect
+from typing import Dict, List
+
+from anomseg_ros.errors import ConfigError
+from anomseg_ros.registry import Registry
+from anomseg_ros.scoring.base import Scorer
+
+SCORERS: Registry[Scorer] = Registry('scorer')
+register_scorer = SCORERS.register
+
+
+def create_scorer(name: str, **params) -> Scorer:
+    """Build scorer ``name``; ``params`` are its keyword arguments (see ``scorer_params``)."""
+    factory = SCORERS.get(name)
+    accepted = scorer_params(name)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(f'scorer {name!r} does not take {", ".join(unknown)}; '
+                          f'it takes: {", ".join(accepted) or "no parameters"}')
+    scorer = factory(**params)
+    scorer.name = name
+    return scorer
+
+
+def scorer_params(name: str) -> Dict[str, object]:
+    """The keyword parameters of scorer ``name`` with their defaults."""
+    signature = inspect.signature(SCORERS.get(name).__init__)
+    return {p.name: p.default for p in signature.parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def list_scorers() -> List[str]:
+    return SCORERS.names()

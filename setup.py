@@ -1,0 +1,40 @@
+"""ament_python / setuptools build of anomseg_ros (colcon build and pip install -e . alike)."""
+from glob import glob
+import os
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'anomseg_ros'
+
+
+def _data_files():
+    files = [
+        ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
+        (f'share/{PACKAGE}', ['package.xml']),
+    ]
+    for folder in ('launch', 'config', 'models'):
+        paths = [p for p in glob(f'{folder}/*') if os.path.isfile(p)]
+        if paths:
+            files.append((f'share/{PACKAGE}/{folder}', paths))
+    return files
+
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'test.*', 'bench']),
+    data_files=_data_files(),
+    install_requires=['setuptools'],
+    zip_safe=False,
+    maintainer='anomseg_ros developers',
+    maintainer_email='anomseg@example.com',
+    description='Real-time road anomaly segmentation for ROS 2',
+    license='Apache-2.0',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [
+            'detector = anomseg_ros.ros.detector_node:main',
+            'anomseg = anomseg_ros.cli.main:main',
+        ],
+    },
+)
