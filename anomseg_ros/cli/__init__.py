@@ -1,0 +1,1 @@
+"""The ``anomseg`` command line."""

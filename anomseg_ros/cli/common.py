@@ -1,0 +1,49 @@
+"""Arguments shared by several verbs."""
+import argparse
+
+from anomseg_ros.backbones import list_backbones
+from anomseg_ros.paths import resolve_weights
+from anomseg_ros.pipeline import Detector, DEVICES
+from anomseg_ros.scoring import list_scorers
+
+
+def add_model_args(parser: argparse.ArgumentParser, *, scorer: bool = True) -> None:
+    group = parser.add_argument_group('model')
+    group.add_argument('--weights', default='', help='checkpoint (.pt of anomseg_ros or a plain '
+                       'state dict such as erfnet_pretrained.pth); default: the bundled model; '
+                       '"random" for untrained weights')
+    group.add_argument('--backbone', default=None, choices=list_backbones(),
+                       help='backbone of a plain state dict (default erfnet)')
+    group.add_argument('--device', default='auto', choices=DEVICES)
+    group.add_argument('--input-size', default=None, metavar='WxH', type=parse_size,
+                       help="network input size, e.g. 1024x512 (default: the checkpoint's)")
+    if scorer:
+        group.add_argument('--scorer', default='msp', choices=list_scorers())
+        group.add_argument('--temperature', type=float, default=None,
+                           help='temperature for msp / temperature / energy')
+        group.add_argument('--threshold', type=float, default=0.5,
+                           help='score at or above which a pixel is an obstacle')
+
+
+def parse_size(text: str):
+    """'1024x512' -> (512, 1024) as (height, width)."""
+    try:
+        width, height = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'size must be WIDTHxHEIGHT, e.g. 1024x512, got '
+                                         f'{text!r}') from None
+    return height, width
+
+
+def build_detector(args, *, scorer: str = 'msp') -> Detector:
+    return Detector.from_checkpoint(
+        resolve_weights(args.weights), backbone=args.backbone,
+        scorer=getattr(args, 'scorer', scorer), temperature=getattr(args, 'temperature', None),
+        threshold=getattr(args, 'threshold', 0.5), device=args.device,
+        input_size_hw=args.input_size)
+
+
+def warn_if_untrained(detector: Detector) -> None:
+    if not detector.info.pretrained:
+        print('WARNING: the network is RANDOMLY INITIALISED (no trained weights): its labels '
+              'and anomaly scores are meaningless.')

@@ -1,0 +1,36 @@
+"""``anomseg``: one command line with a verb per task (``anomseg VERB --help``)."""
+import argparse
+import sys
+
+from anomseg_ros import __version__
+from anomseg_ros.cli import demo, detect, evaluate, info
+from anomseg_ros.errors import AnomsegError
+
+VERBS = (detect, info, evaluate, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='anomseg', description='Pixel-wise road anomaly segmentation: segment images, '
+        'score anomalies, evaluate, and run the ROS 2 node.')
+    parser.add_argument('--version', action='version', version=f'anomseg_ros {__version__}')
+    verbs = parser.add_subparsers(dest='verb', metavar='VERB', required=True)
+    for verb in VERBS:
+        verb.add_parser(verbs)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except AnomsegError as exc:
+        print(f'anomseg {args.verb}: error: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f'anomseg {args.verb}: interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

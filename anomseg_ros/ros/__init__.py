@@ -1,0 +1,1 @@
+"""Thin ROS 2 adapters around the ROS-free core."""

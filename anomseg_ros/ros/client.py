@@ -1,0 +1,166 @@
+"""Talking to a running detector node over DDS: start it as a process, send frames, collect
+every output of a frame by its header stamp. Used by ``anomseg demo``, the benchmark and the
+integration tests; frames are never matched by arrival order, only by stamp."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Dict, Iterable, Optional, Set
+
+import numpy as np
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from anomseg_ros.errors import AnomsegError
+from anomseg_ros.ros.conversions import array_to_image_msg
+from anomseg_ros.ros.dds import dds_defaults
+from anomseg_ros.ros.parameters import OUTPUTS
+
+PROBE_STAMPS_NS = 1000  # stamps 1..999 ns are reserved for start-up probes
+
+
+class NodeStartError(AnomsegError):
+    """The detector process exited or never came up."""
+
+
+class NodeProcess:
+    """``python -m anomseg_ros.detector`` in a child process, stopped with SIGINT on exit."""
+
+    def __init__(self, *, namespace: str = '', params: Optional[Dict[str, object]] = None,
+                 log_path: Optional[str] = None, extra_args: Iterable[str] = ()):
+        self.namespace = namespace
+        self.params = dict(params or {})
+        self.log_path = log_path
+        self.extra_args = list(extra_args)
+        self.process: Optional[subprocess.Popen] = None
+
+    def command(self):
+        args = [sys.executable, '-m', 'anomseg_ros.detector', '--ros-args']
+        if self.namespace:
+            args += ['-r', f'__ns:={self.namespace}']
+        for name, value in self.params.items():
+            args += ['-p', f'{name}:={_param_literal(value)}']
+        return args + self.extra_args
+
+    def __enter__(self) -> 'NodeProcess':
+        log = open(self.log_path, 'w') if self.log_path else subprocess.DEVNULL
+        env = {**os.environ, **dds_defaults(localhost_only=True), 'PYTHONUNBUFFERED': '1'}
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                        env=env)
+        if log is not subprocess.DEVNULL:
+            log.close()
+        return self
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            where = f'; its log: {self.log_path}' if self.log_path else ''
+            raise NodeStartError(f'the detector node exited with code '
+                                 f'{self.process.returncode}{where}')
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _param_literal(value) -> str:
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, str):
+        return f"'{value}'" if value == '' else value
+    return repr(value)
+
+
+class DetectorClient(Node):
+    """Publishes frames to ``<namespace>/image`` and gathers the node's outputs per stamp."""
+
+    def __init__(self, namespace: str = '', *, outputs: Iterable[str] = OUTPUTS,
+                 name: str = 'anomseg_client'):
+        super().__init__(name, namespace=namespace or '/')
+        self.outputs = tuple(outputs)
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.image_pub = self.create_publisher(Image, 'image', reliable)
+        self._received: Dict[int, Dict[str, Image]] = {}
+        self._abandoned: Set[int] = set()
+        self._cond = threading.Condition()
+        self.output_subs = [
+            self.create_subscription(Image, output,
+                                     lambda msg, output=output: self._on_output(output, msg),
+                                     QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+            for output in self.outputs]
+        self._executor = SingleThreadedExecutor()
+        self._executor.add_node(self)
+        self._spinner = threading.Thread(target=self._executor.spin, daemon=True)
+        self._spinner.start()
+
+    def _on_output(self, output: str, msg: Image) -> None:
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self._cond:
+            if stamp_ns in self._abandoned:
+                return  # a late answer to a frame that was already given up on
+            self._received.setdefault(stamp_ns, {})[output] = msg
+            self._cond.notify_all()
+
+    def wait_for_node(self, *, timeout: float = 60.0, process: Optional[NodeProcess] = None):
+        """Block until a frame makes the whole round trip.
+
+        Seeing the node in the graph is not enough: DDS matches the two ends of a topic one side
+        at a time, and a frame sent before the node's subscription has matched our publisher is
+        silently lost. So small probe frames (stamps below ``PROBE_STAMPS_NS``, whose outputs
+        are discarded) go out every half second until one comes back.
+        """
+        deadline = time.monotonic() + timeout
+        probe = np.zeros((16, 16, 3), np.uint8)
+        for stamp_ns in range(1, PROBE_STAMPS_NS):
+            if process is not None:
+                process.check_alive()
+            if self.image_pub.get_subscription_count() > 0:
+                self.publish_rgb(probe, stamp_ns)
+                if self.wait_outputs(stamp_ns, timeout=0.5) is not None:
+                    return
+            else:
+                time.sleep(0.1)
+            if time.monotonic() > deadline:
+                break
+        raise NodeStartError(f'no detector node answered on {self.get_namespace()}/image '
+                             f'within {timeout:.0f} s')
+
+    def publish(self, msg: Image) -> None:
+        self.image_pub.publish(msg)
+
+    def publish_rgb(self, image: np.ndarray, stamp_ns: int, *,
+                    frame_id: str = 'camera') -> None:
+        msg = array_to_image_msg(image, 'rgb8')
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        msg.header.frame_id = frame_id
+        self.publish(msg)
+
+    def wait_outputs(self, stamp_ns: int, *, timeout: float = 30.0) -> Optional[Dict[str, Image]]:
+        """Every output of the frame stamped ``stamp_ns``, or None if not all came in time (the
+        frame is then abandoned: its late outputs are ignored)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._received.get(stamp_ns, {})) < len(self.outputs):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._received.pop(stamp_ns, None)
+                    self._abandoned.add(stamp_ns)
+                    return None
+                self._cond.wait(remaining)
+            return self._received.pop(stamp_ns)
+
+    def close(self) -> None:
+        self._executor.shutdown()
+        self.destroy_node()

@@ -1,0 +1,90 @@
+"""sensor_msgs/Image and CompressedImage <-> numpy, with every check a camera driver can fail.
+
+Decoding reads only message attributes, so it is tested without ROS; encoding builds messages
+and needs sensor_msgs.
+"""
+from typing import Tuple
+
+import cv2
+import numpy as np
+
+from anomseg_ros.errors import ImageFormatError
+
+# encoding -> (channels, index of R, G, B); mono8 is replicated to three channels
+INPUT_ENCODINGS = {
+    'rgb8': (3, (0, 1, 2)),
+    'bgr8': (3, (2, 1, 0)),
+    'rgba8': (4, (0, 1, 2)),
+    'bgra8': (4, (2, 1, 0)),
+    'mono8': (1, (0, 0, 0)),
+}
+
+
+def image_msg_to_rgb(msg) -> np.ndarray:
+    """A ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8) as ``(H,W,3)`` uint8 RGB."""
+    encoding = msg.encoding
+    if encoding not in INPUT_ENCODINGS:
+        raise ImageFormatError(f'unsupported encoding {encoding!r}; publish one of '
+                               f'{", ".join(INPUT_ENCODINGS)} (or use image/compressed)')
+    channels, rgb_index = INPUT_ENCODINGS[encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0:
+        raise ImageFormatError(f'empty image: {width}x{height}')
+    row_bytes = width * channels
+    if step < row_bytes:
+        raise ImageFormatError(f'step {step} is smaller than width*channels = {row_bytes} for '
+                               f'{width}x{height} {encoding}')
+    data = msg.data
+    buffer = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
+    expected = step * height
+    if buffer.size != expected:
+        kind = 'truncated' if buffer.size < expected else 'oversized'
+        raise ImageFormatError(f'{kind} data: {buffer.size} bytes, expected step*height = '
+                               f'{step}*{height} = {expected}')
+    pixels = buffer.reshape(height, step)[:, :row_bytes].reshape(height, width, channels)
+    if encoding == 'rgb8':
+        return np.ascontiguousarray(pixels)
+    return np.ascontiguousarray(pixels[..., list(rgb_index)])
+
+
+def compressed_msg_to_rgb(msg) -> np.ndarray:
+    """A ``sensor_msgs/CompressedImage`` (jpeg, png, ...) as ``(H,W,3)`` uint8 RGB."""
+    buffer = np.frombuffer(msg.data, np.uint8) if not isinstance(msg.data, np.ndarray) \
+        else msg.data
+    if buffer.size == 0:
+        raise ImageFormatError(f'empty compressed image (format {msg.format!r})')
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageFormatError(f'compressed image of {buffer.size} bytes (format '
+                               f'{msg.format!r}) cannot be decoded; is it jpeg or png?')
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def array_to_image_msg(array: np.ndarray, encoding: str, header=None):
+    """A numpy image as ``sensor_msgs/Image``: rgb8 (H,W,3) uint8, mono8 (H,W) uint8 or 32FC1
+    (H,W) float32."""
+    from sensor_msgs.msg import Image
+    layouts = {'rgb8': (np.uint8, 3), 'mono8': (np.uint8, 2), '32FC1': (np.float32, 2)}
+    dtype, ndim = layouts[encoding]
+    array = np.ascontiguousarray(array, dtype=dtype)
+    if array.ndim != ndim:
+        raise ValueError(f'{encoding} needs a {ndim}-d array, got shape {array.shape}')
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = array.shape[:2]
+    msg.encoding = encoding
+    msg.is_bigendian = int(np.little_endian is False)
+    msg.step = array.strides[0]
+    msg.data = array.tobytes()
+    return msg
+
+
+def image_msg_to_array(msg) -> Tuple[np.ndarray, str]:
+    """Any image this package publishes back to numpy (used by clients and tests)."""
+    dtypes = {'rgb8': (np.uint8, 3), 'mono8': (np.uint8, 1), '32FC1': (np.float32, 1)}
+    if msg.encoding not in dtypes:
+        raise ImageFormatError(f'cannot read encoding {msg.encoding!r}')
+    dtype, channels = dtypes[msg.encoding]
+    array = np.frombuffer(msg.data, dtype).reshape(msg.height, msg.width, channels)
+    return (array[..., 0] if channels == 1 else array), msg.encoding

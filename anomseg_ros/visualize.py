@@ -1,0 +1,22 @@
+"""Pictures of the outputs: overlays and score heat maps (ROS-free)."""
+import cv2
+import numpy as np
+
+HIGHLIGHT_RGB = (255, 0, 0)
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, *, alpha: float = 0.6) -> np.ndarray:
+    """``image`` (H,W,3) RGB with the pixels of ``mask`` blended towards red."""
+    out = image.copy()
+    if mask.any():
+        red = np.array(HIGHLIGHT_RGB, np.float32)
+        out[mask] = (image[mask] * (1.0 - alpha) + red * alpha).astype(np.uint8)
+    return out
+
+
+def heatmap(score_map: np.ndarray) -> np.ndarray:
+    """Score map min-max normalised to an (H,W,3) uint8 RGB 'inferno' picture."""
+    low, high = float(np.min(score_map)), float(np.max(score_map))
+    scaled = (score_map - low) / (high - low) if high > low else np.zeros_like(score_map)
+    gray = (scaled * 255.0).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
