@@ -3,8 +3,10 @@
 Anomaly metrics (AuPRC, FPR95, AUROC) pool all pixels of all images, as the benchmarks do, but
 never hold the pixels: each score is put in one of 2**20 bins by the top 20 bits of its float32
 pattern (sign, exponent and 11 mantissa bits), an order-preserving histogram with a relative bin
-width of 2**-11 over any range of scores. Scores in the same bin count as tied, which moves AP and
-FPR95 by far less than 0.1 point on real data. mIoU comes from a confusion matrix.
+width of 2**-11 over any range of scores (16 MiB in all). Scores in the same bin count as tied:
+on RoadAnomaly21 with ERFNet this moves AP and FPR95 by less than 0.01 point against
+scikit-learn. What the bins cannot resolve is a spread of scores far below 1e-3 of their magnitude
+(say 1000 +- 0.1); shift such scores towards zero first. mIoU comes from a confusion matrix.
 """
 from typing import Dict, Optional, Sequence
 

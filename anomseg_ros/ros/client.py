@@ -119,16 +119,19 @@ class DetectorClient(Node):
         Seeing the node in the graph is not enough: DDS matches the two ends of a topic one side
         at a time, and a frame sent before the node's subscription has matched our publisher is
         silently lost. So small probe frames (stamps below ``PROBE_STAMPS_NS``, whose outputs
-        are discarded) go out every half second until one comes back.
+        are discarded) go out, each waited for twice as long as the one before (a slow network
+        on a CPU takes seconds), until one comes back.
         """
         deadline = time.monotonic() + timeout
         probe = np.zeros((16, 16, 3), np.uint8)
+        wait_s = 0.25
         for stamp_ns in range(1, PROBE_STAMPS_NS):
             if process is not None:
                 process.check_alive()
             if self.image_pub.get_subscription_count() > 0:
                 self.publish_rgb(probe, stamp_ns)
-                if self.wait_outputs(stamp_ns, timeout=0.5) is not None:
+                wait_s = min(2 * wait_s, 8.0)
+                if self.wait_outputs(stamp_ns, timeout=wait_s) is not None:
                     return
             else:
                 time.sleep(0.1)

@@ -29,6 +29,7 @@ from anomseg_ros.ros.conversions import array_to_image_msg, compressed_msg_to_rg
 from anomseg_ros.ros.parameters import descriptor, OUTPUTS, PARAMS
 from anomseg_ros.visualize import overlay
 
+WARN_PERIOD_S = 5.0
 OUTPUT_ENCODINGS = {'semantic': 'mono8', 'semantic_color': 'rgb8', 'anomaly_score': '32FC1',
                     'obstacle_mask': 'mono8', 'overlay': 'rgb8'}
 
@@ -42,6 +43,7 @@ class DetectorNode(Node):
         self._running = True
         self._slot = None
         self._worker = None
+        self._last_warning = {}
         super().__init__('anomseg_detector', **kwargs)
         for param in PARAMS:
             self.declare_parameter(param.name, param.default, descriptor(param))
@@ -112,20 +114,27 @@ class DetectorNode(Node):
             try:
                 image = decode(msg)
             except AnomsegError as exc:
-                self.counts['rejected'] += 1
-                self.get_logger().warn(f'frame rejected ({self.counts["rejected"]} so far): '
-                                       f'{exc}', throttle_duration_sec=5.0)
+                self._count_lost('rejected', str(exc))
                 continue
             try:
                 self._process(msg.header, image)
             except Exception as exc:  # keep the node alive; say why the frame was lost
-                self.counts['failed'] += 1
-                self.get_logger().error(f'frame failed ({self.counts["failed"]} so far): '
-                                        f'{type(exc).__name__}: {exc}',
-                                        throttle_duration_sec=5.0)
+                self._count_lost('failed', f'{type(exc).__name__}: {exc}')
                 continue
             self.counts['processed'] += 1
             self._latencies_ms.append((time.monotonic() - arrived) * 1000.0)
+
+    def _count_lost(self, kind: str, reason: str) -> None:
+        """Count a lost frame and warn, at most once per ``WARN_PERIOD_S`` per kind.
+
+        (Throttled by hand: rclpy's own throttling refuses messages that change between calls.)
+        """
+        self.counts[kind] += 1
+        now = time.monotonic()
+        if now - self._last_warning.get(kind, -WARN_PERIOD_S) >= WARN_PERIOD_S:
+            self._last_warning[kind] = now
+            log = self.get_logger().warn if kind == 'rejected' else self.get_logger().error
+            log(f'frame {kind} ({self.counts[kind]} so far): {reason}')
 
     def _process(self, header, image: np.ndarray):
         detection = self.detector.predict(image)

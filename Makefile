@@ -1,0 +1,36 @@
+# anomseg_ros: `make demo` and `make test` set up .venv first (everything from PyPI).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.anomseg-installed
+DEMO_ARGS ?=
+
+.PHONY: setup demo test lint bench colcon clean
+
+setup: $(STAMP)
+
+# Re-run only when the dependency list or the package metadata changes.
+$(STAMP): requirements.txt setup.py package.xml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -c "import torch, torchvision, rclpy, anomseg_ros; print('environment ready: torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/anomseg demo $(DEMO_ARGS)
+
+test: setup
+	$(BIN)/python -m pytest test
+
+lint: setup
+	$(BIN)/flake8 anomseg_ros launch test bench setup.py
+
+bench: setup
+	$(BIN)/python bench/bench_node.py
+
+colcon: setup
+	$(BIN)/colcon build --base-paths . --build-base /tmp/anomseg_colcon/build --install-base /tmp/anomseg_colcon/install
+
+clean:
+	rm -rf $(VENV) build install log *.egg-info demo_out

@@ -1,0 +1,90 @@
+"""The anomseg command line: detect, info, eval, and the errors a user sees."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from anomseg_ros.cli.main import main
+from anomseg_ros.data.images import read_label, write_gray, write_rgb
+
+
+def test_every_verb_has_help(capsys):
+    for verb in ('detect', 'info', 'eval', 'demo'):
+        with pytest.raises(SystemExit) as exit_:
+            main([verb, '--help'])
+        assert exit_.value.code == 0
+        assert 'usage: anomseg' in capsys.readouterr().out
+
+
+def test_console_entry_point_is_installed():
+    exe = os.path.join(os.path.dirname(sys.executable), 'anomseg')
+    result = subprocess.run([exe, '--version'], capture_output=True, text=True)
+    assert result.returncode == 0 and 'anomseg_ros' in result.stdout
+
+
+def test_detect_writes_every_output(tmp_path, random_checkpoint):
+    image = np.random.default_rng(0).integers(0, 256, (40, 72, 3), dtype=np.uint8)
+    write_rgb(str(tmp_path / 'frame.png'), image)
+    code = main(['detect', str(tmp_path / 'frame.png'), '--out', str(tmp_path / 'out'),
+                 '--weights', random_checkpoint, '--threshold', '0.9'])
+    assert code == 0
+    out = tmp_path / 'out'
+    score = np.load(out / 'frame_score.npy')
+    assert score.shape == (40, 72) and score.dtype == np.float32
+    mask = read_label(str(out / 'frame_mask.png'))
+    np.testing.assert_array_equal(mask == 255, score >= 0.9)
+    assert read_label(str(out / 'frame_labels.png')).shape == (40, 72)
+    for suffix in ('color', 'score', 'overlay'):
+        assert (out / f'frame_{suffix}.png').is_file()
+
+
+def test_detect_names_an_unreadable_image_and_fails(tmp_path, random_checkpoint, capsys):
+    bad = tmp_path / 'broken.png'
+    bad.write_bytes(b'\x89PNG\r\n\x1a\n truncated')
+    code = main(['detect', str(bad), '--out', str(tmp_path / 'out'), '--weights',
+                 random_checkpoint])
+    assert code == 1
+    assert 'broken.png' in capsys.readouterr().out
+
+
+def test_random_weights_are_announced(tmp_path, capsys):
+    write_rgb(str(tmp_path / 'f.png'), np.zeros((16, 16, 3), np.uint8))
+    main(['detect', str(tmp_path / 'f.png'), '--out', str(tmp_path), '--weights', 'random',
+          '--input-size', '64x32'])
+    assert 'RANDOMLY INITIALISED' in capsys.readouterr().out
+
+
+def test_missing_weights_is_a_clear_error(tmp_path, capsys):
+    code = main(['info', str(tmp_path / 'absent.pth')])
+    assert code == 2
+    assert 'absent.pth' in capsys.readouterr().err
+
+
+def test_info_reports_metadata(random_checkpoint, capsys):
+    assert main(['info', random_checkpoint, '--json']) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info['backbone'] == 'erfnet' and info['num_classes'] == 20
+    assert info['parameters'] == 2066836 and info['input_size_hw'] == [64, 128]
+
+
+def test_eval_writes_a_json_report(tmp_path, random_checkpoint):
+    root = tmp_path / 'RoadAnomaly21'
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        write_rgb(str(root / 'images' / f'{i}.png'),
+                  rng.integers(0, 256, (64, 128, 3), dtype=np.uint8))
+        label = np.zeros((64, 128), np.uint8)
+        label[10:30, 10:40] = 1
+        write_gray(str(root / 'labels_masks' / f'{i}.png'), label)
+    report = tmp_path / 'report.json'
+    assert main(['eval', str(root), '--weights', random_checkpoint, '--scorers',
+                 'msp,energy', '--json', str(report)]) == 0
+    data = json.loads(report.read_text())
+    result = data['results']['RoadAnomaly21']
+    assert set(result['scorers']) == {'msp', 'energy'}
+    assert 0.0 <= result['scorers']['msp']['auprc'] <= 1.0
+    assert result['scorers']['msp']['num_images'] == 2
+    assert result['labels'].startswith('smiyc')

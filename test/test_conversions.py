@@ -1,0 +1,66 @@
+"""ROS image messages to RGB arrays, and every malformed frame a camera can send."""
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from anomseg_ros.errors import ImageFormatError
+from anomseg_ros.ros.conversions import compressed_msg_to_rgb, image_msg_to_rgb
+
+RGB = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+
+
+def _msg(pixels, encoding, *, pad=0, data=None, height=None, width=None):
+    rows = pixels.reshape(pixels.shape[0], -1)
+    padded = np.pad(rows, ((0, 0), (0, pad)))
+    return SimpleNamespace(height=pixels.shape[0] if height is None else height,
+                           width=pixels.shape[1] if width is None else width,
+                           encoding=encoding, step=padded.shape[1],
+                           data=padded.tobytes() if data is None else data)
+
+
+@pytest.mark.parametrize('encoding,pixels,expected', [
+    ('rgb8', RGB, RGB),
+    ('bgr8', RGB[..., ::-1], RGB),
+    ('rgba8', np.dstack([RGB, np.full(RGB.shape[:2], 7, np.uint8)]), RGB),
+    ('bgra8', np.dstack([RGB[..., ::-1], np.full(RGB.shape[:2], 7, np.uint8)]), RGB),
+    ('mono8', RGB[..., 0], np.repeat(RGB[..., :1], 3, axis=2)),
+])
+@pytest.mark.parametrize('pad', [0, 3])  # rows padded beyond width*channels
+def test_supported_encodings_give_rgb(encoding, pixels, expected, pad):
+    np.testing.assert_array_equal(image_msg_to_rgb(_msg(np.ascontiguousarray(pixels), encoding,
+                                                        pad=pad)), expected)
+
+
+@pytest.mark.parametrize('change,message', [
+    (dict(encoding='16UC1'), 'unsupported encoding'),
+    (dict(encoding='yuv422'), 'unsupported encoding'),
+    (dict(height=0), 'empty image'),
+    (dict(width=0), 'empty image'),
+    (dict(data=RGB.tobytes()[:50]), 'truncated'),
+    (dict(data=b''), 'truncated'),
+    (dict(data=RGB.tobytes() + b'xx'), 'oversized'),
+    (dict(width=9), 'step'),
+])
+def test_malformed_frames_say_what_is_wrong(change, message):
+    msg = _msg(RGB, 'rgb8')
+    for key, value in change.items():
+        setattr(msg, key, value)
+    with pytest.raises(ImageFormatError, match=message):
+        image_msg_to_rgb(msg)
+
+
+def test_compressed_png_and_jpeg_decode_to_rgb():
+    ok, png = cv2.imencode('.png', cv2.cvtColor(RGB, cv2.COLOR_RGB2BGR))
+    np.testing.assert_array_equal(
+        compressed_msg_to_rgb(SimpleNamespace(format='png', data=png.tobytes())), RGB)
+    ok, jpeg = cv2.imencode('.jpg', np.full((16, 16, 3), (0, 0, 255), np.uint8))  # BGR red
+    decoded = compressed_msg_to_rgb(SimpleNamespace(format='jpeg', data=jpeg.tobytes()))
+    assert decoded.shape == (16, 16, 3) and decoded[8, 8, 0] > 200 and decoded[8, 8, 2] < 50
+
+
+@pytest.mark.parametrize('data', [b'', b'\x89PNG garbage', bytes(100)])
+def test_undecodable_compressed_data_is_refused(data):
+    with pytest.raises(ImageFormatError, match='compressed image'):
+        compressed_msg_to_rgb(SimpleNamespace(format='jpeg', data=data))

@@ -1,0 +1,86 @@
+"""Scorers against hand-computed values (papers 000 eqs. 7-11, 004 eq. 4) and the registry."""
+import math
+
+import pytest
+import torch
+
+from anomseg_ros.errors import ConfigError, UnknownNameError
+from anomseg_ros.scoring import create_scorer, list_scorers
+
+# one pixel, three classes: logits (2, 1, 0) and a fourth "void" channel of logit 1
+LOGITS = torch.tensor([2.0, 1.0, 0.0, 1.0]).view(1, 4, 1, 1)
+EXP = [math.exp(v) for v in (2.0, 1.0, 0.0)]
+SOFTMAX = [e / sum(EXP) for e in EXP]
+
+
+def _value(name, **params):
+    return create_scorer(name, num_inlier_classes=3, **params)(LOGITS).item()
+
+
+def test_msp_is_one_minus_max_softmax_of_inliers():
+    assert _value('msp') == pytest.approx(1 - SOFTMAX[0], rel=1e-6)
+
+
+def test_msp_with_temperature_is_eq10():
+    exp = [math.exp(v / 2.0) for v in (2.0, 1.0, 0.0)]
+    assert _value('msp', temperature=2.0) == pytest.approx(1 - exp[0] / sum(exp), rel=1e-6)
+    assert create_scorer('temperature').temperature == 1.5  # paper 000's chosen T
+
+
+def test_maxlogit_is_negative_max_logit():
+    assert _value('maxlogit') == pytest.approx(-2.0)
+
+
+def test_maxentropy_is_softmax_entropy_natural_log():
+    expected = -sum(p * math.log(p) for p in SOFTMAX)
+    assert _value('maxentropy') == pytest.approx(expected, rel=1e-6)
+
+
+def test_energy_is_negative_logsumexp_of_inliers():
+    assert _value('energy') == pytest.approx(-math.log(sum(EXP)), rel=1e-6)
+
+
+def test_void_is_softmax_probability_of_the_void_channel():
+    exp_all = EXP + [math.exp(1.0)]
+    scorer = create_scorer('void', num_inlier_classes=3, void_channel=3)
+    assert scorer(LOGITS).item() == pytest.approx(exp_all[3] / sum(exp_all), rel=1e-6)
+
+
+def test_void_refuses_a_model_without_void_output():
+    with pytest.raises(ConfigError, match='void'):
+        create_scorer('void', num_inlier_classes=3, void_channel=None)(LOGITS[:, :3])
+
+
+def test_inlier_scorers_ignore_the_void_channel():
+    huge_void = LOGITS.clone()
+    huge_void[0, 3] = 50.0
+    for name in ('msp', 'maxlogit', 'maxentropy', 'energy'):
+        scorer = create_scorer(name, num_inlier_classes=3)
+        assert scorer(huge_void).item() == pytest.approx(scorer(LOGITS).item())
+
+
+@pytest.mark.parametrize('name', list_scorers())
+def test_every_scorer_gives_BHW_and_ranks_confident_pixels_lower(name):
+    torch.manual_seed(0)
+    logits = torch.randn(2, 20, 5, 7)
+    logits[:, 0, 0, 0] = 30.0   # very confident inlier pixel
+    logits[:, :19, 0, 1] = 0.0  # flat inlier logits: maximal uncertainty
+    logits[:, 19, 0, 1] = 30.0  # ... and a winning void output
+    scores = create_scorer(name, num_inlier_classes=19)(logits)
+    assert scores.shape == (2, 5, 7)
+    assert torch.isfinite(scores).all()
+    assert (scores[:, 0, 0] < scores[:, 0, 1]).all()
+
+
+def test_unknown_scorer_lists_the_valid_ones():
+    with pytest.raises(UnknownNameError) as err:
+        create_scorer('softmax_magic')
+    for name in ('msp', 'maxlogit', 'maxentropy', 'energy', 'void'):
+        assert name in str(err.value)
+
+
+def test_bad_parameters_are_refused_with_the_accepted_ones():
+    with pytest.raises(ConfigError, match='temperature'):
+        create_scorer('maxlogit', temperature=2.0)
+    with pytest.raises(ConfigError, match='positive'):
+        create_scorer('msp', temperature=0.0)
