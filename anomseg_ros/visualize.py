@@ -7,11 +7,12 @@ HIGHLIGHT_RGB = (255, 0, 0)
 
 def overlay(image: np.ndarray, mask: np.ndarray, *, alpha: float = 0.6) -> np.ndarray:
     """``image`` (H,W,3) RGB with the pixels of ``mask`` blended towards red."""
-    out = image.copy()
-    if mask.any():
-        red = np.array(HIGHLIGHT_RGB, np.float32)
-        out[mask] = (image[mask] * (1.0 - alpha) + red * alpha).astype(np.uint8)
-    return out
+    if not mask.any():
+        return image.copy()
+    red = np.empty_like(image)
+    red[:] = HIGHLIGHT_RGB
+    blended = cv2.addWeighted(image, 1.0 - alpha, red, alpha, 0.0)
+    return np.where(mask[..., None], blended, image)
 
 
 def heatmap(score_map: np.ndarray) -> np.ndarray:

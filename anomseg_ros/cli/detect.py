@@ -27,7 +27,7 @@ def run(args) -> int:
     detector = build_detector(args)
     warn_if_untrained(detector)
     failed = []
-    for path in tqdm(args.images, unit='image', disable=len(args.images) < 2):
+    for path in tqdm(args.images, unit='image', disable=True if len(args.images) < 2 else None):
         try:
             image = read_rgb(path)
         except ImageFormatError as exc:

@@ -44,7 +44,8 @@ def run(args) -> int:
               'resolution': args.resolution, 'results': {}}
     print(f'{"dataset":<20} {"scorer":<12} {"AuPRC":>7} {"FPR95":>7} {"AUROC":>7}  (in %)')
     for dataset in datasets:
-        with tqdm(total=len(dataset), desc=dataset.name, unit='image', leave=False) as bar:
+        with tqdm(total=len(dataset), desc=dataset.name, unit='image', leave=False,
+                  disable=None) as bar:
             results = evaluate_anomaly(detector, dataset, scorers, resolution=args.resolution,
                                        skip_without_anomaly=args.skip_without_anomaly,
                                        temperature=args.temperature, progress=bar)

@@ -1,0 +1,101 @@
+"""Median per-frame time of the bare network forward and of the whole node path, in one run.
+
+The node path is: publish a camera frame over DDS -> the detector node (its own process)
+decodes, runs the pipeline and publishes -> the score image is received here. The node's
+input size is set to the frame size, so both columns run the network at the same resolution.
+
+    .venv/bin/python bench/bench_node.py [--weights W] [--device cpu|cuda] [--frames N]
+"""
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from anomseg_ros.checkpoint import load_model
+from anomseg_ros.pipeline import resolve_device
+
+SIZES_WH = ((512, 256), (1024, 512))
+
+
+def bench_forward(model, device, size_wh, frames):
+    x = torch.rand(1, 3, size_wh[1], size_wh[0], device=device)
+    times = []
+    with torch.inference_mode():
+        for i in range(frames + 2):
+            start = time.perf_counter()
+            model(x)
+            if device.type == 'cuda':
+                torch.cuda.synchronize()
+            if i >= 2:  # warm-up
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_node(weights, device, size_wh, frames, outputs):
+    from anomseg_ros.ros.client import DetectorClient, NodeProcess
+    from anomseg_ros.ros.parameters import OUTPUTS
+    width, height = size_wh
+    params = {'weights': weights, 'device': device.type, 'input_width': width,
+              'input_height': height}
+    params.update({f'publish.{name}': name in outputs for name in OUTPUTS})
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    times = []
+    with NodeProcess(namespace=f'/anomseg_bench_{width}', params=params) as process:
+        client = DetectorClient(f'/anomseg_bench_{width}', outputs=outputs)
+        try:
+            client.wait_for_node(timeout=120, process=process)
+            for i in range(frames + 2):
+                stamp_ns = 10_000_000_000 + i
+                start = time.perf_counter()
+                client.publish_rgb(image, stamp_ns)
+                if client.wait_outputs(stamp_ns, timeout=60) is None:
+                    raise RuntimeError(f'frame {i} at {width}x{height} got no answer')
+                if i >= 2:
+                    times.append(time.perf_counter() - start)
+        finally:
+            client.close()
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--weights', default='random',
+                        help='checkpoint; timing does not depend on the values')
+    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    parser.add_argument('--frames', type=int, default=15, help='timed frames per cell')
+    args = parser.parse_args()
+
+    import rclpy
+    from anomseg_ros.ros.dds import configure_dds
+    configure_dds(localhost_only=True)
+    device = resolve_device(args.device)
+    model, info = load_model(args.weights)
+    model = model.to(device).eval()
+    rclpy.init()
+    rows = []
+    try:
+        for size_wh in SIZES_WH:
+            forward = bench_forward(model, device, size_wh, args.frames)
+            score_only = bench_node(args.weights, device, size_wh, args.frames,
+                                    ('anomaly_score',))
+            all_five = bench_node(args.weights, device, size_wh, args.frames,
+                                  ('semantic', 'semantic_color', 'anomaly_score',
+                                   'obstacle_mask', 'overlay'))
+            rows.append((size_wh, forward, score_only, all_five))
+    finally:
+        rclpy.try_shutdown()
+
+    print(f'\n{info.backbone} on {device} ({torch.get_num_threads()} CPU threads), '
+          f'median of {args.frames} frames, ms per frame')
+    print('| input | bare forward | node path, score only | ratio | node path, all 5 outputs '
+          '| ratio |')
+    print('| --- | --- | --- | --- | --- | --- |')
+    for (w, h), forward, score_only, all_five in rows:
+        print(f'| {w}x{h} | {1000 * forward:.1f} | {1000 * score_only:.1f} | '
+              f'{score_only / forward:.2f} | {1000 * all_five:.1f} | {all_five / forward:.2f} |')
+
+
+if __name__ == '__main__':
+    main()
