@@ -6,7 +6,7 @@ model (``ModelInfo``); a plain state dict (such as ``erfnet_pretrained.pth``, ke
 """
 import dataclasses
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -32,7 +32,6 @@ class ModelInfo:
     temperature: float = 1.0
     source: str = ''
     pretrained: bool = True
-    extra: dict = dataclasses.field(default_factory=dict)
 
     @property
     def num_inlier_classes(self) -> int:
@@ -155,5 +154,4 @@ def save_checkpoint(path: str, model: nn.Module, info: ModelInfo, **extra) -> No
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
-    params: Sequence[torch.Tensor] = list(model.parameters())
-    return sum(p.numel() for p in params if p.requires_grad or not trainable_only)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

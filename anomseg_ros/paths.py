@@ -3,6 +3,8 @@ import os
 import sys
 from typing import Optional
 
+from anomseg_ros.errors import CheckpointError
+
 PACKAGE = 'anomseg_ros'
 DEFAULT_WEIGHTS = 'models/erfnet_synthetic.pt'
 
@@ -27,7 +29,12 @@ def resolve_weights(weights: str) -> str:
     if weights == 'random':
         return weights
     if not weights:
-        weights = DEFAULT_WEIGHTS
+        default = default_weights()
+        if default is None:
+            raise CheckpointError(f'no weights were given and the bundled default '
+                                  f'{DEFAULT_WEIGHTS} is not installed; give a checkpoint path '
+                                  f'(e.g. the public erfnet_pretrained.pth) or "random"')
+        return default
     if os.path.isabs(weights) or os.path.exists(weights):
         return weights
     shared = os.path.join(share_dir(), weights)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from anomseg_ros.checkpoint import load_model, ModelInfo
 from anomseg_ros.errors import ConfigError, ImageFormatError
 from anomseg_ros.labels import VOID_LABEL
-from anomseg_ros.scoring import create_scorer, Scorer
+from anomseg_ros.scoring import create_scorer, Scorer, scorer_params
 
 DEVICES = ('auto', 'cpu', 'cuda')
 
@@ -138,7 +138,6 @@ class Detector:
 def make_scorer(name: str, info: ModelInfo, *, temperature: Optional[float] = None) -> Scorer:
     """Build scorer ``name`` for a model described by ``info``; ``temperature`` goes to the
     scorers that take one (default: the checkpoint's calibrated temperature for ``msp``)."""
-    from anomseg_ros.scoring import scorer_params
     params = {}
     accepted = scorer_params(name)
     if 'num_inlier_classes' in accepted:

@@ -88,3 +88,11 @@ def test_eval_writes_a_json_report(tmp_path, random_checkpoint):
     assert 0.0 <= result['scorers']['msp']['auprc'] <= 1.0
     assert result['scorers']['msp']['num_images'] == 2
     assert result['labels'].startswith('smiyc')
+
+
+def test_no_weights_without_a_bundled_model_says_what_to_do(monkeypatch):
+    from anomseg_ros import paths
+    from anomseg_ros.errors import CheckpointError
+    monkeypatch.setattr(paths, 'default_weights', lambda: None)
+    with pytest.raises(CheckpointError, match='erfnet_synthetic.pt is not installed.*random'):
+        paths.resolve_weights('')

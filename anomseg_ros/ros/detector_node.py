@@ -62,8 +62,8 @@ class DetectorNode(Node):
         depth = get('queue_depth')
         output_qos = QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
                                 reliability=ReliabilityPolicy.RELIABLE)
-        self.publishers_ = {name: self.create_publisher(Image, name, output_qos)
-                            for name in OUTPUTS if get(f'publish.{name}')}
+        self._output_pubs = {name: self.create_publisher(Image, name, output_qos)
+                             for name in OUTPUTS if get(f'publish.{name}')}
         input_qos = QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
                                reliability=qos_profile_sensor_data.reliability,
                                durability=qos_profile_sensor_data.durability)
@@ -145,7 +145,7 @@ class DetectorNode(Node):
             'obstacle_mask': lambda: detection.mask.astype(np.uint8) * 255,
             'overlay': lambda: overlay(image, detection.mask),
         }
-        for name, publisher in self.publishers_.items():
+        for name, publisher in self._output_pubs.items():
             publisher.publish(array_to_image_msg(outputs[name](), OUTPUT_ENCODINGS[name], header))
 
     # -- parameters ---------------------------------------------------------------------------
