@@ -96,3 +96,67 @@ def test_no_weights_without_a_bundled_model_says_what_to_do(monkeypatch):
     monkeypatch.setattr(paths, 'default_weights', lambda: None)
     with pytest.raises(CheckpointError, match='erfnet_synthetic.pt is not installed.*random'):
         paths.resolve_weights('')
+
+
+def _benchmark(root, rng, count=3):
+    for i in range(count):
+        write_rgb(str(root / 'images' / f'{i}.png'),
+                  rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
+        label = (rng.random((32, 48)) < 0.2).astype(np.uint8)
+        label[:3] = 255
+        write_gray(str(root / 'labels_masks' / f'{i}.png'), label)
+
+
+def test_eval_scores_agrees_with_sklearn(tmp_path):
+    from sklearn.metrics import average_precision_score, roc_curve
+    rng = np.random.default_rng(2)
+    root = tmp_path / 'RoadObsticle21'
+    _benchmark(root, rng)
+    scores_dir = tmp_path / 'scores'
+    scores_dir.mkdir()
+    pooled_scores, pooled_labels = [], []
+    for i in range(3):
+        label = read_label(str(root / 'labels_masks' / f'{i}.png'))
+        score = (rng.normal(size=label.shape) + 1.2 * (label == 1)).astype(np.float32)
+        np.save(scores_dir / f'{i}.npy', score)
+        pooled_scores.append(score[label != 255])
+        pooled_labels.append(label[label != 255])
+    scores, labels = np.concatenate(pooled_scores), np.concatenate(pooled_labels)
+    report = tmp_path / 'r.json'
+    assert main(['eval', str(root), '--scores', str(scores_dir), '--json', str(report)]) == 0
+    result = json.loads(report.read_text())['results']['RoadObsticle21']['scorers']['scores']
+    fpr, tpr, _ = roc_curve(labels, scores)
+    assert result['auprc'] == pytest.approx(average_precision_score(labels, scores), abs=0.005)
+    assert result['fpr95'] == pytest.approx(np.interp(0.95, tpr, fpr), abs=0.005)
+
+
+def test_eval_scores_names_a_missing_or_misshaped_map(tmp_path, capsys):
+    root = tmp_path / 'RoadAnomaly21'
+    _benchmark(root, np.random.default_rng(3), count=2)
+    scores_dir = tmp_path / 'scores'
+    scores_dir.mkdir()
+    np.save(scores_dir / '0.npy', np.zeros((32, 48), np.float32))
+    assert main(['eval', str(root), '--scores', str(scores_dir)]) == 2
+    assert '1.npy' in capsys.readouterr().err
+    np.save(scores_dir / '1.npy', np.zeros((10, 10), np.float32))
+    assert main(['eval', str(root), '--scores', str(scores_dir)]) == 2
+    assert 'label' in capsys.readouterr().err
+
+
+def test_eval_cityscapes_layout_reports_miou(tmp_path, random_checkpoint):
+    rng = np.random.default_rng(4)
+    for i in range(2):
+        stem = f'city_{i:06d}_000019'
+        write_rgb(str(tmp_path / 'leftImg8bit' / 'val' / 'city' / f'{stem}_leftImg8bit.png'),
+                  rng.integers(0, 256, (64, 128, 3), dtype=np.uint8))
+        write_gray(str(tmp_path / 'gtFine' / 'val' / 'city' /
+                       f'{stem}_gtFine_labelTrainIds.png'),
+                   rng.integers(0, 19, (64, 128)).astype(np.uint8))
+    report = tmp_path / 'r.json'
+    assert main(['eval', str(tmp_path), '--weights', random_checkpoint, '--json',
+                 str(report)]) == 0
+    (name, result), = json.loads(report.read_text())['results'].items()
+    assert name.endswith('/val')
+    segmentation = result['segmentation']
+    assert segmentation['num_images'] == 2 and 0.0 <= segmentation['miou'] <= 1.0
+    assert len(segmentation['per_class_iou']) == 19

@@ -6,8 +6,6 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import CompressedImage, Image
 
 from anomseg_ros.ros.client import DetectorClient, NodeProcess
@@ -115,39 +113,21 @@ def test_malformed_frames_are_counted_and_the_node_survives(node):
     assert node.wait_outputs(stamp_ns, timeout=30) is not None
 
 
-def _set(node, name, value):
-    client = node.create_client(SetParameters, f'{NAMESPACE}/anomseg_detector/set_parameters')
-    assert client.wait_for_service(timeout_sec=10)
-    if isinstance(value, str):
-        param_value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
-    else:
-        param_value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
-    future = client.call_async(SetParameters.Request(
-        parameters=[Parameter(name=name, value=param_value)]))
-    deadline = time.monotonic() + 10
-    while not future.done() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    node.destroy_client(client)
-    return future.result().results[0]
-
-
 def test_scorer_and_threshold_change_at_run_time_and_bad_values_are_refused(node):
-    assert _set(node, 'scorer', 'maxlogit').successful
-    assert _set(node, 'threshold', -1e3 + 1).successful  # every maxlogit score is above this
+    assert node.set_parameters(scorer='maxlogit', threshold=-1e3 + 1) == {}
     stamp_ns = 11_000_000_000
     node.publish(_raw(RGB, 'rgb8', stamp_ns))
     outputs = node.wait_outputs(stamp_ns, timeout=30)
     score = image_msg_to_array(outputs['anomaly_score'])[0]
-    assert (image_msg_to_array(outputs['obstacle_mask'])[0] == 255).all()
-    assert score.max() < 1.0 or (score < 0).any()  # -max logit, not a probability
-    refused = _set(node, 'scorer', 'nonsense')
-    assert not refused.successful and 'maxlogit' in refused.reason
-    assert not _set(node, 'temperature', -1.0).successful
-    assert not _set(node, 'weights', '/elsewhere.pth').successful  # read-only
-    assert _set(node, 'scorer', 'msp').successful
-    assert _set(node, 'threshold', 0.9).successful
+    assert (image_msg_to_array(outputs['obstacle_mask'])[0] == 255).all()  # all above -999
+    assert score.max() < 0 or score.max() > 1  # -max logit, not a probability
+    refused = node.set_parameters(scorer='nonsense')
+    assert 'maxlogit' in refused['scorer']  # the reason lists the valid scorers
+    assert 'temperature' in node.set_parameters(temperature=-1.0)
+    assert 'weights' in node.set_parameters(weights='/elsewhere.pth')  # read-only
+    assert node.set_parameters(scorer='msp', threshold=0.9) == {}
     counters, _ = _counters(node)
-    assert counters['scorer'] == 'msp'
+    assert counters['scorer'] == 'msp' and counters['threshold'] == '0.9'
 
 
 def test_a_burst_is_never_a_backlog(node):

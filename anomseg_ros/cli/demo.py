@@ -1,100 +1,147 @@
-"""``anomseg demo``: start the real detector node, stream images to it over DDS, save what it
-publishes. What ``make demo`` runs."""
+"""``anomseg demo``: start the real detector node, replay a short synthetic drive with anomalies
+to it over DDS, score what it publishes against the ground truth, and save overlays. What
+``make demo`` runs."""
 import glob
 import os
 import time
 
 import numpy as np
 
-from anomseg_ros.data.demo_scenes import demo_scenes
 from anomseg_ros.data.images import read_rgb, write_rgb
+from anomseg_ros.data.synthetic import render_track_sample
+from anomseg_ros.evaluation import AnomalyMetrics, SegmentationMetrics
+from anomseg_ros.labels import CITYSCAPES_CLASSES
 from anomseg_ros.paths import default_weights
 from anomseg_ros.visualize import heatmap
+
+DEMO_SCORERS = ('msp', 'maxlogit', 'maxentropy', 'energy')
 
 
 def add_parser(verbs):
     parser = verbs.add_parser(
-        'demo', help='run the live node on a few images over ROS 2 DDS',
-        description='Starts the detector node as its own process, publishes each image on '
-        '/anomseg_demo/image, waits for all five outputs and writes the overlay, score heat map '
-        'and colour labels to --out.')
+        'demo', help='run the live node on a synthetic drive over ROS 2 DDS and score it',
+        description='Starts the detector node as its own process, publishes each frame of a '
+        'synthetic drive with anomalies (or --images) on /anomseg_demo/image, waits for all '
+        'five outputs, switches the scorer at run time, and prints AuPRC / FPR95 / AUROC per '
+        'scorer and the mIoU of the published labels; overlays and heat maps go to --out.')
     parser.add_argument('--images', nargs='*', default=None, metavar='IMAGE',
-                        help='image files or globs (default: generated road scenes)')
+                        help='image files or globs instead of the synthetic drive (no metrics)')
+    parser.add_argument('--frames', type=int, default=12, help='frames of the synthetic drive')
+    parser.add_argument('--seed', type=int, default=2024, help='seed of the synthetic drive')
     parser.add_argument('--weights', default=None,
                         help='checkpoint (default: the bundled model, else random weights)')
-    parser.add_argument('--scorer', default='msp')
-    parser.add_argument('--threshold', type=float, default=0.5)
-    parser.add_argument('--input-size', default='512x256', metavar='WxH',
-                        help='network input size (default 512x256, quick on a CPU)')
+    parser.add_argument('--scorers', default=','.join(DEMO_SCORERS),
+                        help='scorers to run, switched at run time (first one draws overlays)')
+    parser.add_argument('--threshold', type=float, default=0.5,
+                        help='obstacle threshold of the first scorer (for the overlays)')
+    parser.add_argument('--input-size', default=None, metavar='WxH',
+                        help="network input size (default: the checkpoint's; 512x256 for "
+                        'random weights)')
     parser.add_argument('--out', default='demo_out', help='output folder (default demo_out)')
     parser.add_argument('--timeout', type=float, default=120.0,
                         help='seconds to wait for each frame')
     parser.set_defaults(run=run)
 
 
-def _load_images(patterns):
-    if not patterns:
-        return [(f'scene_{i}', image) for i, image in enumerate(demo_scenes(4))]
-    paths = sorted(p for pattern in patterns for p in (glob.glob(pattern) or [pattern]))
-    return [(os.path.splitext(os.path.basename(p))[0], read_rgb(p)) for p in paths]
+def _frames(args):
+    """``(name, rgb, anomaly label or None, semantic label or None)`` for each frame."""
+    if args.images:
+        paths = sorted(p for pattern in args.images for p in (glob.glob(pattern) or [pattern]))
+        return [(os.path.splitext(os.path.basename(p))[0], read_rgb(p), None, None)
+                for p in paths]
+    frames = []
+    for i in range(args.frames):
+        # every third frame an obstacle scene: only its road is evaluated, like RoadObstacle21
+        image, label, info = render_track_sample(
+            'anomaly' if i % 3 else 'obstacle', np.random.default_rng([args.seed, i]))
+        frames.append((f'frame_{i:03d}', image, label, info['semantic']))
+    return frames
 
 
 def run(args) -> int:
     import rclpy
     from anomseg_ros.ros.client import DetectorClient, NodeProcess
-    from anomseg_ros.ros.dds import configure_dds
     from anomseg_ros.ros.conversions import image_msg_to_array
+    from anomseg_ros.ros.dds import configure_dds
 
     weights = args.weights or default_weights()
+    input_size = args.input_size
     if weights is None:
-        weights = 'random'
-        print('WARNING: no trained weights are bundled yet (models/erfnet_synthetic.pt is '
-              'missing): the node runs a RANDOMLY INITIALISED ERFNet, so its labels and anomaly '
-              'scores are meaningless. Pass --weights PATH for real ones.')
-    images = _load_images(args.images)
-    width, height = (int(v) for v in args.input_size.lower().split('x'))
+        weights, input_size = 'random', input_size or '512x256'
+        print('WARNING: no trained weights are bundled (models/erfnet_synthetic.pt is missing): '
+              'the node runs a RANDOMLY INITIALISED ERFNet, so its labels and anomaly scores are '
+              'meaningless. Pass --weights PATH for real ones.')
+    scorers = [s for s in args.scorers.split(',') if s]
+    frames = _frames(args)
     os.makedirs(args.out, exist_ok=True)
-    namespace = '/anomseg_demo'
-    params = {'weights': weights, 'scorer': args.scorer, 'threshold': args.threshold,
-              'input_width': width, 'input_height': height}
-    log_path = os.path.join(args.out, 'node.log')
-    print(f'starting the detector node ({weights}, scorer {args.scorer}, input {width}x{height}); '
-          f'its log: {log_path}')
+    params = {'weights': weights, 'scorer': scorers[0], 'threshold': args.threshold}
+    if input_size:
+        width, height = (int(v) for v in input_size.lower().split('x'))
+        params.update(input_width=width, input_height=height)
+    namespace, log_path = '/anomseg_demo', os.path.join(args.out, 'node.log')
+    print(f'starting the detector node ({weights}); its log: {log_path}')
     configure_dds(localhost_only=True)
     rclpy.init()
-    received, latencies = 0, []
+    anomaly = {name: AnomalyMetrics() for name in scorers}
+    segmentation = SegmentationMetrics(len(CITYSCAPES_CLASSES), class_names=CITYSCAPES_CLASSES)
+    sent = received = 0
+    latencies = []
     try:
         with NodeProcess(namespace=namespace, params=params, log_path=log_path) as node:
             client = DetectorClient(namespace)
             try:
                 client.wait_for_node(timeout=args.timeout, process=node)
-                for index, (name, image) in enumerate(images):
-                    stamp_ns = (index + 1) * 100_000_000
-                    start = time.monotonic()
-                    client.publish_rgb(image, stamp_ns)
-                    outputs = client.wait_outputs(stamp_ns, timeout=args.timeout)
-                    if outputs is None:
-                        print(f'{name}: no answer within {args.timeout:.0f} s')
+                for pass_index, scorer in enumerate(scorers):
+                    refused = client.set_parameters(scorer=scorer)
+                    if refused:
+                        print(f'scorer {scorer} refused: {refused["scorer"]}')
                         continue
-                    latencies.append(time.monotonic() - start)
-                    received += 1
-                    score = image_msg_to_array(outputs['anomaly_score'])[0]
-                    mask = image_msg_to_array(outputs['obstacle_mask'])[0]
-                    write_rgb(os.path.join(args.out, f'{name}_overlay.png'),
-                              image_msg_to_array(outputs['overlay'])[0])
-                    write_rgb(os.path.join(args.out, f'{name}_score.png'), heatmap(score))
-                    write_rgb(os.path.join(args.out, f'{name}_semantic.png'),
-                              image_msg_to_array(outputs['semantic_color'])[0])
-                    print(f'{name}: {image.shape[1]}x{image.shape[0]}, all 5 outputs in '
-                          f'{1000 * latencies[-1]:.0f} ms; score {score.min():.3f}..'
-                          f'{score.max():.3f}, {100 * np.mean(mask > 0):.1f}% flagged')
+                    for index, (name, image, label, semantic) in enumerate(frames):
+                        stamp_ns = (1 + pass_index * len(frames) + index) * 50_000_000
+                        start = time.monotonic()
+                        client.publish_rgb(image, stamp_ns)
+                        sent += 1
+                        outputs = client.wait_outputs(stamp_ns, timeout=args.timeout)
+                        if outputs is None:
+                            print(f'{name} ({scorer}): no answer within {args.timeout:.0f} s')
+                            continue
+                        received += 1
+                        latencies.append(time.monotonic() - start)
+                        score = image_msg_to_array(outputs['anomaly_score'])[0]
+                        if label is not None:
+                            anomaly[scorer].update(score, label)
+                        if pass_index == 0:
+                            labels = image_msg_to_array(outputs['semantic'])[0]
+                            if semantic is not None:
+                                segmentation.update(labels, semantic)
+                            _save(args.out, name, outputs, score, image_msg_to_array)
             finally:
                 client.close()
             exit_code = node.stop()
     finally:
         rclpy.try_shutdown()
-    print(f'{received} of {len(images)} frames answered over DDS'
+    _report(anomaly, segmentation, frames)
+    print(f'{received} of {sent} frames answered over DDS'
           + (f', median round trip {1000 * float(np.median(latencies)):.0f} ms' if latencies
              else '') + f'; node exited with code {exit_code}')
     print(f'overlays, score heat maps and labels are in {os.path.abspath(args.out)}')
-    return 0 if received == len(images) else 1
+    return 0 if received == sent and exit_code == 0 else 1
+
+
+def _save(out, name, outputs, score, to_array):
+    write_rgb(os.path.join(out, f'{name}_overlay.png'), to_array(outputs['overlay'])[0])
+    write_rgb(os.path.join(out, f'{name}_score.png'), heatmap(score))
+    write_rgb(os.path.join(out, f'{name}_semantic.png'), to_array(outputs['semantic_color'])[0])
+
+
+def _report(anomaly, segmentation, frames):
+    if all(label is None for _, _, label, _ in frames):
+        return
+    print(f'\nlive node on {len(frames)} synthetic frames (pixels of all frames pooled):')
+    print(f'{"scorer":<12} {"AuPRC":>7} {"FPR95":>7} {"AUROC":>7}  (in %)')
+    for name, metrics in anomaly.items():
+        r = metrics.compute()
+        print(f'{name:<12} {100 * r["auprc"]:7.2f} {100 * r["fpr95"]:7.2f} '
+              f'{100 * r["auroc"]:7.2f}')
+    if segmentation.num_images:
+        print(f'mIoU of the published labels: {100 * segmentation.compute()["miou"]:.2f}')

@@ -1,4 +1,5 @@
-"""``anomseg eval DATASET...``: AuPRC / FPR95 / AUROC of scorers on anomaly benchmark folders."""
+"""``anomseg eval DATASET...``: anomaly metrics on benchmark folders, mIoU on Cityscapes-layout
+folders, or anomaly metrics of precomputed score maps (``--scores``)."""
 import json
 import os
 
@@ -7,24 +8,33 @@ from tqdm import tqdm
 from anomseg_ros import __version__
 from anomseg_ros.cli.common import add_model_args, build_detector, warn_if_untrained
 from anomseg_ros.data.anomaly import AnomalyDataset, CONVENTIONS
+from anomseg_ros.data.cityscapes import CityscapesDataset
+from anomseg_ros.errors import ConfigError
 from anomseg_ros.evaluation.anomaly import evaluate_anomaly, RESOLUTIONS
+from anomseg_ros.evaluation.segmentation import evaluate_score_maps, evaluate_segmentation
 from anomseg_ros.scoring import list_scorers
 
 
 def add_parser(verbs):
     parser = verbs.add_parser(
-        'eval', help='evaluate scorers on anomaly benchmarks',
-        description='Pools the pixels of every image of each DATASET folder (images/ + '
-        'labels_masks/, labels 0 inlier, 1 anomaly, 255 void) and reports AuPRC, FPR95 and '
-        'AUROC per scorer; one forward pass serves all scorers.')
+        'eval', help='evaluate on anomaly benchmarks (AuPRC, FPR95) or Cityscapes (mIoU)',
+        description='A DATASET folder with images/ + labels_masks/ (0 inlier, 1 anomaly, 255 '
+        'void) gets AuPRC, FPR95 and AUROC per scorer, pooling the pixels of all its images '
+        '(one forward pass serves all scorers); a folder with leftImg8bit/ + gtFine/ (the '
+        'Cityscapes layout) gets mIoU and per-class IoU on --split. With --scores DIR, score '
+        'maps DIR/<image stem>.npy computed by any method are evaluated instead of a model.')
     parser.add_argument('datasets', nargs='+', metavar='DATASET')
     add_model_args(parser, scorer=False)
     parser.add_argument('--scorers', default='msp,maxlogit,maxentropy',
                         help=f'comma-separated, from: {", ".join(list_scorers())}')
     parser.add_argument('--temperature', type=float, default=None)
+    parser.add_argument('--scores', default=None, metavar='DIR',
+                        help='evaluate precomputed float score maps <stem>.npy (label size) '
+                        'of a single anomaly DATASET; no model is run')
     parser.add_argument('--resolution', choices=RESOLUTIONS, default='network',
                         help='compare at the network input size with labels resized by nearest '
                         'neighbour (the papers\' protocol), or at the label size')
+    parser.add_argument('--split', default='val', help='split of a Cityscapes-layout DATASET')
     parser.add_argument('--skip-without-anomaly', action='store_true',
                         help='leave out images with no anomaly pixel (the course code does)')
     parser.add_argument('--convention', choices=sorted(CONVENTIONS), default=None,
@@ -33,31 +43,71 @@ def add_parser(verbs):
     parser.set_defaults(run=run)
 
 
+def is_cityscapes_layout(path: str) -> bool:
+    return os.path.isdir(os.path.join(path, 'leftImg8bit'))
+
+
+def _bar(total, name):
+    return tqdm(total=total, desc=name, unit='image', leave=False, disable=None)
+
+
 def run(args) -> int:
     scorers = [s.strip() for s in args.scorers.split(',') if s.strip()]
+    report = {'package_version': __version__, 'resolution': args.resolution, 'results': {}}
+    if args.scores:
+        if len(args.datasets) != 1 or is_cityscapes_layout(args.datasets[0]):
+            raise ConfigError('--scores evaluates the score maps of exactly one anomaly '
+                              'DATASET (images/ + labels_masks/)')
+        dataset = AnomalyDataset(args.datasets[0], convention=args.convention)
+        with _bar(len(dataset), dataset.name) as bar:
+            result = evaluate_score_maps(dataset, args.scores, progress=bar,
+                                         skip_without_anomaly=args.skip_without_anomaly)
+        report.update(scores=os.path.abspath(args.scores), resolution='label')
+        report['results'][dataset.name] = {'path': dataset.root,
+                                           'labels': dataset.describe_convention(),
+                                           'scorers': {'scores': result}}
+        _print_anomaly(dataset.name, {'scores': result})
+        return _write(report, args.json)
+
     detector = build_detector(args, scorer=scorers[0])
     warn_if_untrained(detector)
-    datasets = [AnomalyDataset(path, convention=args.convention) for path in args.datasets]
-    report = {'package_version': __version__, 'weights': detector.info.source,
-              'backbone': detector.info.backbone,
-              'input_size_wh': list(detector.input_size_hw[::-1]),
-              'resolution': args.resolution, 'results': {}}
-    print(f'{"dataset":<20} {"scorer":<12} {"AuPRC":>7} {"FPR95":>7} {"AUROC":>7}  (in %)')
-    for dataset in datasets:
-        with tqdm(total=len(dataset), desc=dataset.name, unit='image', leave=False,
-                  disable=None) as bar:
+    report.update(weights=detector.info.source, backbone=detector.info.backbone,
+                  input_size_wh=list(detector.input_size_hw[::-1]))
+    for path in args.datasets:
+        if is_cityscapes_layout(path):
+            dataset = CityscapesDataset(path, args.split)
+            name = f'{os.path.basename(os.path.normpath(path))}/{args.split}'
+            with _bar(len(dataset), name) as bar:
+                result = evaluate_segmentation(detector, dataset, resolution=args.resolution,
+                                               progress=bar)
+            report['results'][name] = {'path': path, 'segmentation': result}
+            print(f'{name}: mIoU {100 * result["miou"]:.2f} over {result["num_images"]} images')
+            for cls, iou in result['per_class_iou'].items():
+                print(f'  {cls:<14} {100 * iou:6.2f}')
+            continue
+        dataset = AnomalyDataset(path, convention=args.convention)
+        with _bar(len(dataset), dataset.name) as bar:
             results = evaluate_anomaly(detector, dataset, scorers, resolution=args.resolution,
                                        skip_without_anomaly=args.skip_without_anomaly,
                                        temperature=args.temperature, progress=bar)
         report['results'][dataset.name] = {'path': dataset.root,
                                            'labels': dataset.describe_convention(),
                                            'scorers': results}
-        for scorer, r in results.items():
-            print(f'{dataset.name:<20} {scorer:<12} {100 * r["auprc"]:7.2f} '
-                  f'{100 * r["fpr95"]:7.2f} {100 * r["auroc"]:7.2f}')
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as f:
+        _print_anomaly(dataset.name, results)
+    return _write(report, args.json)
+
+
+def _print_anomaly(name, results):
+    print(f'{"dataset":<20} {"scorer":<12} {"AuPRC":>7} {"FPR95":>7} {"AUROC":>7}  (in %)')
+    for scorer, r in results.items():
+        print(f'{name:<20} {scorer:<12} {100 * r["auprc"]:7.2f} {100 * r["fpr95"]:7.2f} '
+              f'{100 * r["auroc"]:7.2f}')
+
+
+def _write(report, path) -> int:
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, 'w') as f:
             json.dump(report, f, indent=2)
-        print(f'report written to {os.path.abspath(args.json)}')
+        print(f'report written to {os.path.abspath(path)}')
     return 0

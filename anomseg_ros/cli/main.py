@@ -3,10 +3,10 @@ import argparse
 import sys
 
 from anomseg_ros import __version__
-from anomseg_ros.cli import demo, detect, evaluate, info
+from anomseg_ros.cli import demo, detect, evaluate, info, synth
 from anomseg_ros.errors import AnomsegError
 
-VERBS = (detect, info, evaluate, demo)
+VERBS = (detect, info, evaluate, synth, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -105,6 +105,7 @@ class SegmentationMetrics:
         self.ignore_label = ignore_label
         # rows: target class; columns: predicted class, the last one for "no class" (void)
         self.confusion = np.zeros((num_classes, num_classes + 1), np.int64)
+        self.num_images = 0
 
     def update(self, prediction: np.ndarray, target: np.ndarray) -> None:
         prediction, target = np.asarray(prediction), np.asarray(target)
@@ -115,6 +116,7 @@ class SegmentationMetrics:
         index = target[valid].astype(np.int64) * (self.num_classes + 1) + pred
         counts = np.bincount(index, minlength=self.confusion.size)
         self.confusion += counts.reshape(self.confusion.shape)
+        self.num_images += 1
 
     def compute(self) -> Dict[str, object]:
         true_positive = np.diag(self.confusion[:, :self.num_classes]).astype(np.float64)
@@ -123,6 +125,7 @@ class SegmentationMetrics:
         with np.errstate(divide='ignore', invalid='ignore'):
             iou = np.where(union > 0, true_positive / union, np.nan)
         present = union > 0  # as mmsegmentation: classes neither seen nor predicted are left out
-        return {'miou': float(np.nanmean(iou[present])) if present.any() else float('nan'),
+        return {'num_images': self.num_images,
+                'miou': float(np.nanmean(iou[present])) if present.any() else float('nan'),
                 'pixel_accuracy': float(true_positive.sum() / max(gt_total.sum(), 1)),
                 'per_class_iou': {name: float(v) for name, v in zip(self.class_names, iou)}}

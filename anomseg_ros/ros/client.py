@@ -10,7 +10,9 @@ import time
 from typing import Dict, Iterable, Optional, Set
 
 import numpy as np
+from rcl_interfaces.srv import SetParameters
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter as RclpyParameter
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -163,6 +165,29 @@ class DetectorClient(Node):
                     return None
                 self._cond.wait(remaining)
             return self._received.pop(stamp_ns)
+
+    def set_parameters(self, node_name: str = 'anomseg_detector', *, timeout: float = 10.0,
+                       **values) -> Dict[str, str]:
+        """Set parameters of the detector node; returns the refusal reason of each parameter
+        that was refused (empty when all were accepted)."""
+        client = self.create_client(SetParameters, f'{node_name}/set_parameters')
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise NodeStartError(f'{self.get_namespace()}/{node_name} offers no '
+                                     f'set_parameters service')
+            request = SetParameters.Request(
+                parameters=[RclpyParameter(name, value=value).to_parameter_msg()
+                            for name, value in values.items()])
+            future = client.call_async(request)
+            deadline = time.monotonic() + timeout
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if not future.done():
+                raise NodeStartError(f'setting {", ".join(values)} timed out')
+            return {name: result.reason for name, result in zip(values, future.result().results)
+                    if not result.successful}
+        finally:
+            self.destroy_client(client)
 
     def close(self) -> None:
         self._executor.shutdown()

@@ -1,0 +1,115 @@
+"""Cityscapes semantic segmentation in its released folder layout (ROS-free).
+
+::
+
+    ROOT/leftImg8bit/SPLIT/CITY/NAME_leftImg8bit.png
+    ROOT/gtFine/SPLIT/CITY/NAME_gtFine_labelTrainIds.png   (trainIds 0-18, 255 ignored)
+
+``*_labelTrainIds.png`` are written by cityscapesscripts' ``createTrainIdLabelImgs``; where only
+the released ``*_gtFine_labelIds.png`` exist, their ids are mapped to trainIds here with the
+table of ``cityscapesscripts.helpers.labels``.
+"""
+import dataclasses
+import os
+from typing import Callable, List, Optional
+
+import numpy as np
+from cityscapesscripts.helpers.labels import labels as CITYSCAPES_LABELS
+
+from anomseg_ros.data.images import read_label, read_rgb
+from anomseg_ros.errors import DatasetError
+from anomseg_ros.labels import VOID_LABEL
+
+IMAGE_SUFFIX = '_leftImg8bit.png'
+TRAIN_ID_SUFFIX = '_gtFine_labelTrainIds.png'
+LABEL_ID_SUFFIX = '_gtFine_labelIds.png'
+LAYOUT = (f'ROOT/leftImg8bit/SPLIT/CITY/NAME{IMAGE_SUFFIX} with '
+          f'ROOT/gtFine/SPLIT/CITY/NAME{TRAIN_ID_SUFFIX} (or NAME{LABEL_ID_SUFFIX})')
+
+
+def _label_id_table() -> np.ndarray:
+    table = np.full(256, VOID_LABEL, np.uint8)
+    for label in CITYSCAPES_LABELS:
+        if 0 <= label.id < 256 and 0 <= label.trainId < VOID_LABEL:
+            table[label.id] = label.trainId
+    return table
+
+
+# labelId -> trainId for every uint8 value; ids without a trainId (255 or -1) map to 255.
+LABEL_ID_TO_TRAIN_ID = _label_id_table()
+
+
+def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
+    """Map a Cityscapes labelIds image ``(H,W)`` uint8 to trainIds (0-18, 255 ignored)."""
+    return LABEL_ID_TO_TRAIN_ID[np.asarray(label_ids, dtype=np.uint8)]
+
+
+@dataclasses.dataclass
+class CityscapesSample:
+    """One image and its label file; ``label_is_train_ids`` is False for ``*_labelIds.png``."""
+
+    name: str
+    image_path: str
+    label_path: str
+    label_is_train_ids: bool
+
+
+class CityscapesDataset:
+    """Cityscapes ``split`` under ``root``: item ``i`` is ``(image, label)``.
+
+    ``image`` is ``(H,W,3)`` uint8 RGB and ``label`` ``(H,W)`` uint8 trainIds, both passed
+    through ``transform(image, label)`` when one is given.
+    """
+
+    def __init__(self, root: str, split: str, *,
+                 transform: Optional[Callable] = None):
+        self.root, self.split, self.transform = root, split, transform
+        image_root = os.path.join(root, 'leftImg8bit', split)
+        label_root = os.path.join(root, 'gtFine', split)
+        for folder in (image_root, label_root):
+            if not os.path.isdir(folder):
+                raise DatasetError(f'{root!r} is not a Cityscapes folder with a {split!r} split: '
+                                   f'{folder!r} is missing. Expected {LAYOUT}')
+        self.samples: List[CityscapesSample] = []
+        for city in sorted(os.listdir(image_root)):
+            city_dir = os.path.join(image_root, city)
+            if not os.path.isdir(city_dir):
+                continue
+            for file in sorted(os.listdir(city_dir)):
+                if file.endswith(IMAGE_SUFFIX):
+                    self.samples.append(self._pair(label_root, city, file))
+        if not self.samples:
+            raise DatasetError(f'{image_root!r} holds no *{IMAGE_SUFFIX} images in city '
+                               f'folders. Expected {LAYOUT}')
+
+    def _pair(self, label_root: str, city: str, file: str) -> CityscapesSample:
+        name = file[:-len(IMAGE_SUFFIX)]
+        image_path = os.path.join(self.root, 'leftImg8bit', self.split, city, file)
+        train_ids = os.path.join(label_root, city, name + TRAIN_ID_SUFFIX)
+        if os.path.isfile(train_ids):
+            return CityscapesSample(name, image_path, train_ids, True)
+        label_ids = os.path.join(label_root, city, name + LABEL_ID_SUFFIX)
+        if os.path.isfile(label_ids):
+            return CityscapesSample(name, image_path, label_ids, False)
+        raise DatasetError(f'no label for image {image_path!r}: expected {train_ids!r} or '
+                           f'{label_ids!r}')
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load_label(self, index: int) -> np.ndarray:
+        """The label of item ``index`` as trainIds ``(H,W)`` uint8, without the transform."""
+        sample = self.samples[index]
+        label = read_label(sample.label_path)
+        return label if sample.label_is_train_ids else label_ids_to_train_ids(label)
+
+    def __getitem__(self, index: int):
+        image, label = read_rgb(self.samples[index].image_path), self.load_label(index)
+        if image.shape[:2] != label.shape:
+            raise DatasetError(f'image {self.samples[index].image_path!r} is '
+                               f'{image.shape[1]}x{image.shape[0]} but its label '
+                               f'{self.samples[index].label_path!r} is '
+                               f'{label.shape[1]}x{label.shape[0]}')
+        if self.transform is not None:
+            return self.transform(image, label)
+        return image, label
