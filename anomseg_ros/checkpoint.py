@@ -142,6 +142,16 @@ def load_model(path: str, *, backbone: Optional[str] = None) -> Tuple[nn.Module,
     return model.eval(), info
 
 
+def read_checkpoint(path: str) -> dict:
+    """The whole dict of an anomseg_ros checkpoint: model state, info and any training state
+    (optimizer, scheduler, epoch ...) that ``save_checkpoint`` was given."""
+    checkpoint = _read(path)
+    if not isinstance(checkpoint, dict) or 'model_state' not in checkpoint:
+        raise CheckpointError(f'{path!r} is not an anomseg_ros checkpoint (it has no '
+                              f'"model_state")')
+    return checkpoint
+
+
 def save_checkpoint(path: str, model: nn.Module, info: ModelInfo, **extra) -> None:
     """Write an anomseg_ros checkpoint: model state, ``info`` and any training state."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

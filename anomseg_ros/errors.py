@@ -26,3 +26,7 @@ class DatasetError(AnomsegError):
 
 class ConfigError(AnomsegError, ValueError):
     """A parameter or configuration value is out of range or of the wrong kind."""
+
+
+class TrainingError(AnomsegError):
+    """Training cannot start or go on (bad resume state, a loss that became NaN)."""

@@ -3,10 +3,10 @@ import argparse
 import sys
 
 from anomseg_ros import __version__
-from anomseg_ros.cli import demo, detect, evaluate, info, synth
+from anomseg_ros.cli import demo, detect, evaluate, info, synth, train
 from anomseg_ros.errors import AnomsegError
 
-VERBS = (detect, info, evaluate, synth, demo)
+VERBS = (detect, info, evaluate, synth, train, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

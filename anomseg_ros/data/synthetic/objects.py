@@ -1,6 +1,4 @@
 """Inlier objects of the synthetic street, each drawn in perspective at a ground position."""
-import numpy as np
-
 from anomseg_ros.data.synthetic.camera import Camera
 from anomseg_ros.data.synthetic.canvas import Canvas, jitter, shade
 

@@ -181,6 +181,7 @@ def _facade(kind, side, x_edge, z0, z1, street, rng):
     def draw(canvas: Canvas, cam: Camera) -> None:
         if label is None:
             return
+
         def side_quad(y0, y1, za, zb):
             return [cam.point(x + street.bend(za), y0, za), cam.point(x + street.bend(zb), y0, zb),
                     cam.point(x + street.bend(zb), y1, zb), cam.point(x + street.bend(za), y1, za)]
@@ -197,8 +198,8 @@ def _facade(kind, side, x_edge, z0, z1, street, rng):
                     za = z0 + (z1 - z0) * (i + 0.25) / per_m
                     zb = za + (z1 - z0) * 0.5 / per_m
                     y0 = floor * 3.0 + 0.8
-                    canvas.paint(side_quad(y0, y0 + 1.4, za, zb), shade(window, rng.uniform(0.7,
-                                                                                          1.3)))
+                    lit = shade(window, rng.uniform(0.7, 1.3))
+                    canvas.paint(side_quad(y0, y0 + 1.4, za, zb), lit)
         elif kind == 'fence':
             step = 0.25
             for i in range(int((z1 - z0) / step)):

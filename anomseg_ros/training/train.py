@@ -1,0 +1,420 @@
+"""Train a segmentation backbone on Cityscapes (19 trainIds), as torchvision's
+``references/segmentation/train.py`` does::
+
+    anomseg train --data CITYSCAPES --out runs/erfnet --epochs 150 --batch-size 6
+    python -m anomseg_ros.training.train --data CITYSCAPES --out runs/erfnet
+    torchrun --nproc_per_node=N -m anomseg_ros.training.train --data CITYSCAPES --out ...
+
+Every epoch ends with a validation mIoU and ``OUT/last.pt``; a new best mIoU also writes
+``OUT/best.pt``. Both are anomseg_ros checkpoints that ``anomseg detect --weights`` and the node
+load as they are, and ``--resume OUT/last.pt`` continues from.
+"""
+import argparse
+import os
+import random
+import sys
+import time
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
+
+from anomseg_ros.backbones import create_backbone, list_backbones
+from anomseg_ros.checkpoint import (count_parameters, load_model, ModelInfo, read_checkpoint,
+                                    save_checkpoint)
+from anomseg_ros.cli.common import parse_size
+from anomseg_ros.data.cityscapes import CityscapesDataset
+from anomseg_ros.errors import AnomsegError, CheckpointError, ConfigError, TrainingError
+from anomseg_ros.labels import CITYSCAPES_CLASSES, NUM_CITYSCAPES_CLASSES
+from anomseg_ros.pipeline import DEVICES, resolve_device
+from anomseg_ros.training import distributed as dist
+from anomseg_ros.training.engine import (ERFNET_LR, evaluate, make_optimizer,
+                                         make_poly_scheduler, restore_scheduler, train_one_epoch)
+from anomseg_ros.training.losses import enet_class_weights, label_histogram, make_criterion
+from anomseg_ros.training.transforms import EvalTransform, TrainTransform
+
+DEFAULT_INPUT_SIZE_HW = (256, 512)
+DEFAULT_MEAN, DEFAULT_STD = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)  # the public ERFNet's: RGB in [0,1]
+MULTI_GPU_HELP = ('Multi-GPU: torchrun --nproc_per_node=N -m anomseg_ros.training.train ARGS '
+                  '(one process per GPU, DistributedDataParallel; --batch-size is per GPU).')
+
+
+def log(*values) -> None:
+    """Print in the main process only."""
+    if dist.is_main_process():
+        print(*values, flush=True)
+
+
+def get_dataset(root: str, split: str, transform) -> CityscapesDataset:
+    """Cityscapes ``split`` under ``root`` whose items go through ``transform``."""
+    return CityscapesDataset(root, split, transform=transform)
+
+
+def get_transform(train: bool, *, size_hw, mean, std):
+    """Random scale / crop / flip / colour jitter for training; resize only for validation."""
+    if train:
+        return TrainTransform(size_hw, mean=mean, std=std)
+    return EvalTransform(size_hw, mean=mean, std=std)
+
+
+def _worker_init(worker_id: int) -> None:
+    cv2.setNumThreads(1)  # torch already runs one thread per worker
+
+
+class _LabelCounts(torch.utils.data.Dataset):
+    """Per-image class histograms of a dataset's labels (read in DataLoader workers)."""
+
+    def __init__(self, dataset: CityscapesDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return label_histogram([self.dataset.load_label(index)], NUM_CITYSCAPES_CLASSES)
+
+
+def compute_class_weights(dataset: CityscapesDataset, *, workers: int) -> torch.Tensor:
+    """ERFNet's class weights from the pixel histogram of every label of ``dataset``."""
+    loader = DataLoader(_LabelCounts(dataset), batch_size=None, num_workers=workers)
+    counts = sum(loader)
+    return enet_class_weights(counts, NUM_CITYSCAPES_CLASSES)
+
+
+def load_init_weights(path: str, *, backbone: str) -> tuple:
+    """A model with the Cityscapes classes from checkpoint ``path``; the classifier of a model
+    with more outputs (the public ERFNet's void channel 19) keeps its first 19 channels."""
+    source, source_info = load_model(path, backbone=backbone)
+    if source_info.num_classes == NUM_CITYSCAPES_CLASSES:
+        return source, source_info
+    if list(source_info.class_names[:NUM_CITYSCAPES_CLASSES]) != CITYSCAPES_CLASSES or \
+            source_info.num_classes < NUM_CITYSCAPES_CLASSES:
+        raise CheckpointError(f'{path!r} has {source_info.num_classes} outputs whose first 19 '
+                              f'are not the Cityscapes classes; --init-weights needs a model '
+                              f'trained on Cityscapes trainIds')
+    model = create_backbone(source_info.backbone, num_classes=NUM_CITYSCAPES_CLASSES)
+    state = model.state_dict()
+    for key, value in source.state_dict().items():
+        differ = [d for d in range(value.dim()) if value.shape[d] != state[key].shape[d]]
+        state[key] = value.narrow(differ[0], 0, state[key].shape[differ[0]]) if differ else value
+    model.load_state_dict(state)
+    return model, source_info
+
+
+def freeze_unused_parameters(model: torch.nn.Module, device: torch.device) -> list:
+    """Stop training the parameters that get no gradient from ``model(x)`` (ERFNet's
+    encoder-only classifier), as DistributedDataParallel requires; returns their names."""
+    model.eval()  # same graph as in training here, without updating batch norm statistics
+    model(torch.zeros(1, 3, 32, 32, device=device)).float().sum().backward()
+    unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    for name, parameter in model.named_parameters():
+        parameter.grad = None
+        if name in unused:
+            parameter.requires_grad_(False)
+    return unused
+
+
+def _plain_args(args: argparse.Namespace) -> dict:
+    """The arguments as strings and numbers (sizes 'WxH', vectors 'a,b,c'), for checkpoints."""
+    plain = {}
+    for key, value in vars(args).items():
+        if callable(value):
+            continue
+        if key == 'input_size' and value is not None:
+            value = f'{value[1]}x{value[0]}'
+        elif isinstance(value, (tuple, list)):
+            value = ','.join(str(v) for v in value)
+        plain[key] = '' if value is None else value
+    return plain
+
+
+def _data_loaders(args, train_set, val_set, device: torch.device, generator: torch.Generator):
+    world = dist.world_size()
+    if dist.is_distributed():
+        sampler = DistributedSampler(train_set, shuffle=True, seed=args.seed, drop_last=True)
+    else:
+        sampler = RandomSampler(train_set, generator=generator)
+    common = dict(num_workers=args.workers, pin_memory=device.type == 'cuda',
+                  worker_init_fn=_worker_init, generator=generator)
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler,
+                              drop_last=len(train_set) >= args.batch_size * world, **common)
+    # each process validates every world-th image; the confusion matrices are summed
+    val_shard = Subset(val_set, range(dist.rank(), len(val_set), world))
+    val_loader = DataLoader(val_shard, batch_size=args.batch_size, shuffle=False, **common)
+    return train_loader, val_loader
+
+
+def _start_state(args) -> tuple:
+    """Model, ModelInfo and the training state to resume from (or None)."""
+    resume = None
+    if args.resume:
+        resume = read_checkpoint(args.resume)
+        if not {'optimizer', 'scheduler', 'epoch'} <= set(resume):
+            raise TrainingError(f'{args.resume!r} holds no training state (optimizer, scheduler,'
+                                f' epoch); use it as --init-weights to start a new training')
+        model, source_info = load_model(args.resume)
+    elif args.init_weights:
+        model, source_info = load_init_weights(args.init_weights, backbone=args.backbone)
+    else:
+        torch.manual_seed(args.seed)
+        model, source_info = create_backbone(args.backbone,
+                                             num_classes=NUM_CITYSCAPES_CLASSES), None
+    size_hw = args.input_size or (source_info.input_size_hw if resume else DEFAULT_INPUT_SIZE_HW)
+    if any(s <= 0 or s % 8 for s in size_hw):
+        raise ConfigError(f'--input-size must be positive multiples of 8 (the network '
+                          f'downsamples 8x), got {size_hw[1]}x{size_hw[0]}')
+    info = ModelInfo(
+        backbone=source_info.backbone if source_info else args.backbone,
+        num_classes=NUM_CITYSCAPES_CLASSES, class_names=list(CITYSCAPES_CLASSES),
+        void_channel=None,
+        mean=tuple(args.mean or (source_info.mean if source_info else DEFAULT_MEAN)),
+        std=tuple(args.std or (source_info.std if source_info else DEFAULT_STD)),
+        input_size_hw=tuple(size_hw), pretrained=True)
+    return model, info, resume
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    for name in ('epochs', 'batch_size', 'max_iters_per_epoch', 'val_limit', 'time_budget_min'):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f'--{name.replace("_", "-")} must be positive, got {value}')
+    if args.workers < 0 or args.lr <= 0:
+        raise ConfigError(f'--workers must be >= 0 and --lr positive, got {args.workers} and '
+                          f'{args.lr}')
+    if args.resume and args.init_weights:
+        raise ConfigError('give --resume (continue a training) or --init-weights (start from '
+                          'trained weights), not both')
+
+
+def main(args: argparse.Namespace) -> int:
+    """Train as ``args`` say; returns 0. Raises AnomsegError subclasses for user errors."""
+    _check_args(args)
+    last_path, best_path = os.path.join(args.out, 'last.pt'), os.path.join(args.out, 'best.pt')
+    if not args.resume and os.path.exists(last_path):
+        raise ConfigError(f'{last_path!r} exists: continue it with --resume {last_path}, or '
+                          f'choose another --out')
+    device = dist.init_distributed(resolve_device(args.device))
+    try:
+        return _train(args, device, last_path, best_path)
+    finally:
+        dist.shutdown_distributed()
+
+
+def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
+    started = time.monotonic()
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    model, info, resume = _start_state(args)
+    train_set = get_dataset(args.data, 'train', get_transform(
+        True, size_hw=info.input_size_hw, mean=info.mean, std=info.std))
+    val_set = get_dataset(args.data, 'val', get_transform(
+        False, size_hw=info.input_size_hw, mean=info.mean, std=info.std))
+    if args.val_limit:
+        val_set = Subset(val_set, range(min(args.val_limit, len(val_set))))
+    generator = torch.Generator()
+    train_loader, val_loader = _data_loaders(args, train_set, val_set, device, generator)
+    iters_per_epoch = len(train_loader)
+    if args.max_iters_per_epoch:
+        iters_per_epoch = min(iters_per_epoch, args.max_iters_per_epoch)
+    if iters_per_epoch == 0:
+        raise ConfigError(f'no training iteration: {len(train_set)} training images, batch size '
+                          f'{args.batch_size}')
+
+    class_weights = None
+    if args.class_weights:
+        if resume is not None and resume.get('class_weights'):
+            class_weights = torch.tensor(resume['class_weights'], dtype=torch.float32)
+        else:
+            class_weights = torch.zeros(NUM_CITYSCAPES_CLASSES)
+            if dist.is_main_process():
+                log(f'class weights: counting the pixels of {len(train_set)} training labels')
+                class_weights = compute_class_weights(train_set, workers=args.workers)
+            class_weights = dist.broadcast(class_weights.to(device)).cpu()
+        log('class weights: ' + ' '.join(f'{w:.2f}' for w in class_weights.tolist()))
+    criterion = make_criterion(
+        class_weights=None if class_weights is None else class_weights.to(device))
+
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True  # every batch has the same size
+    model.to(device)
+    model_without_ddp = model
+    if dist.is_distributed():
+        frozen = freeze_unused_parameters(model, device)
+        if frozen:
+            log(f'not trained (the forward pass does not use them): {", ".join(frozen)}')
+        if args.sync_bn:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            model_without_ddp = model
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == 'cuda' else None)
+    optimizer = make_optimizer(model_without_ddp, lr=args.lr)
+    scheduler = make_poly_scheduler(optimizer, iters_per_epoch * args.epochs)
+    use_amp = args.amp and device.type == 'cuda'
+    scaler = torch.amp.GradScaler('cuda') if use_amp else None
+
+    start_epoch, best_miou, history = 1, float('-inf'), []
+    if resume is not None:
+        optimizer.load_state_dict(resume['optimizer'])
+        restore_scheduler(scheduler, resume['scheduler'])
+        if scaler is not None and resume.get('scaler'):
+            scaler.load_state_dict(resume['scaler'])
+        start_epoch = int(resume['epoch']) + 1
+        best_miou = float(resume.get('best_miou', float('-inf')))
+        history = list(resume.get('history', []))
+        log(f'resuming {args.resume!r} after epoch {start_epoch - 1} (best mIoU so far '
+            f'{100 * max(best_miou, 0.0):.2f}%)')
+    log(f'{info.backbone}: {count_parameters(model_without_ddp) / 1e6:.2f} M parameters on '
+        f'{device}{" x " + str(dist.world_size()) if dist.is_distributed() else ""}'
+        f'{", mixed precision" if use_amp else ""}; input {info.input_size_hw[1]}x'
+        f'{info.input_size_hw[0]}; {len(train_set)} train / {len(val_set)} val images; '
+        f'{iters_per_epoch} iterations of batch {args.batch_size} per epoch')
+    if start_epoch > args.epochs:
+        log(f'{args.resume!r} has already trained {start_epoch - 1} epochs; '
+            f'raise --epochs to train more')
+        return 0
+
+    epoch, saved = start_epoch, None
+    try:
+        for epoch in range(start_epoch, args.epochs + 1):
+            generator.manual_seed(args.seed * 100_003 + epoch)  # an epoch's data order and
+            if isinstance(train_loader.sampler, DistributedSampler):  # augmentation do not
+                train_loader.sampler.set_epoch(epoch)                # depend on a resume
+            stats = train_one_epoch(model, train_loader, optimizer, scheduler, criterion,
+                                    device, scaler=scaler, max_iters=iters_per_epoch,
+                                    desc=f'epoch {epoch}/{args.epochs}')
+            val_start = time.monotonic()
+            dist.broadcast_buffers(model_without_ddp)
+            metrics = evaluate(model_without_ddp, val_loader, device, info.num_classes,
+                               info.class_names)
+            seconds = stats['seconds'] + time.monotonic() - val_start
+            history.append({'epoch': epoch, 'loss': stats['loss'], 'miou': metrics['miou'],
+                            'pixel_accuracy': metrics['pixel_accuracy'],
+                            'per_class_iou': metrics['per_class_iou'], 'seconds': seconds,
+                            'iters': stats['iters'], 'lr': optimizer.param_groups[0]['lr']})
+            is_best = metrics['miou'] > best_miou  # False for NaN
+            best_miou = metrics['miou'] if is_best else best_miou
+            if dist.is_main_process():
+                extra = dict(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                             epoch=epoch, args=_plain_args(args), best_miou=best_miou,
+                             history=history, class_weights=None if class_weights is None
+                             else class_weights.tolist())
+                if scaler is not None:
+                    extra['scaler'] = scaler.state_dict()
+                save_checkpoint(last_path, model_without_ddp, info, **extra)
+                if is_best:
+                    save_checkpoint(best_path, model_without_ddp, info, **extra)
+            saved = epoch
+            log(f'epoch {epoch}/{args.epochs}: loss {stats["loss"]:.4f}, val mIoU '
+                f'{100 * metrics["miou"]:.2f}% (pixel accuracy '
+                f'{100 * metrics["pixel_accuracy"]:.1f}%), {seconds:.0f} s'
+                f'{", new best" if is_best else ""}')
+            minutes = (time.monotonic() - started) / 60
+            if args.time_budget_min and minutes > args.time_budget_min and epoch < args.epochs:
+                log(f'time budget of {args.time_budget_min} min used ({minutes:.1f} min): '
+                    f'stopping after epoch {epoch}; continue with --resume {last_path}')
+                break
+    except KeyboardInterrupt:
+        path = last_path if saved else args.resume
+        log(f'\ninterrupted in epoch {epoch}; {path} holds epoch {saved or start_epoch - 1}, '
+            f'continue with --resume {path}' if path else
+            '\ninterrupted in epoch 1, before any checkpoint was written')
+        raise
+    _report_best(history)
+    return 0
+
+
+def _report_best(history: list) -> None:
+    scored = [h for h in history if h['miou'] == h['miou']]  # leave out NaN
+    if not scored:
+        return
+    best = max(scored, key=lambda h: h['miou'])
+    log(f'best epoch {best["epoch"]}: mIoU {100 * best["miou"]:.2f}%; IoU per class:')
+    for name, iou in best['per_class_iou'].items():
+        log(f'  {name:<14} {100 * iou:6.2f}' if iou == iou else f'  {name:<14}    n/a')
+
+
+def _vector(text: str) -> tuple:
+    try:
+        values = tuple(float(v) for v in text.split(','))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f'expected 3 comma-separated numbers, got {text!r}')
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The training options (shared by ``anomseg train`` and ``python -m``)."""
+    parser.add_argument('--data', required=True, metavar='ROOT',
+                        help='Cityscapes root: leftImg8bit/{train,val}/CITY/*_leftImg8bit.png and'
+                        ' gtFine/{train,val}/CITY/*_gtFine_labelTrainIds.png (or _labelIds.png)')
+    parser.add_argument('--out', required=True, metavar='DIR',
+                        help='output folder for last.pt and best.pt (created)')
+    parser.add_argument('--backbone', default='erfnet', choices=list_backbones())
+    parser.add_argument('--epochs', type=int, default=150, help='epochs in all (default 150)')
+    parser.add_argument('--batch-size', type=int, default=6, help='per process (default 6)')
+    parser.add_argument('--input-size', type=parse_size, default=None, metavar='WxH',
+                        help='crop size in training and network input size in validation '
+                        '(default 512x256, or the --resume checkpoint\'s)')
+    parser.add_argument('--lr', type=float, default=ERFNET_LR,
+                        help=f'Adam learning rate, poly-decayed per iteration (default '
+                        f'{ERFNET_LR})')
+    parser.add_argument('--class-weights', action=argparse.BooleanOptionalAction, default=True,
+                        help='ERFNet class weights 1/ln(1.10 + p) from the training labels')
+    parser.add_argument('--mean', type=_vector, default=None, metavar='R,G,B',
+                        help='normalisation of [0,1] RGB (default 0,0,0 as the public ERFNet, '
+                        'or the --init-weights checkpoint\'s)')
+    parser.add_argument('--std', type=_vector, default=None, metavar='R,G,B',
+                        help='default 1,1,1 (or the --init-weights checkpoint\'s)')
+    parser.add_argument('--workers', type=int, default=2,
+                        help='data loading processes per training process (default 2)')
+    parser.add_argument('--resume', default=None, metavar='CKPT',
+                        help='continue the training saved in CKPT (OUT/last.pt): weights, '
+                        'optimizer, learning rate schedule, epoch, best mIoU and history')
+    parser.add_argument('--init-weights', default=None, metavar='CKPT',
+                        help='start from these weights (e.g. erfnet_pretrained.pth; a void '
+                        'output is dropped) with a new optimizer')
+    parser.add_argument('--max-iters-per-epoch', type=int, default=None, metavar='N',
+                        help='end each epoch after N iterations (for slow machines)')
+    parser.add_argument('--val-limit', type=int, default=None, metavar='N',
+                        help='validate on the first N val images only')
+    parser.add_argument('--time-budget-min', type=float, default=None, metavar='M',
+                        help='stop after the epoch in which M minutes are exceeded')
+    parser.add_argument('--device', default='auto', choices=DEVICES)
+    parser.add_argument('--amp', action=argparse.BooleanOptionalAction, default=True,
+                        help='float16 mixed precision (CUDA only)')
+    parser.add_argument('--sync-bn', action='store_true',
+                        help='synchronise batch norm statistics across GPUs')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the initial weights, data order and augmentation')
+    return parser
+
+
+DESCRIPTION = ('Trains a backbone on the 19 Cityscapes classes with ERFNet\'s recipe (Adam, '
+               'poly learning rate, class-weighted cross-entropy); validates mIoU every epoch '
+               'and writes OUT/last.pt and OUT/best.pt.')
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The parser of ``python -m anomseg_ros.training.train`` (as ``anomseg train``)."""
+    parser = argparse.ArgumentParser(prog='python -m anomseg_ros.training.train',
+                                     description=DESCRIPTION, epilog=MULTI_GPU_HELP,
+                                     add_help=add_help)
+    return add_arguments(parser)
+
+
+def cli_main(argv=None) -> int:
+    """Entry point of ``python -m anomseg_ros.training.train`` (and torchrun)."""
+    args = get_args_parser().parse_args(argv)
+    try:
+        return main(args)
+    except AnomsegError as exc:
+        print(f'train: error: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(cli_main())
