@@ -369,3 +369,24 @@ def test_torchrun_two_processes_on_the_cpu(cityscapes_root, tmp_path):
                        19, CITYSCAPES_CLASSES)
     assert checkpoint['history'][0]['miou'] == pytest.approx(metrics['miou'])
     assert metrics['num_images'] == 2
+
+
+def test_smaller_crops_keep_the_object_scale_of_the_input_size():
+    """A 16x8 crop of an image scaled for a 32x16 input is a window of the 32x16 image, not
+    the whole image shrunk to 16x8."""
+    from anomseg_ros.training.transforms import TrainTransform
+    image = np.zeros((64, 128, 3), np.uint8)
+    label = np.zeros((64, 128), np.uint8)
+    label[:, 64:] = 1  # the right half
+    torch.manual_seed(0)
+    transform = TrainTransform((8, 16), base_size_hw=(16, 32), scale_range=(1.0, 1.0),
+                               flip_prob=0.0, brightness=0, contrast=0, saturation=0)
+    counts = set()
+    for _ in range(30):
+        _, crop = transform(image, label)
+        assert tuple(crop.shape) == (8, 16)
+        counts.add(int(crop[0].sum()))  # = the crop's left edge in the 32-wide image
+    assert len(counts) > 3 and counts <= set(range(17))
+    shrunk = TrainTransform((8, 16), scale_range=(1.0, 1.0), flip_prob=0.0, brightness=0,
+                            contrast=0, saturation=0)
+    assert int(shrunk(image, label)[1][0].sum()) == 8  # without a base size: the whole image

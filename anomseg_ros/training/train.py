@@ -51,10 +51,11 @@ def get_dataset(root: str, split: str, transform) -> CityscapesDataset:
     return CityscapesDataset(root, split, transform=transform)
 
 
-def get_transform(train: bool, *, size_hw, mean, std):
-    """Random scale / crop / flip / colour jitter for training; resize only for validation."""
+def get_transform(train: bool, *, size_hw, mean, std, crop_size_hw=None):
+    """Random scale / crop / flip / colour jitter for training (crops of ``crop_size_hw`` at
+    the object scale of ``size_hw``); resize to ``size_hw`` only for validation."""
     if train:
-        return TrainTransform(size_hw, mean=mean, std=std)
+        return TrainTransform(crop_size_hw or size_hw, base_size_hw=size_hw, mean=mean, std=std)
     return EvalTransform(size_hw, mean=mean, std=std)
 
 
@@ -121,7 +122,7 @@ def _plain_args(args: argparse.Namespace) -> dict:
     for key, value in vars(args).items():
         if callable(value):
             continue
-        if key == 'input_size' and value is not None:
+        if key in ('input_size', 'crop_size') and value is not None:
             value = f'{value[1]}x{value[0]}'
         elif isinstance(value, (tuple, list)):
             value = ','.join(str(v) for v in value)
@@ -182,6 +183,9 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.workers < 0 or args.lr <= 0:
         raise ConfigError(f'--workers must be >= 0 and --lr positive, got {args.workers} and '
                           f'{args.lr}')
+    if args.crop_size is not None and any(v <= 0 or v % 8 for v in args.crop_size):
+        raise ConfigError(f'--crop-size must be positive multiples of 8, got '
+                          f'{args.crop_size[1]}x{args.crop_size[0]}')
     if args.resume and args.init_weights:
         raise ConfigError('give --resume (continue a training) or --init-weights (start from '
                           'trained weights), not both')
@@ -207,7 +211,8 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
     np.random.seed(args.seed)
     model, info, resume = _start_state(args)
     train_set = get_dataset(args.data, 'train', get_transform(
-        True, size_hw=info.input_size_hw, mean=info.mean, std=info.std))
+        True, size_hw=info.input_size_hw, mean=info.mean, std=info.std,
+        crop_size_hw=args.crop_size))
     val_set = get_dataset(args.data, 'val', get_transform(
         False, size_hw=info.input_size_hw, mean=info.mean, std=info.std))
     if args.val_limit:
@@ -357,6 +362,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument('--input-size', type=parse_size, default=None, metavar='WxH',
                         help='crop size in training and network input size in validation '
                         '(default 512x256, or the --resume checkpoint\'s)')
+    parser.add_argument('--crop-size', type=parse_size, default=None, metavar='WxH',
+                        help='training crop (default: the input size); images are scaled as '
+                        'for the input size first, so a smaller crop keeps the objects\' scale '
+                        'and makes each step cheaper')
     parser.add_argument('--lr', type=float, default=ERFNET_LR,
                         help=f'Adam learning rate, poly-decayed per iteration (default '
                         f'{ERFNET_LR})')

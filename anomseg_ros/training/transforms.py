@@ -43,18 +43,21 @@ def _check(size_hw: Sequence[int], mean: Sequence[float], std: Sequence[float]):
 class TrainTransform:
     """Random scale, random crop to ``crop_size_hw``, horizontal flip, colour jitter.
 
-    The image is first scaled so that it just covers ``crop_size_hw`` (scale 1), then by a
-    factor drawn uniformly from ``scale_range``; a random ``crop_size_hw`` window is cut out,
-    padded with 0 (image) and 255 (label, ignored) where the scaled image is smaller. Brightness,
-    contrast and saturation factors are drawn from ``[1 - x, 1 + x]`` as torchvision's
-    ``ColorJitter`` does; they change the image only.
+    The image is first scaled so that it just covers ``base_size_hw`` (scale 1; by default the
+    crop size), then by a factor drawn uniformly from ``scale_range``; a random ``crop_size_hw``
+    window is cut out, padded with 0 (image) and 255 (label, ignored) where the scaled image is
+    smaller. With ``base_size_hw`` the network input size and a smaller crop, objects keep the
+    scale they have at inference while each step costs less. Brightness, contrast and
+    saturation factors are drawn from ``[1 - x, 1 + x]`` as torchvision's ``ColorJitter`` does;
+    they change the image only.
     """
 
-    def __init__(self, crop_size_hw: Sequence[int], *, mean: Sequence[float] = (0.0, 0.0, 0.0),
-                 std: Sequence[float] = (1.0, 1.0, 1.0),
+    def __init__(self, crop_size_hw: Sequence[int], *, base_size_hw: Sequence[int] = None,
+                 mean: Sequence[float] = (0.0, 0.0, 0.0), std: Sequence[float] = (1.0, 1.0, 1.0),
                  scale_range: Tuple[float, float] = (0.5, 2.0), flip_prob: float = 0.5,
                  brightness: float = 0.3, contrast: float = 0.3, saturation: float = 0.3):
         self.crop_size_hw, self.mean, self.std = _check(crop_size_hw, mean, std)
+        self.base_size_hw = _check(base_size_hw or crop_size_hw, mean, std)[0]
         if not 0 < scale_range[0] <= scale_range[1]:
             raise ConfigError(f'scale range must be 0 < low <= high, got {scale_range}')
         self.scale_range = (float(scale_range[0]), float(scale_range[1]))
@@ -62,9 +65,9 @@ class TrainTransform:
         self.jitter = (float(brightness), float(contrast), float(saturation))
 
     def __call__(self, image: np.ndarray, label: np.ndarray):
-        crop_h, crop_w = self.crop_size_hw
+        base_h, base_w = self.base_size_hw
         height, width = label.shape
-        factor = max(crop_h / height, crop_w / width) * _uniform(*self.scale_range)
+        factor = max(base_h / height, base_w / width) * _uniform(*self.scale_range)
         size_wh = (max(1, round(width * factor)), max(1, round(height * factor)))
         if size_wh != (width, height):
             shrink = factor < 1
