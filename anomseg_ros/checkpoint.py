@@ -163,5 +163,19 @@ def save_checkpoint(path: str, model: nn.Module, info: ModelInfo, **extra) -> No
     os.replace(tmp, path)  # never leave a half-written checkpoint behind
 
 
+# what a deployable checkpoint keeps besides the weights: provenance, not training state
+EXPORTED_KEYS = ('epoch', 'best_miou', 'history', 'args')
+
+
+def export_checkpoint(source: str, destination: str) -> dict:
+    """Copy the model, its info and its training record from ``source`` to ``destination``,
+    without the optimizer and scheduler state (a third of the size); returns what was kept."""
+    checkpoint = read_checkpoint(source)
+    kept = {key: checkpoint[key] for key in EXPORTED_KEYS if key in checkpoint}
+    model, info = load_model(source)
+    save_checkpoint(destination, model, info, **kept)
+    return kept
+
+
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -160,3 +160,22 @@ def test_eval_cityscapes_layout_reports_miou(tmp_path, random_checkpoint):
     segmentation = result['segmentation']
     assert segmentation['num_images'] == 2 and 0.0 <= segmentation['miou'] <= 1.0
     assert len(segmentation['per_class_iou']) == 19
+
+
+def test_info_export_drops_the_optimizer_and_keeps_the_record(tmp_path, capsys):
+    import torch
+    from anomseg_ros.backbones import create_backbone
+    from anomseg_ros.checkpoint import ModelInfo, read_checkpoint, save_checkpoint
+    model = create_backbone('erfnet', num_classes=19)
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.rand(1, 3, 32, 64)).mean().backward()
+    optimizer.step()
+    source, exported = str(tmp_path / 'last.pt'), str(tmp_path / 'model.pt')
+    save_checkpoint(source, model, ModelInfo(num_classes=19, void_channel=None),
+                    optimizer=optimizer.state_dict(), epoch=7, best_miou=0.5,
+                    history=[{'miou': 0.5}])
+    assert main(['info', source, '--export', exported]) == 0
+    kept = read_checkpoint(exported)
+    assert 'optimizer' not in kept and kept['epoch'] == 7 and kept['history'] == [{'miou': 0.5}]
+    assert os.path.getsize(exported) < 0.5 * os.path.getsize(source)
+    assert 'best_miou' in capsys.readouterr().out
