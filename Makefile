@@ -24,7 +24,7 @@ test: setup
 	$(BIN)/python -m pytest test
 
 lint: setup
-	$(BIN)/flake8 anomseg_ros launch test bench setup.py
+	$(BIN)/flake8 anomseg_ros rosbag_tools launch test bench setup.py
 
 bench: setup
 	$(BIN)/python bench/bench_node.py

@@ -22,7 +22,7 @@ def _data_files():
 setup(
     name=PACKAGE,
     version='0.1.0',
-    packages=find_packages(exclude=['test', 'test.*', 'bench']),
+    packages=find_packages(include=['anomseg_ros', 'anomseg_ros.*', 'rosbag_tools']),
     data_files=_data_files(),
     install_requires=['setuptools'],
     zip_safe=False,

@@ -86,7 +86,10 @@ class Detector:
         """
         batch = []
         for image in images:
-            tensor = torch.from_numpy(np.ascontiguousarray(check_rgb(image))).permute(2, 0, 1)
+            image = check_rgb(image)
+            if not image.flags.writeable:  # e.g. a view of a message buffer
+                image = image.copy()
+            tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
             if tuple(tensor.shape[-2:]) != self.input_size_hw:
                 tensor = F.interpolate(tensor[None], size=self.input_size_hw, mode='bilinear',
                                        align_corners=False, antialias=True)[0]

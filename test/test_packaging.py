@@ -35,8 +35,9 @@ def test_colcon_build_installs_entry_points_and_share_files(tmp_path):
 
 
 def test_flake8_99_columns_as_ament():
-    result = subprocess.run([sys.executable, '-m', 'flake8', 'anomseg_ros', 'launch', 'test',
-                             'bench', 'setup.py'], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, '-m', 'flake8', 'anomseg_ros', 'rosbag_tools',
+                             'launch', 'test', 'bench', 'setup.py'], cwd=REPO,
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -34,7 +34,9 @@ def add_parser(verbs):
     parser.add_argument('--resolution', choices=RESOLUTIONS, default='network',
                         help='compare at the network input size with labels resized by nearest '
                         'neighbour (the papers\' protocol), or at the label size')
-    parser.add_argument('--split', default='val', help='split of a Cityscapes-layout DATASET')
+    parser.add_argument('--split', default=None,
+                        help='split of a Cityscapes-layout DATASET (default val) or of Lost and '
+                        'Found (default: all)')
     parser.add_argument('--skip-without-anomaly', action='store_true',
                         help='leave out images with no anomaly pixel (the course code does)')
     parser.add_argument('--convention', choices=sorted(CONVENTIONS), default=None,
@@ -44,7 +46,8 @@ def add_parser(verbs):
 
 
 def is_cityscapes_layout(path: str) -> bool:
-    return os.path.isdir(os.path.join(path, 'leftImg8bit'))
+    """leftImg8bit/ with gtFine/ (Lost and Found has gtCoarse/ instead, an anomaly layout)."""
+    return all(os.path.isdir(os.path.join(path, d)) for d in ('leftImg8bit', 'gtFine'))
 
 
 def _bar(total, name):
@@ -58,7 +61,8 @@ def run(args) -> int:
         if len(args.datasets) != 1 or is_cityscapes_layout(args.datasets[0]):
             raise ConfigError('--scores evaluates the score maps of exactly one anomaly '
                               'DATASET (images/ + labels_masks/)')
-        dataset = AnomalyDataset(args.datasets[0], convention=args.convention)
+        dataset = AnomalyDataset(args.datasets[0], convention=args.convention,
+                                 split=args.split)
         with _bar(len(dataset), dataset.name) as bar:
             result = evaluate_score_maps(dataset, args.scores, progress=bar,
                                          skip_without_anomaly=args.skip_without_anomaly)
@@ -75,8 +79,9 @@ def run(args) -> int:
                   input_size_wh=list(detector.input_size_hw[::-1]))
     for path in args.datasets:
         if is_cityscapes_layout(path):
-            dataset = CityscapesDataset(path, args.split)
-            name = f'{os.path.basename(os.path.normpath(path))}/{args.split}'
+            split = args.split or 'val'
+            dataset = CityscapesDataset(path, split)
+            name = f'{os.path.basename(os.path.normpath(path))}/{split}'
             with _bar(len(dataset), name) as bar:
                 result = evaluate_segmentation(detector, dataset, resolution=args.resolution,
                                                progress=bar)
@@ -85,7 +90,7 @@ def run(args) -> int:
             for cls, iou in result['per_class_iou'].items():
                 print(f'  {cls:<14} {100 * iou:6.2f}')
             continue
-        dataset = AnomalyDataset(path, convention=args.convention)
+        dataset = AnomalyDataset(path, convention=args.convention, split=args.split)
         with _bar(len(dataset), dataset.name) as bar:
             results = evaluate_anomaly(detector, dataset, scorers, resolution=args.resolution,
                                        skip_without_anomaly=args.skip_without_anomaly,

@@ -1,0 +1,112 @@
+"""``anomseg bag ...``: benchmark datasets as rosbags, and measuring the node on a bag."""
+import json
+import os
+
+from tqdm import tqdm
+
+from anomseg_ros.cli.common import add_model_args, build_detector, warn_if_untrained
+from anomseg_ros.cli.evaluate import is_cityscapes_layout
+from anomseg_ros.data.anomaly import AnomalyDataset
+from anomseg_ros.data.cityscapes import CityscapesDataset
+from anomseg_ros.paths import resolve_weights
+
+
+def add_parser(verbs):
+    parser = verbs.add_parser('bag', help='datasets as rosbags; evaluate the node on a bag',
+                              description='rosbag2 tools (the rosbags library; no ROS install '
+                              'needed to write or read bags).')
+    actions = parser.add_subparsers(dest='bag_verb', metavar='ACTION', required=True)
+
+    make = actions.add_parser(
+        'from-dataset', help='write a dataset as a rosbag2',
+        description='Writes /camera/image_raw (sensor_msgs/Image rgb8, or CompressedImage png '
+        'with --compressed on /camera/image_raw/compressed) and the ground truth as mono8 '
+        '/ground_truth/anomaly (0, 1, 255) or /ground_truth/semantic (trainIds), one frame '
+        'per image stamped --rate apart. Never overwrites an existing bag.')
+    make.add_argument('dataset', help='anomaly benchmark folder or Cityscapes-layout root')
+    make.add_argument('out', help='bag folder to create')
+    make.add_argument('--rate', type=float, default=10.0, help='frames per second of stamps')
+    make.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap')
+    make.add_argument('--compressed', action='store_true')
+    make.add_argument('--split', default=None, help='split of a Cityscapes-layout dataset '
+                      '(default val) or of Lost and Found (default: all)')
+    make.set_defaults(run=run_from_dataset)
+
+    evaluate = actions.add_parser(
+        'eval', help='replay a bag through the live node and score its outputs',
+        description='Starts the detector node (or uses a running one with --connect), replays '
+        "the bag's camera frames to it over DDS, collects anomaly_score and semantic by header "
+        'stamp and reports AuPRC / FPR95 / AUROC and mIoU, with the frames sent, received and '
+        'missing. --offline computes the same numbers in-process without ROS.')
+    evaluate.add_argument('bag')
+    add_model_args(evaluate)
+    evaluate.add_argument('--offline', action='store_true', help='no ROS: run the pipeline here')
+    evaluate.add_argument('--rate', type=float, default=None,
+                          help='replay at this many frames per second (default: paced by the '
+                          'node, so none is dropped)')
+    evaluate.add_argument('--connect', action='store_true',
+                          help='use a detector node already running in --namespace')
+    evaluate.add_argument('--namespace', default='/anomseg_bag_eval')
+    evaluate.add_argument('--timeout', type=float, default=60.0, help='seconds per frame')
+    evaluate.add_argument('--record', default=None, metavar='OUT',
+                          help="also write the node's outputs to this new bag")
+    evaluate.add_argument('--json', default=None, metavar='FILE', help='write the report here')
+    evaluate.set_defaults(run=run_eval)
+
+
+def _dataset_frames(args):
+    if is_cityscapes_layout(args.dataset):
+        dataset = CityscapesDataset(args.dataset, args.split or 'val')
+        return len(dataset), ((image, None, label) for image, label in dataset)
+    dataset = AnomalyDataset(args.dataset, split=args.split)
+    print(f'labels: {dataset.describe_convention()}')
+    return len(dataset), ((image, label, None) for _, image, label in dataset)
+
+
+def run_from_dataset(args) -> int:
+    from rosbag_tools import write_dataset_bag
+    total, frames = _dataset_frames(args)
+    with tqdm(total=total, unit='frame', disable=None) as bar:
+        count = write_dataset_bag((bar.update(1) or f for f in frames), args.out,
+                                  rate_hz=args.rate, storage=args.storage,
+                                  compressed=args.compressed)
+    print(f'{count} frames written to {os.path.abspath(args.out)} ({args.storage})')
+    return 0
+
+
+def run_eval(args) -> int:
+    from rosbag_tools.evaluate import evaluate_live, evaluate_offline
+    if args.offline:
+        detector = build_detector(args)
+        warn_if_untrained(detector)
+        report = evaluate_offline(args.bag, detector)
+        mode = 'offline'
+    else:
+        params = {'weights': resolve_weights(args.weights), 'scorer': args.scorer,
+                  'threshold': args.threshold, 'device': args.device}
+        if args.backbone:
+            params['backbone'] = args.backbone
+        if args.temperature is not None:
+            params['temperature'] = args.temperature
+        if args.input_size:
+            params.update(input_height=args.input_size[0], input_width=args.input_size[1])
+        report = evaluate_live(args.bag, params=params, namespace=args.namespace,
+                               rate_hz=args.rate, timeout=args.timeout, record=args.record,
+                               connect=args.connect)
+        mode = 'live'
+    report.update(mode=mode, bag=args.bag, scorer=args.scorer)
+    print(f'{mode}: {report["frames_sent"]} frames sent, {report["frames_received"]} received, '
+          f'{report["frames_missing"]} missing')
+    if report['frames_missing']:
+        print(f'WARNING: {report["frames_missing"]} frames got no answer (first stamps: '
+              f'{report["missing_stamps_ns"][:5]}); their pixels are not in the metrics')
+    if 'anomaly' in report:
+        a = report['anomaly']
+        print(f'{args.scorer}: AuPRC {100 * a["auprc"]:.2f}  FPR95 {100 * a["fpr95"]:.2f}  '
+              f'AUROC {100 * a["auroc"]:.2f}  (%, {a["num_images"]} frames pooled)')
+    if 'segmentation' in report:
+        print(f'mIoU {100 * report["segmentation"]["miou"]:.2f}')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(report, f, indent=2)
+    return 1 if report['frames_missing'] else 0
