@@ -11,6 +11,7 @@ from anomseg_ros.data.anomaly import AnomalyDataset, CONVENTIONS
 from anomseg_ros.data.cityscapes import CityscapesDataset
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.evaluation.anomaly import evaluate_anomaly, RESOLUTIONS
+from anomseg_ros.evaluation.report import write_report
 from anomseg_ros.evaluation.segmentation import evaluate_score_maps, evaluate_segmentation
 from anomseg_ros.scoring import list_scorers
 
@@ -42,6 +43,15 @@ def add_parser(verbs):
     parser.add_argument('--convention', choices=sorted(CONVENTIONS), default=None,
                         help='label convention (default: from the folder name)')
     parser.add_argument('--json', default=None, metavar='FILE', help='write the report here')
+    parser.add_argument('--report', default=None, metavar='DIR',
+                        help='write report.md (the papers\' table), report.json, PR / ROC '
+                        'curves, example overlays and SegmentMeIfYouCan component metrics')
+    parser.add_argument('--examples', type=int, default=3,
+                        help='example overlays per dataset in --report')
+    parser.add_argument('--min-gt-size', type=int, default=0,
+                        help='component metrics: ignore ground-truth objects smaller than this')
+    parser.add_argument('--min-pred-size', type=int, default=0,
+                        help='component metrics: drop predicted segments smaller than this')
     parser.set_defaults(run=run)
 
 
@@ -77,6 +87,7 @@ def run(args) -> int:
     warn_if_untrained(detector)
     report.update(weights=detector.info.source, backbone=detector.info.backbone,
                   input_size_wh=list(detector.input_size_hw[::-1]))
+    examples = {}
     for path in args.datasets:
         if is_cityscapes_layout(path):
             split = args.split or 'val'
@@ -91,14 +102,22 @@ def run(args) -> int:
                 print(f'  {cls:<14} {100 * iou:6.2f}')
             continue
         dataset = AnomalyDataset(path, convention=args.convention, split=args.split)
+        examples[dataset.name] = []
         with _bar(len(dataset), dataset.name) as bar:
-            results = evaluate_anomaly(detector, dataset, scorers, resolution=args.resolution,
-                                       skip_without_anomaly=args.skip_without_anomaly,
-                                       temperature=args.temperature, progress=bar)
+            results = evaluate_anomaly(
+                detector, dataset, scorers, resolution=args.resolution,
+                skip_without_anomaly=args.skip_without_anomaly, temperature=args.temperature,
+                components=bool(args.report), curves=bool(args.report),
+                min_gt_size=args.min_gt_size, min_pred_size=args.min_pred_size,
+                examples=examples[dataset.name], num_examples=args.examples if args.report
+                else 0, progress=bar)
         report['results'][dataset.name] = {'path': dataset.root,
                                            'labels': dataset.describe_convention(),
                                            'scorers': results}
         _print_anomaly(dataset.name, results)
+    if args.report:
+        path = write_report(report, args.report, examples=examples)
+        print(f'report written to {os.path.abspath(path)}')
     return _write(report, args.json)
 
 

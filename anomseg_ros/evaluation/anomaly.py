@@ -1,11 +1,14 @@
 """Anomaly evaluation of a detector on a dataset, several scorers from one forward pass."""
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+import os
+import tempfile
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from anomseg_ros.evaluation.components import ComponentMetrics
 from anomseg_ros.evaluation.metrics import AnomalyMetrics
 from anomseg_ros.pipeline import Detector, make_scorer
 
@@ -16,13 +19,21 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
                      scorers: Sequence[str], *, resolution: str = 'network',
                      skip_without_anomaly: bool = False,
                      temperature: Optional[float] = None,
-                     progress=None) -> Dict[str, Dict[str, float]]:
+                     components: bool = False, min_gt_size: int = 0, min_pred_size: int = 0,
+                     curves: bool = False, examples: Optional[List] = None,
+                     num_examples: int = 0,
+                     progress=None) -> Dict[str, Dict[str, object]]:
     """Pool pixels over ``samples`` (``(name, rgb, label 0/1/255)``) and return, per scorer,
     AuPRC / FPR95 / AUROC.
 
     ``resolution="network"`` compares at the network's input size, labels resized with nearest
     neighbour (the protocol of the course code and ``REFERENCE.md``); ``"label"`` upsamples the
     scores to each label's own size, as the node publishes them.
+
+    ``components`` adds SegmentMeIfYouCan's component metrics at the threshold of the best pixel
+    F1 (a second pass over score maps kept on disk as float16); ``curves`` adds thinned PR / ROC
+    points; the first ``num_examples`` images go to ``examples`` as ``(name, rgb, label,
+    {scorer: score map})`` at the compared resolution, for pictures.
     """
     if resolution not in RESOLUTIONS:
         raise ValueError(f'resolution must be one of {RESOLUTIONS}, got {resolution!r}')
@@ -30,25 +41,69 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
                    for name in scorers}
     metrics = {name: AnomalyMetrics() for name in scorers}
     skipped = 0
-    for _, image, label in samples:
-        if skip_without_anomaly and not (label == 1).any():
-            skipped += 1
-            continue
-        with torch.inference_mode():
-            logits = detector.logits([image])
-            for name, scorer in scorer_objs.items():
-                score = scorer(logits)
-                if resolution == 'network':
-                    size_wh = (score.shape[-1], score.shape[-2])
-                    target = cv2.resize(label, size_wh, interpolation=cv2.INTER_NEAREST)
-                else:
-                    target = label
-                    score = F.interpolate(score[None], size=label.shape, mode='bilinear',
-                                          align_corners=False)[0]
-                metrics[name].update(score[0].cpu().numpy(), target)
-        if progress is not None:
-            progress.update(1)
-    results = {name: m.compute() for name, m in metrics.items()}
-    for result in results.values():
-        result['images_skipped_without_anomaly'] = skipped
+    with tempfile.TemporaryDirectory(prefix='anomseg_scores_') as cache:
+        kept = []
+        for name, image, label in samples:
+            if skip_without_anomaly and not (label == 1).any():
+                skipped += 1
+                continue
+            scores, target = _score(detector, scorer_objs, image, label, resolution)
+            for scorer, score in scores.items():
+                metrics[scorer].update(score, target)
+            if components:
+                index = len(kept)
+                np.save(os.path.join(cache, f'{index}_label.npy'), target)
+                for scorer, score in scores.items():
+                    np.save(os.path.join(cache, f'{index}_{scorer}.npy'),
+                            score.astype(np.float16))
+                kept.append(index)
+            if examples is not None and len(examples) < num_examples:
+                rgb = image if resolution == 'label' else cv2.resize(
+                    image, target.shape[::-1], interpolation=cv2.INTER_AREA)
+                examples.append((name, rgb, target, scores))
+            if progress is not None:
+                progress.update(1)
+        results = {name: m.compute() for name, m in metrics.items()}
+        for name, result in results.items():
+            result['images_skipped_without_anomaly'] = skipped
+            if curves:
+                result['curve'] = metrics[name].curve_points()
+            if components:
+                result['components'] = _components(cache, kept, name, metrics[name],
+                                                   min_gt_size, min_pred_size)
     return results
+
+
+@torch.inference_mode()
+def _score(detector, scorer_objs, image, label, resolution):
+    logits = detector.logits([image])
+    scores = {}
+    if resolution == 'network':
+        target = cv2.resize(label, (logits.shape[-1], logits.shape[-2]),
+                            interpolation=cv2.INTER_NEAREST)
+    else:
+        target = label
+    for name, scorer in scorer_objs.items():
+        score = scorer(logits)
+        if resolution == 'label':
+            score = F.interpolate(score[None], size=label.shape, mode='bilinear',
+                                  align_corners=False)[0]
+        scores[name] = score[0].cpu().numpy()
+    return scores, target
+
+
+def _components(cache, kept, scorer, metrics, min_gt_size, min_pred_size):
+    # the threshold is taken on float32 scores; the maps were kept as float16, so compare
+    # against the threshold rounded the same way
+    threshold = metrics.best_f1_threshold()
+    component_metrics = ComponentMetrics(min_gt_size=min_gt_size, min_pred_size=min_pred_size)
+    if not np.isfinite(threshold):
+        return {**component_metrics.compute(), 'threshold': threshold}
+    threshold16 = np.float16(threshold)
+    for index in kept:
+        label = np.load(os.path.join(cache, f'{index}_label.npy'))
+        score = np.load(os.path.join(cache, f'{index}_{scorer}.npy'))
+        component_metrics.update(score >= threshold16, label)
+    return {**component_metrics.compute(), 'threshold': threshold,
+            'threshold_rule': 'best pixel F1', 'min_gt_size': min_gt_size,
+            'min_pred_size': min_pred_size}

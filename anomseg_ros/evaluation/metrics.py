@@ -67,6 +67,28 @@ class AnomalyMetrics:
         return {'tp': np.cumsum(self.positives[used]), 'fp': np.cumsum(self.negatives[used]),
                 'threshold': _key_to_score(used)}
 
+    def best_f1_threshold(self) -> float:
+        """The score threshold of the best pixel-level F1 (SegmentMeIfYouCan's choice for its
+        component metrics); NaN without anomaly pixels."""
+        curves = self.curves()
+        num_pos = int(self.positives.sum())
+        if num_pos == 0 or len(curves['tp']) == 0:
+            return float('nan')
+        tp, fp = curves['tp'].astype(np.float64), curves['fp'].astype(np.float64)
+        f1 = 2 * tp / (tp + fp + num_pos)
+        return float(curves['threshold'][int(np.argmax(f1))])
+
+    def curve_points(self, *, max_points: int = 400) -> Dict[str, list]:
+        """Precision-recall and ROC curves thinned to at most ``max_points`` for plotting."""
+        curves = self.curves()
+        num_pos, num_neg = int(self.positives.sum()), int(self.negatives.sum())
+        if num_pos == 0 or num_neg == 0:
+            return {}
+        keep = np.unique(np.linspace(0, len(curves['tp']) - 1, max_points).astype(int))
+        tp, fp = curves['tp'][keep].astype(np.float64), curves['fp'][keep].astype(np.float64)
+        return {'recall': (tp / num_pos).tolist(), 'precision': (tp / (tp + fp)).tolist(),
+                'fpr': (fp / num_neg).tolist(), 'threshold': curves['threshold'][keep].tolist()}
+
     def compute(self) -> Dict[str, float]:
         num_pos, num_neg = int(self.positives.sum()), int(self.negatives.sum())
         result = {'num_images': self.num_images, 'num_anomaly_pixels': num_pos,
