@@ -90,3 +90,23 @@ def test_live_replay_equals_offline_and_accounts_for_every_frame(tmp_path,
         assert live['anomaly'][key] == pytest.approx(offline['anomaly'][key], abs=1e-4)
     recorded = list(read_frames(str(record), image_topic='/anomseg/anomaly_score'))
     assert len(recorded) == 4 and recorded[0].image.dtype == np.float32
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_clocked_replay_reports_the_frames_the_node_skipped(tmp_path, random_checkpoint):
+    """At 200 Hz the node (tens of ms a frame) keeps only the newest frames: the others must
+    come back as missing, and every frame sent is either received or missing."""
+    rng = np.random.default_rng(9)
+    frames = [(rng.integers(0, 256, (256, 512, 3), dtype=np.uint8),
+               (rng.random((256, 512)) < 0.1).astype(np.uint8), None) for _ in range(12)]
+    bag = str(tmp_path / 'bag')
+    write_dataset_bag(frames, bag)
+    report = tmp_path / 'live.json'
+    code = main(['bag', 'eval', bag, '--weights', random_checkpoint, '--device', 'cpu',
+                 '--input-size', '512x256', '--rate', '200', '--json', str(report)])
+    live = json.loads(report.read_text())
+    assert live['frames_sent'] == 12
+    assert live['frames_received'] + live['frames_missing'] == 12
+    assert live['frames_missing'] > 0 and code == 1  # missing frames are not silent
+    assert live['frames_received'] >= 1

@@ -121,8 +121,8 @@ class DetectorClient(Node):
         Seeing the node in the graph is not enough: DDS matches the two ends of a topic one side
         at a time, and a frame sent before the node's subscription has matched our publisher is
         silently lost. So small probe frames (stamps below ``PROBE_STAMPS_NS``, whose outputs
-        are discarded) go out, each waited for twice as long as the one before (a slow network
-        on a CPU takes seconds), until one comes back.
+        are discarded) go out, each waited for twice as long as the one before (a large network
+        on a busy CPU takes many seconds a frame), until one comes back.
         """
         deadline = time.monotonic() + timeout
         probe = np.zeros((16, 16, 3), np.uint8)
@@ -132,7 +132,7 @@ class DetectorClient(Node):
                 process.check_alive()
             if self.image_pub.get_subscription_count() > 0:
                 self.publish_rgb(probe, stamp_ns)
-                wait_s = min(2 * wait_s, 8.0)
+                wait_s = min(2 * wait_s, max(deadline - time.monotonic(), 0.1))
                 if self.wait_outputs(stamp_ns, timeout=wait_s) is not None:
                     return
             else:
