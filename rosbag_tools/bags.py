@@ -15,6 +15,7 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
 
 from anomseg_ros.errors import DatasetError, ImageFormatError
+from anomseg_ros.ros.conversions import compressed_msg_to_rgb, image_msg_to_array
 
 IMAGE_TOPIC = '/camera/image_raw'
 COMPRESSED_TOPIC = '/camera/image_raw/compressed'
@@ -62,19 +63,8 @@ def image_message(array: np.ndarray, stamp_ns: int, frame_id: str = 'camera'):
 def message_array(msg) -> np.ndarray:
     """The numpy image of a deserialised Image or CompressedImage message."""
     if msg.__msgtype__ == CompressedImage.__msgtype__:
-        image = cv2.imdecode(np.asarray(msg.data, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ImageFormatError(f'compressed image ({msg.format}) cannot be decoded')
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    dtypes = {'rgb8': (np.uint8, 3), 'mono8': (np.uint8, 1), '32FC1': (np.float32, 1)}
-    if msg.encoding not in dtypes:
-        raise ImageFormatError(f'unsupported encoding {msg.encoding!r} in the bag')
-    dtype, channels = dtypes[msg.encoding]
-    rows = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.step)
-    row_bytes = msg.width * channels * np.dtype(dtype).itemsize
-    pixels = np.ascontiguousarray(rows[:, :row_bytes]).view(dtype)
-    return pixels.reshape(msg.height, msg.width, channels)[..., 0] if channels == 1 else \
-        pixels.reshape(msg.height, msg.width, channels)
+        return compressed_msg_to_rgb(msg)
+    return image_msg_to_array(msg)[0]
 
 
 def _refuse_existing(out: str) -> None:

@@ -86,8 +86,7 @@ def evaluate_live(path: str, *, params: Optional[Dict[str, object]] = None,
             client.wait_for_node(timeout=max(timeout, 60.0), process=process)
             frames = {}
             for frame in read_frames(path):
-                msg = image_message(frame.image, frame.stamp_ns, frame.frame_id)
-                client.publish(_to_ros(msg))
+                client.publish_rgb(frame.image, frame.stamp_ns, frame_id=frame.frame_id)
                 score.sent += 1
                 if rate_hz is None:
                     _collect(client, frame, score, recorder, timeout, image_msg_to_array)
@@ -123,15 +122,3 @@ def _collect(client, frame, score, recorder, timeout, to_array) -> None:
         for name, array in (('anomaly_score', score_map), ('semantic', labels)):
             recorder.write(RECORD_TOPICS[name], image_message(array, frame.stamp_ns,
                                                               frame.frame_id), frame.stamp_ns)
-
-
-def _to_ros(msg):
-    """A rosbags Image as an rclpy sensor_msgs/Image (same fields)."""
-    from sensor_msgs.msg import Image
-    out = Image(height=msg.height, width=msg.width, encoding=msg.encoding,
-                is_bigendian=msg.is_bigendian, step=msg.step)
-    out.header.stamp.sec, out.header.stamp.nanosec = msg.header.stamp.sec, \
-        msg.header.stamp.nanosec
-    out.header.frame_id = msg.header.frame_id
-    out.data = np.asarray(msg.data, np.uint8).tobytes()
-    return out

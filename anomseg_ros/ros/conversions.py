@@ -81,10 +81,14 @@ def array_to_image_msg(array: np.ndarray, encoding: str, header=None):
 
 
 def image_msg_to_array(msg) -> Tuple[np.ndarray, str]:
-    """Any image this package publishes back to numpy (used by clients and tests)."""
+    """An rgb8, mono8 or 32FC1 image message (rclpy's or rosbags', rows possibly padded beyond
+    ``step``) back to numpy: (H,W,3) or (H,W)."""
     dtypes = {'rgb8': (np.uint8, 3), 'mono8': (np.uint8, 1), '32FC1': (np.float32, 1)}
     if msg.encoding not in dtypes:
         raise ImageFormatError(f'cannot read encoding {msg.encoding!r}')
     dtype, channels = dtypes[msg.encoding]
-    array = np.frombuffer(msg.data, dtype).reshape(msg.height, msg.width, channels)
+    rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)
+    row_bytes = msg.width * channels * np.dtype(dtype).itemsize
+    array = np.ascontiguousarray(rows[:, :row_bytes]).view(dtype)
+    array = array.reshape(msg.height, msg.width, channels)
     return (array[..., 0] if channels == 1 else array), msg.encoding
