@@ -1,6 +1,7 @@
 """Measure the detector on a bag: live through the real node over DDS, or offline with the same
 pipeline in-process. Both pool the pixels of all frames at the camera resolution, so their
 numbers agree; the live run also accounts for every frame it sent."""
+import contextlib
 import dataclasses
 import time
 from typing import Dict, List, Optional
@@ -9,6 +10,7 @@ import numpy as np
 
 from anomseg_ros.evaluation import AnomalyMetrics, SegmentationMetrics
 from anomseg_ros.labels import CITYSCAPES_CLASSES
+from anomseg_ros.ros.conversions import image_msg_to_array
 from rosbag_tools.bags import _BagWriter, image_message, read_frames
 
 RECORD_TOPICS = {'anomaly_score': '/anomseg/anomaly_score', 'semantic': '/anomseg/semantic'}
@@ -67,29 +69,26 @@ def evaluate_live(path: str, *, params: Optional[Dict[str, object]] = None,
     """
     import rclpy
     from anomseg_ros.ros.client import DetectorClient, NodeProcess
-    from anomseg_ros.ros.conversions import image_msg_to_array
     from anomseg_ros.ros.dds import configure_dds
 
     configure_dds(localhost_only=True)
     rclpy.init()
     score = BagScore()
-    recorder = _BagWriter(record, 'mcap') if record else None
-    process = None if connect else NodeProcess(namespace=namespace, params=params,
-                                               log_path=log_path)
     try:
-        if process is not None:
-            process.__enter__()
-        if recorder is not None:
-            recorder.__enter__()
-        client = DetectorClient(namespace, outputs=tuple(RECORD_TOPICS))
-        try:
+        with contextlib.ExitStack() as stack:  # leaves what was entered, in reverse order
+            # the record bag first: an existing one is refused before any node starts
+            recorder = stack.enter_context(_BagWriter(record, 'mcap')) if record else None
+            process = None if connect else stack.enter_context(
+                NodeProcess(namespace=namespace, params=params, log_path=log_path))
+            client = DetectorClient(namespace, outputs=tuple(RECORD_TOPICS))
+            stack.callback(client.close)
             client.wait_for_node(timeout=max(timeout, 60.0), process=process)
             frames = {}
             for frame in read_frames(path):
                 client.publish_rgb(frame.image, frame.stamp_ns, frame_id=frame.frame_id)
                 score.sent += 1
                 if rate_hz is None:
-                    _collect(client, frame, score, recorder, timeout, image_msg_to_array)
+                    _collect(client, frame, score, recorder, timeout)
                 else:
                     frames[frame.stamp_ns] = frame
                     time.sleep(1.0 / rate_hz)
@@ -98,25 +97,19 @@ def evaluate_live(path: str, *, params: Optional[Dict[str, object]] = None,
             last = max(frames, default=None)
             for stamp_ns in sorted(frames, key=lambda s: s != last):
                 _collect(client, frames[stamp_ns], score, recorder,
-                         timeout if stamp_ns == last else 0.5, image_msg_to_array)
-        finally:
-            client.close()
+                         timeout if stamp_ns == last else 0.5)
     finally:
-        if recorder is not None:
-            recorder.__exit__(None, None, None)
-        if process is not None:
-            process.__exit__(None, None, None)
         rclpy.try_shutdown()
     return score.report()
 
 
-def _collect(client, frame, score, recorder, timeout, to_array) -> None:
+def _collect(client, frame, score, recorder, timeout) -> None:
     outputs = client.wait_outputs(frame.stamp_ns, timeout=timeout)
     if outputs is None:
         score.missing_stamps.append(frame.stamp_ns)
         return
-    score_map = to_array(outputs['anomaly_score'])[0]
-    labels = to_array(outputs['semantic'])[0]
+    score_map = image_msg_to_array(outputs['anomaly_score'])[0]
+    labels = image_msg_to_array(outputs['semantic'])[0]
     score.add(frame, score_map, labels)
     if recorder is not None:
         for name, array in (('anomaly_score', score_map), ('semantic', labels)):
