@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from anomseg_ros.cli.evaluate import print_anomaly_table
 from anomseg_ros.data.images import read_rgb, write_rgb
 from anomseg_ros.data.synthetic import render_track_sample
 from anomseg_ros.evaluation import AnomalyMetrics, SegmentationMetrics
@@ -138,10 +139,6 @@ def _report(anomaly, segmentation, frames):
     if all(label is None for _, _, label, _ in frames):
         return
     print(f'\nlive node on {len(frames)} synthetic frames (pixels of all frames pooled):')
-    print(f'{"scorer":<12} {"AuPRC":>7} {"FPR95":>7} {"AUROC":>7}  (in %)')
-    for name, metrics in anomaly.items():
-        r = metrics.compute()
-        print(f'{name:<12} {100 * r["auprc"]:7.2f} {100 * r["fpr95"]:7.2f} '
-              f'{100 * r["auroc"]:7.2f}')
+    print_anomaly_table('demo drive', {name: m.compute() for name, m in anomaly.items()})
     if segmentation.num_images:
         print(f'mIoU of the published labels: {100 * segmentation.compute()["miou"]:.2f}')

@@ -10,9 +10,9 @@ from anomseg_ros.cli.common import add_model_args, build_detector, warn_if_untra
 from anomseg_ros.data.anomaly import AnomalyDataset, CONVENTIONS
 from anomseg_ros.data.cityscapes import CityscapesDataset
 from anomseg_ros.errors import ConfigError
-from anomseg_ros.evaluation.anomaly import evaluate_anomaly, RESOLUTIONS
+from anomseg_ros.evaluation.anomaly import evaluate_anomaly, evaluate_score_maps, RESOLUTIONS
 from anomseg_ros.evaluation.report import write_report
-from anomseg_ros.evaluation.segmentation import evaluate_score_maps, evaluate_segmentation
+from anomseg_ros.evaluation.segmentation import evaluate_segmentation
 from anomseg_ros.scoring import list_scorers
 
 
@@ -80,7 +80,7 @@ def run(args) -> int:
         report['results'][dataset.name] = {'path': dataset.root,
                                            'labels': dataset.describe_convention(),
                                            'scorers': {'scores': result}}
-        _print_anomaly(dataset.name, {'scores': result})
+        print_anomaly_table(dataset.name, {'scores': result})
         return _write(report, args.json)
 
     detector = build_detector(args, scorer=scorers[0])
@@ -114,14 +114,15 @@ def run(args) -> int:
         report['results'][dataset.name] = {'path': dataset.root,
                                            'labels': dataset.describe_convention(),
                                            'scorers': results}
-        _print_anomaly(dataset.name, results)
+        print_anomaly_table(dataset.name, results)
     if args.report:
         path = write_report(report, args.report, examples=examples)
         print(f'report written to {os.path.abspath(path)}')
     return _write(report, args.json)
 
 
-def _print_anomaly(name, results):
+def print_anomaly_table(name, results):
+    """AuPRC / FPR95 / AUROC of each scorer on one dataset, in %."""
     print(f'{"dataset":<20} {"scorer":<12} {"AuPRC":>7} {"FPR95":>7} {"AUROC":>7}  (in %)')
     for scorer, r in results.items():
         print(f'{name:<20} {scorer:<12} {100 * r["auprc"]:7.2f} {100 * r["fpr95"]:7.2f} '

@@ -1,4 +1,5 @@
-"""Anomaly evaluation of a detector on a dataset, several scorers from one forward pass."""
+"""Anomaly evaluation of a detector on a dataset, several scorers from one forward pass, and of
+score maps computed elsewhere."""
 import os
 import tempfile
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from anomseg_ros.errors import DatasetError
 from anomseg_ros.evaluation.components import ComponentMetrics
 from anomseg_ros.evaluation.metrics import AnomalyMetrics
 from anomseg_ros.pipeline import Detector, make_scorer
@@ -107,3 +109,28 @@ def _components(cache, kept, scorer, metrics, min_gt_size, min_pred_size):
     return {**component_metrics.compute(), 'threshold': threshold,
             'threshold_rule': 'best pixel F1', 'min_gt_size': min_gt_size,
             'min_pred_size': min_pred_size}
+
+
+def evaluate_score_maps(samples: Iterable[Tuple[str, np.ndarray, np.ndarray]],
+                        scores_dir: str, *, skip_without_anomaly: bool = False,
+                        progress=None) -> Dict[str, float]:
+    """AuPRC / FPR95 / AUROC of precomputed score maps ``scores_dir/<stem>.npy`` (float, the
+    label's size), so any method can be compared on the same pixels and protocol."""
+    metrics = AnomalyMetrics()
+    for name, _, label in samples:
+        if skip_without_anomaly and not (label == 1).any():
+            continue
+        path = os.path.join(scores_dir, f'{name}.npy')
+        if not os.path.isfile(path):
+            raise DatasetError(f'no score map for image {name!r}: expected {path}')
+        try:
+            score = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f'score map {path} cannot be read: {exc}') from None
+        if score.shape != label.shape:
+            raise DatasetError(f'score map {path} is {score.shape[::-1]} (WxH) but its label is '
+                               f'{label.shape[::-1]}; write scores at the label resolution')
+        metrics.update(score.astype(np.float32), label)
+        if progress is not None:
+            progress.update(1)
+    return metrics.compute()
