@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from anomseg_ros.backbones import create_backbone
+from anomseg_ros.backbones.heads import HEADS, WithIsoMaxPlus
 from anomseg_ros.errors import CheckpointError
 from anomseg_ros.labels import CITYSCAPES_CLASSES
 
@@ -30,6 +31,7 @@ class ModelInfo:
     std: Tuple[float, float, float] = (1.0, 1.0, 1.0)
     input_size_hw: Tuple[int, int] = (512, 1024)
     temperature: float = 1.0
+    head: str = 'linear'    # or 'isomax+': distance-based logits (trained with the EIML loss)
     source: str = ''
     pretrained: bool = True
 
@@ -65,6 +67,15 @@ def public_cityscapes_info(num_classes: int, *, backbone: str = 'erfnet') -> Mod
                      void_channel=19 if num_classes == 20 else None)
 
 
+def build_model(info: ModelInfo) -> nn.Module:
+    """The untrained network ``info`` describes: its backbone, with its head."""
+    if info.head not in HEADS:
+        raise CheckpointError(f'unknown classifier head {info.head!r} in the checkpoint; this '
+                              f'version knows {", ".join(HEADS)}')
+    model = create_backbone(info.backbone, num_classes=info.num_classes)
+    return WithIsoMaxPlus(model, info.num_classes) if info.head == 'isomax+' else model
+
+
 def _read(path: str) -> dict:
     if not os.path.isfile(path):
         raise CheckpointError(f'weights file {path!r} does not exist; give the path of a '
@@ -83,13 +94,22 @@ def _strip_prefix(state: dict, prefix: str = 'module.') -> dict:
     return state
 
 
-def _infer_num_classes(state: dict, path: str) -> int:
-    for key, dim in (('decoder.output_conv.weight', 1), ('output_conv.weight', 0),
-                     ('classifier.weight', 0)):
-        if key in state:
-            return int(state[key].shape[dim])
-    raise CheckpointError(f'cannot tell the number of classes of {path!r}: none of its keys '
-                          f'is a known classifier layer; pass --backbone / num_classes')
+# the classifier of each backbone in a plain state dict: (backbone, key, output dimension)
+CLASSIFIER_KEYS = (('erfnet', 'decoder.output_conv.weight', 1),
+                   ('enet', 'transposed_conv.weight', 1),
+                   ('bisenetv1', 'conv_out.conv_out.weight', 0),
+                   ('bisenetv2', 'head.conv_out.weight', 0),
+                   ('resnet50', 'classifier.weight', 0))
+
+
+def _infer_architecture(state: dict, path: str, backbone: Optional[str]) -> Tuple[str, int]:
+    """The backbone (unless given) and number of classes of a plain state dict."""
+    for name, key, dim in CLASSIFIER_KEYS:
+        if key in state and backbone in (None, name):
+            return name, int(state[key].shape[dim])
+    raise CheckpointError(f'cannot tell the {"backbone and " if backbone is None else ""}number'
+                          f' of classes of {path!r}: none of its keys is the classifier of '
+                          f'{backbone or "a known backbone"}; check the file or --backbone')
 
 
 def load_state(model: nn.Module, state: dict, path: str) -> None:
@@ -119,7 +139,7 @@ def load_model(path: str, *, backbone: Optional[str] = None) -> Tuple[nn.Module,
     if path == 'random':
         info = public_cityscapes_info(20, backbone=backbone or 'erfnet')
         info.pretrained, info.source = False, 'random'
-        return create_backbone(info.backbone, num_classes=info.num_classes).eval(), info
+        return build_model(info).eval(), info
     checkpoint = _read(path)
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f'weights file {path!r} holds a {type(checkpoint).__name__}, '
@@ -134,10 +154,10 @@ def load_model(path: str, *, backbone: Optional[str] = None) -> Tuple[nn.Module,
         if not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise CheckpointError(f'{path!r} is neither an anomseg_ros checkpoint (no '
                                   f'"model_state") nor a plain state dict of tensors')
-        info = public_cityscapes_info(_infer_num_classes(state, path),
-                                      backbone=backbone or 'erfnet')
+        name, num_classes = _infer_architecture(state, path, backbone)
+        info = public_cityscapes_info(num_classes, backbone=name)
         info.source = path
-    model = create_backbone(info.backbone, num_classes=info.num_classes)
+    model = build_model(info)
     load_state(model, state, path)
     return model.eval(), info
 
@@ -164,7 +184,7 @@ def save_checkpoint(path: str, model: nn.Module, info: ModelInfo, **extra) -> No
 
 
 # what a deployable checkpoint keeps besides the weights: provenance, not training state
-EXPORTED_KEYS = ('epoch', 'best_miou', 'history', 'args')
+EXPORTED_KEYS = ('epoch', 'best_miou', 'history', 'args', 'calibration')
 
 
 def export_checkpoint(source: str, destination: str) -> dict:

@@ -1,10 +1,130 @@
-"""Backbone registry, ERFNet architecture, and checkpoint loading in both formats."""
+"""Backbone registry, the architectures of papers 000 / 001 (ERFNet, ENet, BiSeNet V1 / V2,
+ResNet-50), the self-supervised ResNet-50 formats, and checkpoint loading in both formats."""
 import pytest
 import torch
+import torchvision
 
 from anomseg_ros.backbones import create_backbone, list_backbones
+from anomseg_ros.backbones.bisenet import AUX_HEAD_PREFIXES
+from anomseg_ros.backbones.heads import IsoMaxPlusHead
+from anomseg_ros.backbones.resnet import load_pretrained_backbone, read_ssl_state
 from anomseg_ros.checkpoint import count_parameters, load_model, ModelInfo, save_checkpoint
 from anomseg_ros.errors import CheckpointError, UnknownNameError
+
+
+def test_every_paper_backbone_is_registered():
+    assert set(list_backbones()) >= {'enet', 'erfnet', 'bisenetv1', 'bisenetv2', 'resnet50'}
+
+
+def _inference_parameters(model):
+    return sum(p.numel() for n, p in model.named_parameters()
+               if not n.startswith(AUX_HEAD_PREFIXES))
+
+
+# published sizes: ERFNet 2.06 M at 20 classes (Romera et al.), ENet 0.37 M (Paszke et al.),
+# BiSeNetV2 about 3.4 M at 19 (Yu et al.); BiSeNetV1 with ResNet-18: what we found, 13.28 M
+# (the common implementation reports 13.3 M); ResNet-50 trunk 23.5 M plus a 2048 x C conv
+@pytest.mark.parametrize('name,classes,published', [
+    ('erfnet', 20, 2.06e6), ('enet', 19, 0.37e6), ('bisenetv2', 19, 3.4e6),
+    ('bisenetv1', 19, 13.3e6), ('resnet50', 20, 23.508e6 + 2049 * 20)])
+def test_parameter_count_within_5_percent_of_the_published(name, classes, published):
+    count = _inference_parameters(create_backbone(name, num_classes=classes))
+    assert count == pytest.approx(published, rel=0.05)
+
+
+@pytest.mark.parametrize('name', ['bisenetv1', 'bisenetv2'])
+def test_bisenet_returns_auxiliary_outputs_in_training_only(name):
+    model = create_backbone(name, num_classes=19)
+    outputs = model.train()(torch.rand(2, 3, 64, 96))
+    assert isinstance(outputs, tuple) and len(outputs) == (3 if name == 'bisenetv1' else 5)
+    assert all(o.shape == (2, 19, 64, 96) for o in outputs)
+    assert model.aux_weight == 1.0
+    with torch.inference_mode():
+        assert model.eval()(torch.rand(1, 3, 64, 96)).shape == (1, 19, 64, 96)
+
+
+def test_enet_follows_table_1_of_paper_000():
+    model = create_backbone('enet', num_classes=19)
+    dilations = [model.get_submodule(f'dilated{s}_{i}').ext_conv2[0].dilation[0]
+                 for s in (2, 3) for i in (2, 4, 6, 8)]
+    assert dilations == [2, 4, 8, 16] * 2
+    assert model.initial_block.main_branch.out_channels == 13  # + 3 pooled = 16 maps
+    features = model.forward_features(torch.rand(1, 3, 64, 64))
+    assert features.shape == (1, 16, 32, 32)  # bottleneck5.1 at half resolution
+
+
+def _torchvision_resnet50_state(seed=0):
+    torch.manual_seed(seed)
+    return torchvision.models.resnet50(weights=None).state_dict()
+
+
+def _write_ssl(path, fmt, state):
+    """A checkpoint laid out as the published one of ``fmt``."""
+    trunk = {k: v for k, v in state.items() if not k.startswith('fc.')}
+    if fmt == 'barlowtwins':       # torch.hub resnet50.pth: the trunk only
+        torch.save(trunk, path)
+    elif fmt == 'mocov2':          # query / key encoders, MLP head, queue
+        sd = {f'module.encoder_q.{k}': v for k, v in trunk.items()}
+        sd.update({f'module.encoder_k.{k}': v for k, v in list(trunk.items())[:3]})
+        sd.update({'module.encoder_q.fc.0.weight': torch.zeros(2048, 2048),
+                   'module.encoder_q.fc.2.weight': torch.zeros(128, 2048),
+                   'module.queue': torch.zeros(128, 8), 'module.queue_ptr': torch.zeros(1)})
+        torch.save({'epoch': 800, 'arch': 'resnet50', 'state_dict': sd}, path)
+    else:                          # simsiam: encoder with projector fc, predictor
+        sd = {f'module.encoder.{k}': v for k, v in trunk.items()}
+        sd.update({'module.encoder.fc.0.weight': torch.zeros(2048, 2048),
+                   'module.predictor.0.weight': torch.zeros(512, 2048)})
+        torch.save({'epoch': 100, 'arch': 'resnet50', 'state_dict': sd}, path)
+
+
+@pytest.mark.parametrize('fmt', ['barlowtwins', 'mocov2', 'simsiam'])
+def test_resnet50_loads_each_self_supervised_format(tmp_path, fmt):
+    state = _torchvision_resnet50_state()
+    path = str(tmp_path / f'{fmt}.pth')
+    _write_ssl(path, fmt, state)
+    _, detected, dropped = read_ssl_state(path)
+    assert detected == fmt
+    assert all('fc.' in k or 'encoder_k' in k or 'queue' in k or 'predictor' in k
+               for k in dropped)
+    model = create_backbone('resnet50', num_classes=20)
+    assert load_pretrained_backbone(model, path) == fmt
+    loaded = model.backbone.state_dict()
+    for key, value in state.items():
+        if not key.startswith('fc.'):
+            assert torch.equal(loaded[key], value), key
+    with torch.inference_mode():
+        assert model.eval()(torch.rand(1, 3, 64, 64)).shape == (1, 20, 64, 64)
+
+
+def test_resnet50_refuses_a_checkpoint_of_another_network(tmp_path):
+    path = str(tmp_path / 'erfnet.pth')
+    torch.save(create_backbone('erfnet', num_classes=20).state_dict(), path)
+    with pytest.raises(CheckpointError, match='self-supervised ResNet-50 formats'):
+        load_pretrained_backbone(create_backbone('resnet50', num_classes=20), path)
+    trunk = {k: v for k, v in _torchvision_resnet50_state().items() if k != 'layer4.2.bn3.bias'}
+    torch.save(trunk, path)
+    with pytest.raises(CheckpointError, match='1 missing keys'):
+        load_pretrained_backbone(create_backbone('resnet50', num_classes=20), path,
+                                 'barlowtwins')
+
+
+def test_isomax_plus_head_is_the_scaled_distance_to_normalised_prototypes():
+    head = IsoMaxPlusHead(2, 2)
+    with torch.no_grad():
+        head.prototypes.copy_(torch.tensor([[1.0, 0.0], [0.0, 3.0]]))
+        head.distance_scale.fill_(-2.0)  # the absolute value is used
+    features = torch.tensor([3.0, 4.0]).view(1, 2, 1, 1)  # normalised: (0.6, 0.8)
+    logits = head(features).flatten()
+    expected = -2.0 * torch.tensor([(0.4 ** 2 + 0.8 ** 2) ** 0.5, (0.6 ** 2 + 0.2 ** 2) ** 0.5])
+    assert torch.allclose(logits, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize('name', ['enet', 'bisenetv1', 'bisenetv2', 'resnet50'])
+def test_plain_state_dicts_of_other_backbones_are_recognised(tmp_path, name):
+    path = str(tmp_path / f'{name}.pth')
+    torch.save(create_backbone(name, num_classes=19).state_dict(), path)
+    model, info = load_model(path)
+    assert info.backbone == name and info.num_classes == 19 and info.void_channel is None
 
 
 @pytest.mark.parametrize('name', list_backbones())
