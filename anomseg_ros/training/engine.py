@@ -24,7 +24,8 @@ POLY_POWER = 0.9
 def make_optimizer(model: nn.Module, *, lr: float = ERFNET_LR,
                    weight_decay: float = ERFNET_WEIGHT_DECAY) -> torch.optim.Optimizer:
     """ERFNet's Adam: betas (0.9, 0.999), eps 1e-8, weight decay 1e-4 (L2, as in the paper)."""
-    return torch.optim.Adam(model.parameters(), lr=lr, betas=ERFNET_BETAS, eps=ERFNET_EPS,
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.Adam(trainable, lr=lr, betas=ERFNET_BETAS, eps=ERFNET_EPS,
                             weight_decay=weight_decay)
 
 
@@ -52,6 +53,15 @@ def restore_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict)
         group['lr'] = base_lr * decay(scheduler.last_epoch)
 
 
+def freeze_batch_norm_of_frozen_layers(model: nn.Module) -> None:
+    """Keep the running statistics of batch norm layers whose weights are not trained (a
+    frozen backbone) as they are: put them in eval mode."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine and \
+                not module.weight.requires_grad:
+            module.eval()
+
+
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, scheduler,
                     criterion: nn.Module, device: torch.device, *,
                     scaler: Optional[torch.amp.GradScaler] = None, progress: bool = True,
@@ -62,6 +72,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     loss (over all processes when distributed), the number of iterations and the seconds taken.
     """
     model.train()
+    freeze_batch_norm_of_frozen_layers(model)
     total = len(loader) if max_iters is None else min(len(loader), max_iters)
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # sum of losses, count
     start = time.monotonic()

@@ -21,6 +21,8 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 
 from anomseg_ros.backbones import create_backbone, list_backbones
+from anomseg_ros.backbones.heads import WithIsoMaxPlus
+from anomseg_ros.backbones.resnet import load_pretrained_backbone, SSL_FORMATS
 from anomseg_ros.checkpoint import (count_parameters, load_model, ModelInfo, read_checkpoint,
                                     save_checkpoint)
 from anomseg_ros.cli.common import parse_size
@@ -31,7 +33,8 @@ from anomseg_ros.pipeline import DEVICES, resolve_device
 from anomseg_ros.training import distributed as dist
 from anomseg_ros.training.engine import (ERFNET_LR, evaluate, make_optimizer,
                                          make_poly_scheduler, restore_scheduler, train_one_epoch)
-from anomseg_ros.training.losses import enet_class_weights, label_histogram, make_criterion
+from anomseg_ros.training.losses import (enet_class_weights, label_histogram, LOSSES,
+                                         make_criterion, needs_isomax_head, parse_loss_spec)
 from anomseg_ros.training.transforms import EvalTransform, TrainTransform
 
 DEFAULT_INPUT_SIZE_HW = (256, 512)
@@ -76,29 +79,40 @@ class _LabelCounts(torch.utils.data.Dataset):
         return label_histogram([self.dataset.load_label(index)], NUM_CITYSCAPES_CLASSES)
 
 
-def compute_class_weights(dataset: CityscapesDataset, *, workers: int) -> torch.Tensor:
-    """ERFNet's class weights from the pixel histogram of every label of ``dataset``."""
+def compute_class_weights(dataset: CityscapesDataset, *, workers: int,
+                          void: bool = False) -> torch.Tensor:
+    """ERFNet's class weights from the pixel histogram of every label of ``dataset``; with
+    ``void``, a 20th weight for the ignored pixels, trained as the void class."""
     loader = DataLoader(_LabelCounts(dataset), batch_size=None, num_workers=workers)
     counts = sum(loader)
-    return enet_class_weights(counts, NUM_CITYSCAPES_CLASSES)
+    return enet_class_weights(counts, NUM_CITYSCAPES_CLASSES + int(void))
 
 
-def load_init_weights(path: str, *, backbone: str) -> tuple:
-    """A model with the Cityscapes classes from checkpoint ``path``; the classifier of a model
-    with more outputs (the public ERFNet's void channel 19) keeps its first 19 channels."""
+def load_init_weights(path: str, *, backbone: str,
+                      num_classes: int = NUM_CITYSCAPES_CLASSES) -> tuple:
+    """A plain (linear-head) model with ``num_classes`` outputs (19, or 20 with void) from
+    checkpoint ``path``: a classifier with more outputs (the public ERFNet's void channel 19)
+    keeps its first ones; one with fewer keeps them and starts the rest untrained."""
     source, source_info = load_model(path, backbone=backbone)
-    if source_info.num_classes == NUM_CITYSCAPES_CLASSES:
-        return source, source_info
+    if source_info.head != 'linear':
+        source = source.backbone  # the features under a distance head; the head is new
     if list(source_info.class_names[:NUM_CITYSCAPES_CLASSES]) != CITYSCAPES_CLASSES or \
             source_info.num_classes < NUM_CITYSCAPES_CLASSES:
         raise CheckpointError(f'{path!r} has {source_info.num_classes} outputs whose first 19 '
                               f'are not the Cityscapes classes; --init-weights needs a model '
                               f'trained on Cityscapes trainIds')
-    model = create_backbone(source_info.backbone, num_classes=NUM_CITYSCAPES_CLASSES)
+    if source_info.num_classes == num_classes:
+        return source, source_info
+    model = create_backbone(source_info.backbone, num_classes=num_classes)
     state = model.state_dict()
     for key, value in source.state_dict().items():
-        differ = [d for d in range(value.dim()) if value.shape[d] != state[key].shape[d]]
-        state[key] = value.narrow(differ[0], 0, state[key].shape[differ[0]]) if differ else value
+        target = state[key]
+        if value.shape != target.shape:  # the classifier: copy the classes both have
+            common = tuple(slice(0, min(a, b)) for a, b in zip(value.shape, target.shape))
+            target = target.clone()
+            target[common] = value[common]
+            value = target
+        state[key] = value
     model.load_state_dict(state)
     return model, source_info
 
@@ -106,8 +120,12 @@ def load_init_weights(path: str, *, backbone: str) -> tuple:
 def freeze_unused_parameters(model: torch.nn.Module, device: torch.device) -> list:
     """Stop training the parameters that get no gradient from ``model(x)`` (ERFNet's
     encoder-only classifier), as DistributedDataParallel requires; returns their names."""
-    model.eval()  # same graph as in training here, without updating batch norm statistics
-    model(torch.zeros(1, 3, 32, 32, device=device)).float().sum().backward()
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()  # the training graph (with auxiliary heads); batch statistics restored below
+    outputs = model(torch.zeros(2, 3, 64, 64, device=device))
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    sum(o.float().sum() for o in outputs).backward()
+    model.load_state_dict(buffers)
     unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
     for name, parameter in model.named_parameters():
         parameter.grad = None
@@ -149,30 +167,63 @@ def _data_loaders(args, train_set, val_set, device: torch.device, generator: tor
 def _start_state(args) -> tuple:
     """Model, ModelInfo and the training state to resume from (or None)."""
     resume = None
+    num_classes = NUM_CITYSCAPES_CLASSES + int(args.void)
+    head = 'isomax+' if needs_isomax_head(args.loss) else 'linear'
     if args.resume:
         resume = read_checkpoint(args.resume)
         if not {'optimizer', 'scheduler', 'epoch'} <= set(resume):
             raise TrainingError(f'{args.resume!r} holds no training state (optimizer, scheduler,'
                                 f' epoch); use it as --init-weights to start a new training')
         model, source_info = load_model(args.resume)
+        if (source_info.num_classes, source_info.head) != (num_classes, head):
+            raise ConfigError(f'{args.resume!r} was trained with {source_info.num_classes} '
+                              f'outputs and a {source_info.head} head; resume it with the same '
+                              f'--loss and --void as then')
     elif args.init_weights:
-        model, source_info = load_init_weights(args.init_weights, backbone=args.backbone)
+        model, source_info = load_init_weights(args.init_weights, backbone=args.backbone,
+                                               num_classes=num_classes)
     else:
         torch.manual_seed(args.seed)
-        model, source_info = create_backbone(args.backbone,
-                                             num_classes=NUM_CITYSCAPES_CLASSES), None
+        model, source_info = create_backbone(args.backbone, num_classes=num_classes), None
+        if args.pretrained_backbone:
+            if not hasattr(model, 'backbone_parameters'):
+                raise ConfigError(f'--pretrained-backbone loads self-supervised ResNet-50 '
+                                  f'weights; backbone {args.backbone!r} takes none')
+            fmt = load_pretrained_backbone(model, args.pretrained_backbone, args.ssl_format)
+            log(f'backbone: {args.pretrained_backbone} read as {fmt}')
+    if head == 'isomax+' and not resume and not isinstance(model, WithIsoMaxPlus):
+        torch.manual_seed(args.seed)
+        model = WithIsoMaxPlus(model, num_classes)
     size_hw = args.input_size or (source_info.input_size_hw if resume else DEFAULT_INPUT_SIZE_HW)
     if any(s <= 0 or s % 8 for s in size_hw):
         raise ConfigError(f'--input-size must be positive multiples of 8 (the network '
                           f'downsamples 8x), got {size_hw[1]}x{size_hw[0]}')
     info = ModelInfo(
         backbone=source_info.backbone if source_info else args.backbone,
-        num_classes=NUM_CITYSCAPES_CLASSES, class_names=list(CITYSCAPES_CLASSES),
-        void_channel=None,
+        num_classes=num_classes, class_names=list(CITYSCAPES_CLASSES),
+        void_channel=NUM_CITYSCAPES_CLASSES if args.void else None, head=head,
         mean=tuple(args.mean or (source_info.mean if source_info else DEFAULT_MEAN)),
         std=tuple(args.std or (source_info.std if source_info else DEFAULT_STD)),
         input_size_hw=tuple(size_hw), pretrained=True)
+    if args.freeze_backbone:
+        frozen = freeze_backbone(model)
+        log(f'--freeze-backbone: training {count_parameters(model, trainable_only=True):,} '
+            f'parameters, {frozen:,} frozen')
     return model, info, resume
+
+
+def freeze_backbone(model: torch.nn.Module) -> int:
+    """Stop training everything but the classifier (the ResNet-50 head of paper 000 Tables 5
+    and 6, and any distance head); returns the number of parameters frozen."""
+    core = model.backbone if isinstance(model, WithIsoMaxPlus) else model
+    if not hasattr(core, 'backbone_parameters'):
+        raise ConfigError(f'--freeze-backbone needs a backbone with a pretrained feature '
+                          f'extractor (resnet50); {type(core).__name__} has none')
+    frozen = 0
+    for parameter in core.backbone_parameters():
+        parameter.requires_grad_(False)
+        frozen += parameter.numel()
+    return frozen
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -189,6 +240,10 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.resume and args.init_weights:
         raise ConfigError('give --resume (continue a training) or --init-weights (start from '
                           'trained weights), not both')
+    if args.pretrained_backbone and (args.resume or args.init_weights):
+        raise ConfigError('--pretrained-backbone starts a new ResNet-50 from self-supervised '
+                          'weights; it does not go with --resume or --init-weights')
+    parse_loss_spec(args.loss)  # a readable error before any data is read
 
 
 def main(args: argparse.Namespace) -> int:
@@ -231,14 +286,18 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
         if resume is not None and resume.get('class_weights'):
             class_weights = torch.tensor(resume['class_weights'], dtype=torch.float32)
         else:
-            class_weights = torch.zeros(NUM_CITYSCAPES_CLASSES)
+            class_weights = torch.zeros(info.num_classes)
             if dist.is_main_process():
                 log(f'class weights: counting the pixels of {len(train_set)} training labels')
-                class_weights = compute_class_weights(train_set, workers=args.workers)
+                class_weights = compute_class_weights(train_set, workers=args.workers,
+                                                      void=args.void)
             class_weights = dist.broadcast(class_weights.to(device)).cpu()
         log('class weights: ' + ' '.join(f'{w:.2f}' for w in class_weights.tolist()))
     criterion = make_criterion(
-        class_weights=None if class_weights is None else class_weights.to(device))
+        args.loss, class_weights=None if class_weights is None else class_weights.to(device),
+        void_class=info.void_channel, aux_weight=getattr(model, 'aux_weight', 1.0),
+        options={'focal': {'gamma': args.focal_gamma}, 'logitnorm': {'tau': args.logitnorm_tau},
+                 'eiml': {'entropic_scale': args.entropic_scale}})
 
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True  # every batch has the same size
@@ -269,8 +328,9 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
         history = list(resume.get('history', []))
         log(f'resuming {args.resume!r} after epoch {start_epoch - 1} (best mIoU so far '
             f'{100 * max(best_miou, 0.0):.2f}%)')
-    log(f'{info.backbone}: {count_parameters(model_without_ddp) / 1e6:.2f} M parameters on '
-        f'{device}{" x " + str(dist.world_size()) if dist.is_distributed() else ""}'
+    log(f'{info.backbone}: {count_parameters(model_without_ddp) / 1e6:.2f} M parameters '
+        f'({info.num_classes} outputs, {args.loss} loss) on {device}'
+        f'{" x " + str(dist.world_size()) if dist.is_distributed() else ""}'
         f'{", mixed precision" if use_amp else ""}; input {info.input_size_hw[1]}x'
         f'{info.input_size_hw[0]}; {len(train_set)} train / {len(val_set)} val images; '
         f'{iters_per_epoch} iterations of batch {args.batch_size} per epoch')
@@ -290,7 +350,7 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
                                     desc=f'epoch {epoch}/{args.epochs}')
             val_start = time.monotonic()
             dist.broadcast_buffers(model_without_ddp)
-            metrics = evaluate(model_without_ddp, val_loader, device, info.num_classes,
+            metrics = evaluate(model_without_ddp, val_loader, device, info.num_inlier_classes,
                                info.class_names)
             seconds = stats['seconds'] + time.monotonic() - val_start
             history.append({'epoch': epoch, 'loss': stats['loss'], 'miou': metrics['miou'],
@@ -357,6 +417,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument('--out', required=True, metavar='DIR',
                         help='output folder for last.pt and best.pt (created)')
     parser.add_argument('--backbone', default='erfnet', choices=list_backbones())
+    parser.add_argument('--loss', default='ce', metavar='SPEC',
+                        help=f'training loss: terms joined by "+" with optional weights, e.g. '
+                        f'"eiml+focal" or "0.5*logitnorm+ce"; losses: {", ".join(LOSSES)} '
+                        f'(default ce). eiml puts the IsoMax+ distance head on the model')
+    parser.add_argument('--focal-gamma', type=float, default=2.0,
+                        help='focal loss gamma (default 2)')
+    parser.add_argument('--logitnorm-tau', type=float, default=0.04,
+                        help='LogitNorm temperature tau (default 0.04)')
+    parser.add_argument('--entropic-scale', type=float, default=10.0,
+                        help='EIML entropic scale (default 10)')
+    parser.add_argument('--void', action='store_true',
+                        help='train the void pixels (255) as a 20th class, for --scorer void '
+                        '(paper 000 eq. 11)')
+    parser.add_argument('--pretrained-backbone', default=None, metavar='PATH',
+                        help='resnet50 only: self-supervised ResNet-50 weights (Barlow Twins, '
+                        'MoCo v2 or SimSiam checkpoint as published)')
+    parser.add_argument('--ssl-format', default='auto', choices=['auto', *SSL_FORMATS],
+                        help='the format of --pretrained-backbone (default: from its keys)')
+    parser.add_argument('--freeze-backbone', action='store_true',
+                        help='train only the classifier (resnet50; paper 000 Tables 5-6)')
     parser.add_argument('--epochs', type=int, default=150, help='epochs in all (default 150)')
     parser.add_argument('--batch-size', type=int, default=6, help='per process (default 6)')
     parser.add_argument('--input-size', type=parse_size, default=None, metavar='WxH',
@@ -400,9 +480,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-DESCRIPTION = ('Trains a backbone on the 19 Cityscapes classes with ERFNet\'s recipe (Adam, '
-               'poly learning rate, class-weighted cross-entropy); validates mIoU every epoch '
-               'and writes OUT/last.pt and OUT/best.pt.')
+DESCRIPTION = ('Trains a backbone on the 19 Cityscapes classes (20 with --void) with ERFNet\'s '
+               'recipe (Adam, poly learning rate, class-weighted loss); validates mIoU every '
+               'epoch and writes OUT/last.pt and OUT/best.pt.')
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
