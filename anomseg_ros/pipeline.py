@@ -140,7 +140,8 @@ class Detector:
 
 def make_scorer(name: str, info: ModelInfo, *, temperature: Optional[float] = None) -> Scorer:
     """Build scorer ``name`` for a model described by ``info``; ``temperature`` goes to the
-    scorers that take one (default: the checkpoint's calibrated temperature for ``msp``)."""
+    scorers that take one (default: the checkpoint's calibrated temperature, written by
+    ``anomseg calibrate``, for ``msp`` and ``temperature``)."""
     params = {}
     accepted = scorer_params(name)
     if 'num_inlier_classes' in accepted:
@@ -154,6 +155,6 @@ def make_scorer(name: str, info: ModelInfo, *, temperature: Optional[float] = No
     if 'temperature' in accepted:
         if temperature is not None:
             params['temperature'] = temperature
-        elif name == 'msp' and info.temperature != 1.0:
+        elif name in ('msp', 'temperature') and info.temperature != 1.0:
             params['temperature'] = info.temperature
     return create_scorer(name, **params)

@@ -2,7 +2,7 @@
 score maps computed elsewhere."""
 import os
 import tempfile
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -13,12 +13,14 @@ from anomseg_ros.errors import DatasetError
 from anomseg_ros.evaluation.components import ComponentMetrics
 from anomseg_ros.evaluation.metrics import AnomalyMetrics
 from anomseg_ros.pipeline import Detector, make_scorer
+from anomseg_ros.scoring import Scorer
 
 RESOLUTIONS = ('network', 'label')
 
 
 def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray, np.ndarray]],
-                     scorers: Sequence[str], *, resolution: str = 'network',
+                     scorers: Union[Sequence[str], Mapping[str, Scorer]], *,
+                     resolution: str = 'network',
                      skip_without_anomaly: bool = False,
                      temperature: Optional[float] = None,
                      components: bool = False, min_gt_size: int = 0, min_pred_size: int = 0,
@@ -26,7 +28,8 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
                      num_examples: int = 0,
                      progress=None) -> Dict[str, Dict[str, object]]:
     """Pool pixels over ``samples`` (``(name, rgb, label 0/1/255)``) and return, per scorer,
-    AuPRC / FPR95 / AUROC.
+    AuPRC / FPR95 / AUROC. ``scorers`` are names, or built scorers by the name to report
+    them under (several temperatures of one scorer, for instance).
 
     ``resolution="network"`` compares at the network's input size, labels resized with nearest
     neighbour (the protocol of the course code and ``REFERENCE.md``); ``"label"`` upsamples the
@@ -39,8 +42,11 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
     """
     if resolution not in RESOLUTIONS:
         raise ValueError(f'resolution must be one of {RESOLUTIONS}, got {resolution!r}')
-    scorer_objs = {name: make_scorer(name, detector.info, temperature=temperature)
-                   for name in scorers}
+    if isinstance(scorers, Mapping):
+        scorer_objs = dict(scorers)
+    else:
+        scorer_objs = {name: make_scorer(name, detector.info, temperature=temperature)
+                       for name in scorers}
     metrics = {name: AnomalyMetrics() for name in scorers}
     skipped = 0
     with tempfile.TemporaryDirectory(prefix='anomseg_scores_') as cache:

@@ -1,0 +1,74 @@
+"""``anomseg calibrate DATASET --weights CKPT``: choose the MSP temperature on a validation
+anomaly track and write it into the checkpoint (paper 000 section IV.A)."""
+import json
+import os
+
+from tqdm import tqdm
+
+from anomseg_ros.cli.common import add_model_args, build_detector, warn_if_untrained
+from anomseg_ros.data.anomaly import AnomalyDataset, CONVENTIONS
+from anomseg_ros.errors import ConfigError
+from anomseg_ros.evaluation.anomaly import RESOLUTIONS
+from anomseg_ros.evaluation.calibration import (DEFAULT_GRID, METRICS, parse_grid,
+                                                search_temperature, write_temperature)
+
+
+def add_parser(verbs):
+    parser = verbs.add_parser(
+        'calibrate', help='grid-search the MSP temperature on a validation track',
+        description='Scores MSP with every temperature of --grid on an anomaly DATASET (images/ '
+        '+ labels_masks/), in one pass over its images, and reports the best by --metric. '
+        'With --out (or --in-place) the chosen temperature is written into the checkpoint\'s '
+        'metadata; the node and "anomseg eval" then use it for msp unless told otherwise.')
+    parser.add_argument('dataset', metavar='DATASET')
+    add_model_args(parser, scorer=False)
+    parser.add_argument('--grid', type=parse_grid, default=DEFAULT_GRID, metavar='GRID',
+                        help='temperatures: start:stop:step or a comma list (default '
+                        '0.5:2.0:0.1, the range of paper 000)')
+    parser.add_argument('--metric', choices=sorted(METRICS), default='auprc',
+                        help='what "best" means (default auprc; ties go to the lower FPR95)')
+    parser.add_argument('--resolution', choices=RESOLUTIONS, default='network')
+    parser.add_argument('--convention', choices=sorted(CONVENTIONS), default=None)
+    parser.add_argument('--out', default=None, metavar='CKPT',
+                        help='write the calibrated checkpoint here')
+    parser.add_argument('--in-place', action='store_true',
+                        help='update the --weights checkpoint itself')
+    parser.add_argument('--json', default=None, metavar='FILE', help='write the search here')
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    if args.out and args.in_place:
+        raise ConfigError('give --out CKPT or --in-place, not both')
+    detector = build_detector(args)
+    warn_if_untrained(detector)
+    if args.in_place and detector.info.source in ('', 'random'):
+        raise ConfigError('--in-place needs a checkpoint file in --weights')
+    dataset = AnomalyDataset(args.dataset, convention=args.convention)
+    with tqdm(total=len(dataset), desc=dataset.name, unit='image', leave=False,
+              disable=None) as bar:
+        search = search_temperature(detector, dataset, args.grid, metric=args.metric,
+                                    resolution=args.resolution, progress=bar)
+    best = search['temperature']
+    print(f'MSP temperature on {dataset.name} ({len(dataset)} images, in %):')
+    print(f'{"T":>6} {"AuPRC":>7} {"FPR95":>7} {"AUROC":>7}')
+    for t, r in search['results'].items():
+        print(f'{t:6g} {100 * r["auprc"]:7.2f} {100 * r["fpr95"]:7.2f} {100 * r["auroc"]:7.2f}'
+              f'{"  <- best " + args.metric if t == best else ""}')
+    record = {'dataset': os.path.abspath(dataset.root), 'metric': args.metric,
+              'resolution': args.resolution, 'images': len(dataset),
+              'results': {f'{t:g}': {k: r[k] for k in ('auprc', 'fpr95', 'auroc')}
+                          for t, r in search['results'].items()},
+              'temperature': best}
+    destination = detector.info.source if args.in_place else args.out
+    if destination:
+        write_temperature(detector.info.source, destination, best, record)
+        print(f'temperature {best:g} written to {destination}')
+    else:
+        print(f'chosen temperature {best:g}; add --out CKPT or --in-place to store it, or run '
+              f'with --temperature {best:g}')
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, 'w') as f:
+            json.dump(record, f, indent=2)
+    return 0

@@ -1,0 +1,90 @@
+"""Temperature calibration of the MSP score (paper 000 section IV.A, eq. 10; paper 001 Table 2).
+
+A grid of temperatures is scored on a validation anomaly track in one pass over the images
+(each forward pass serves every temperature) and the best one by AuPRC (or FPR95 / AUROC) is
+chosen; ``write_temperature`` stores it in the checkpoint's metadata, where the node and
+``anomseg eval`` take it as the default temperature of ``msp``.
+"""
+import math
+from typing import Dict, Iterable, Sequence, Tuple
+
+import numpy as np
+
+from anomseg_ros.checkpoint import load_model, read_checkpoint, save_checkpoint
+from anomseg_ros.errors import CheckpointError, ConfigError
+from anomseg_ros.evaluation.anomaly import evaluate_anomaly
+from anomseg_ros.pipeline import Detector
+from anomseg_ros.scoring import create_scorer
+
+# paper 000 searched 0.5 to 2 and chose 1.5; paper 001 tried 0.5, 0.75 and 1.1
+DEFAULT_GRID = tuple(round(0.5 + 0.1 * i, 2) for i in range(16))
+# how each metric ranks: +1 higher is better, -1 lower is better
+METRICS = {'auprc': 1, 'auroc': 1, 'fpr95': -1}
+
+
+def parse_grid(text: str) -> Tuple[float, ...]:
+    """``"0.5:2.0:0.1"`` (start:stop:step, stop included) or ``"0.5,0.75,1.1"``."""
+    try:
+        if ':' in text:
+            start, stop, step = (float(v) for v in text.split(':'))
+            if step <= 0 or stop < start:
+                raise ValueError
+            count = int(math.floor((stop - start) / step + 1e-9)) + 1
+            grid = tuple(round(start + i * step, 6) for i in range(count))
+        else:
+            grid = tuple(float(v) for v in text.split(',') if v.strip())
+    except ValueError:
+        grid = ()
+    if not grid or any(not t > 0 for t in grid):
+        raise ConfigError(f'cannot read the temperature grid {text!r}: give positive values as '
+                          f'"0.5:2.0:0.1" (start:stop:step) or "0.5,0.75,1.1"')
+    return grid
+
+
+def choose_temperature(results: Dict[float, dict], metric: str = 'auprc') -> float:
+    """The best temperature by ``metric``; ties go to the better FPR95, then to the temperature
+    closest to 1 (the least change)."""
+    if metric not in METRICS:
+        raise ConfigError(f'unknown metric {metric!r}; choose one of {", ".join(METRICS)}')
+    sign = METRICS[metric]
+
+    def key(t):
+        value = results[t][metric]
+        return (-sign * value if value == value else math.inf, results[t]['fpr95'], abs(t - 1))
+    return min(results, key=key)
+
+
+def search_temperature(detector: Detector, samples: Iterable, grid: Sequence[float] = DEFAULT_GRID,
+                       *, metric: str = 'auprc', resolution: str = 'network',
+                       progress=None) -> dict:
+    """Score MSP at every temperature of ``grid`` on ``samples`` (``(name, rgb, label)``);
+    returns ``{"temperature": best, "metric": ..., "results": {T: metrics}}``."""
+    if metric not in METRICS:
+        raise ConfigError(f'unknown metric {metric!r}; choose one of {", ".join(METRICS)}')
+    scorers = {f'{t:g}': create_scorer('msp', num_inlier_classes=detector.info.num_inlier_classes,
+                                       temperature=t) for t in grid}
+    raw = evaluate_anomaly(detector, samples, scorers, resolution=resolution, progress=progress)
+    results = {t: raw[f'{t:g}'] for t in grid}
+    if all(r['auprc'] != r['auprc'] for r in results.values()):
+        raise ConfigError('the calibration images have no anomaly and inlier pixels to compare; '
+                          'give an anomaly track with both')
+    return {'temperature': choose_temperature(results, metric), 'metric': metric,
+            'results': results}
+
+
+def write_temperature(source: str, destination: str, temperature: float,
+                      record: dict) -> None:
+    """Write the model of ``source`` to ``destination`` with ``temperature`` in its metadata
+    and ``record`` (the search) under ``calibration``; other training records are kept.
+    ``source`` may be a plain state dict; ``destination`` is then an anomseg_ros checkpoint."""
+    if not temperature > 0 or not np.isfinite(temperature):
+        raise ConfigError(f'temperature must be positive, got {temperature}')
+    model, info = load_model(source)
+    try:
+        kept = {k: v for k, v in read_checkpoint(source).items()
+                if k not in ('format', 'model_state', 'model_info')}
+    except CheckpointError:  # a plain state dict: nothing more to keep
+        kept = {}
+    info.temperature = float(temperature)
+    kept['calibration'] = record
+    save_checkpoint(destination, model, info, **kept)
