@@ -3,10 +3,11 @@ import argparse
 import sys
 
 from anomseg_ros import __version__
-from anomseg_ros.cli import bag, demo, detect, evaluate, info, report, synth, train
+from anomseg_ros.cli import (bag, calibrate, demo, detect, evaluate, info, report, study,
+                             synth, train)
 from anomseg_ros.errors import AnomsegError
 
-VERBS = (detect, info, evaluate, report, synth, train, bag, demo)
+VERBS = (detect, info, evaluate, calibrate, report, synth, train, study, bag, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

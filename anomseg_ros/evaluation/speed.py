@@ -1,0 +1,97 @@
+"""Speed and memory of a backbone: parameters, median forward time, peak memory (the measure
+paper 001 Figures 3-4 plot).
+
+Peak memory is CUDA's max allocated on a GPU, and the process's peak resident set on the CPU;
+the CPU figure is process-wide, so each backbone is measured in a fresh process
+(``measure_in_subprocess``) and reported with the RSS the process had before building it.
+"""
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, Sequence, Tuple
+
+import torch
+
+from anomseg_ros.backbones import create_backbone
+from anomseg_ros.checkpoint import count_parameters
+from anomseg_ros.errors import AnomsegError
+from anomseg_ros.pipeline import resolve_device
+
+SIZES_HW = ((256, 512), (512, 1024))
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+@torch.inference_mode()
+def measure_backbone(name: str, *, num_classes: int = 20, sizes_hw: Sequence[Tuple[int, int]]
+                     = SIZES_HW, device: str = 'auto', repeats: int = 10,
+                     warmup: int = 2) -> Dict[str, object]:
+    """Parameters, and per input size the median forward time (ms) of a batch of one and the
+    peak memory (MiB), of an untrained ``name`` (weights do not change the cost)."""
+    device = resolve_device(device)
+    baseline = _peak_rss_mib()
+    torch.manual_seed(0)
+    model = create_backbone(name, num_classes=num_classes).eval().to(device)
+    result = {'backbone': name, 'parameters': count_parameters(model), 'device': str(device),
+              'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda'
+              else f'CPU, {torch.get_num_threads()} threads',
+              'baseline_rss_mib': baseline, 'sizes': {}}
+    for height, width in sizes_hw:
+        x = torch.rand(1, 3, height, width, device=device)
+        if device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(device)
+        times = []
+        for i in range(warmup + repeats):
+            if device.type == 'cuda':
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            model(x)
+            if device.type == 'cuda':
+                torch.cuda.synchronize(device)
+            if i >= warmup:
+                times.append(1000 * (time.perf_counter() - start))
+        memory = (torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == 'cuda'
+                  else _peak_rss_mib())
+        result['sizes'][f'{width}x{height}'] = {'median_ms': statistics.median(times),
+                                                'peak_memory_mib': memory}
+    result['memory_kind'] = ('CUDA max allocated' if device.type == 'cuda'
+                             else 'peak RSS of the process')
+    return result
+
+
+def measure_in_subprocess(name: str, **kwargs) -> Dict[str, object]:
+    """``measure_backbone`` in a fresh Python process, so peak RSS is this backbone's alone."""
+    sizes = ','.join(f'{w}x{h}' for h, w in kwargs.get('sizes_hw', SIZES_HW))
+    argv = [sys.executable, '-m', 'anomseg_ros.evaluation.speed', name,
+            '--repeats', str(kwargs.get('repeats', 10)), '--device', kwargs.get('device', 'auto'),
+            '--num-classes', str(kwargs.get('num_classes', 20)), '--sizes', sizes]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise AnomsegError(f'measuring {name} failed: {done.stderr.strip()[-500:]}')
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m anomseg_ros.evaluation.speed',
+                                     description='Time one backbone; prints JSON.')
+    parser.add_argument('backbone')
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--num-classes', type=int, default=20)
+    parser.add_argument('--device', default='auto')
+    parser.add_argument('--sizes', default='512x256,1024x512', help='WxH,WxH,...')
+    args = parser.parse_args(argv)
+    sizes_hw = [tuple(int(v) for v in s.split('x'))[::-1] for s in args.sizes.split(',')]
+    print(json.dumps(measure_backbone(args.backbone, num_classes=args.num_classes,
+                                      sizes_hw=sizes_hw, repeats=args.repeats,
+                                      device=args.device)))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
