@@ -171,7 +171,8 @@ def test_study_trains_evaluates_times_and_resumes(tmp_path, cityscapes_root, cap
              'budget': {'epochs': 1, 'batch_size': 2, 'input_size': '64x32', 'workers': 0,
                         'device': 'cpu'},
              'models': [{'name': 'enet_void', 'backbone': 'enet', 'void': True},
-                        {'name': 'erfnet_eiml_fl', 'backbone': 'erfnet', 'loss': 'eiml+focal'}],
+                        {'name': 'erfnet_eiml_fl', 'backbone': 'erfnet', 'loss': 'eiml+focal',
+                         'calibrate': track}],
              'speed_sizes': ['64x32'], 'speed_repeats': 1, 'device': 'cpu'}
     path = tmp_path / 'study.yaml'
     path.write_text(yaml.safe_dump(study))
@@ -181,6 +182,7 @@ def test_study_trains_evaluates_times_and_resumes(tmp_path, cityscapes_root, cap
     assert '[enet_void] training:' in printed and '[enet_void] evaluating' in printed
     assert '| enet_void | enet | CE | 20 (void) |' in printed
     assert '| erfnet_eiml_fl | erfnet | EIML + FL | 19 |' in printed
+    assert '[erfnet_eiml_fl] calibrating the MSP temperature on obstacle' in printed
     assert '| enet_void | void |' in printed and '| erfnet_eiml_fl | void |' not in printed
     assert '## Speed and memory' in printed and '| enet |' in printed
     report = json.load(open(out / 'study.json'))
@@ -188,6 +190,10 @@ def test_study_trains_evaluates_times_and_resumes(tmp_path, cityscapes_root, cap
     enet = report['models']['enet_void']
     assert 0 <= enet['miou'] <= 1 and enet['tracks']['obstacle']['void']['auprc'] > 0
     assert report['speed']['erfnet']['sizes']['64x32']['median_ms'] > 0
+    calibrated = report['models']['erfnet_eiml_fl']
+    assert calibrated['weights'].endswith('calibrated.pt')
+    assert calibrated['temperature'] == read_checkpoint(calibrated['weights'])['calibration'][
+        'temperature']
     # a rerun trains and evaluates nothing again
     stamp = os.path.getmtime(out / 'enet_void' / 'results.json')
     assert main(['study', str(path), '--out', str(out), '--no-speed']) == 0

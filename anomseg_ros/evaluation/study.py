@@ -33,6 +33,7 @@ from anomseg_ros.data.anomaly import AnomalyDataset
 from anomseg_ros.data.cityscapes import CityscapesDataset
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.evaluation.anomaly import evaluate_anomaly
+from anomseg_ros.evaluation.calibration import search_temperature, write_temperature
 from anomseg_ros.evaluation.segmentation import evaluate_segmentation
 from anomseg_ros.evaluation.speed import measure_in_subprocess, SIZES_HW
 from anomseg_ros.pipeline import Detector
@@ -51,6 +52,7 @@ class StudyModel:
     name: str
     train: Dict[str, object]            # anomseg train options (budget, then the row's own)
     weights: Optional[str] = None       # an existing checkpoint instead of training
+    calibrate: Optional[str] = None     # an anomaly track to choose the MSP temperature on
 
 
 @dataclasses.dataclass
@@ -106,6 +108,7 @@ def load_study(path: str, *, out: Optional[str] = None) -> Study:
                               f'(letters, digits, - and _)')
         names.add(name)
         weights = _resolve(base, row.pop('weights', None))
+        calibrate = _resolve(base, row.pop('calibrate', None))
         options = {**budget, **row}
         bad = sorted(set(options) - set(TRAIN_KEYS))
         if bad:
@@ -113,7 +116,7 @@ def load_study(path: str, *, out: Optional[str] = None) -> Study:
                               f'anomseg train flags: {", ".join(TRAIN_KEYS)}')
         for key in ('init_weights', 'pretrained_backbone'):
             options[key] = _resolve(base, options.get(key))
-        models.append(StudyModel(name, options, weights))
+        models.append(StudyModel(name, options, weights, calibrate))
     if not models:
         raise ConfigError(f'{path}: no models to compare; list them under "models:"')
     study = Study(data=_resolve(base, spec.get('data')),
@@ -176,6 +179,26 @@ def ensure_trained(model: StudyModel, out_dir: str, data: str, log: Callable) ->
     return best if os.path.exists(best) else last
 
 
+def ensure_calibrated(study: Study, model: StudyModel, weights: str, out_dir: str,
+                      log: Callable) -> str:
+    """``OUT/<model>/calibrated.pt``: ``weights`` with the MSP temperature chosen on the
+    model's calibration track (paper 000 section IV.A), made once."""
+    path = os.path.join(out_dir, 'calibrated.pt')
+    if os.path.exists(path) and os.path.getmtime(path) >= os.path.getmtime(weights):
+        return path
+    dataset = AnomalyDataset(model.calibrate)
+    log(f'[{model.name}] calibrating the MSP temperature on {dataset.name}')
+    detector = Detector.from_checkpoint(weights, device=study.device)
+    search = search_temperature(detector, dataset)
+    record = {'dataset': os.path.abspath(dataset.root), 'metric': search['metric'],
+              'images': len(dataset), 'temperature': search['temperature'],
+              'results': {f'{t:g}': {k: r[k] for k in ('auprc', 'fpr95', 'auroc')}
+                          for t, r in search['results'].items()}}
+    write_temperature(weights, path, search['temperature'], record)
+    log(f'[{model.name}] temperature {search["temperature"]:g}')
+    return path
+
+
 def _first(dataset, limit: Optional[int]):
     return itertools.islice(dataset, limit) if limit else dataset
 
@@ -219,6 +242,8 @@ def run_study(study: Study, *, log: Callable = print, only: Optional[List[str]] 
         out_dir = os.path.join(study.out, model.name)
         results_path = os.path.join(out_dir, 'results.json')
         weights = ensure_trained(model, out_dir, study.data, log)
+        if model.calibrate:
+            weights = ensure_calibrated(study, model, weights, out_dir, log)
         stamp = os.path.getmtime(weights)
         if os.path.exists(results_path) and not reevaluate:
             with open(results_path) as f:
@@ -286,12 +311,12 @@ def study_markdown(report: dict) -> str:
              f'{report.get("eval_limit") or "all"} images per track and of the val split. '
              'All values in %. AuPRC higher is better, FPR95 lower is better.', '',
              '## Models', '', '| model | backbone | loss | outputs | parameters | training | '
-             'mIoU |', '| --- | --- | --- | --- | --- | --- | --- |']
+             'MSP T | mIoU |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
     for name, r in rows.items():
         lines.append(f'| {name} | {r["backbone"]} | {loss_title(r.get("loss") or "ce")} | '
                      f'{r["num_classes"]}{" (void)" if r["void"] else ""} | '
                      f'{r["parameters"] / 1e6:.2f} M | {_budget(r.get("train_args"))} | '
-                     f'{_pct(r.get("miou"))} |')
+                     f'{r.get("temperature", 1.0):g} | {_pct(r.get("miou"))} |')
     lines += ['', '## Anomaly segmentation', '',
               '| model | scorer | ' + ' | '.join(f'{t} AuPRC | {t} FPR95' for t in tracks) +
               ' |', '| --- | --- |' + ' --- | --- |' * len(tracks)]
