@@ -28,6 +28,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/bench_node.py
+	$(BIN)/python bench/bench_backbones.py
 
 colcon: setup
 	$(BIN)/colcon build --base-paths . --build-base /tmp/anomseg_colcon/build --install-base /tmp/anomseg_colcon/install

@@ -2,6 +2,8 @@
 ResNet-50; temperature calibration; the study run that writes the papers' tables."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -171,8 +173,8 @@ def test_study_trains_evaluates_times_and_resumes(tmp_path, cityscapes_root, cap
              'budget': {'epochs': 1, 'batch_size': 2, 'input_size': '64x32', 'workers': 0,
                         'device': 'cpu'},
              'models': [{'name': 'enet_void', 'backbone': 'enet', 'void': True},
-                        {'name': 'erfnet_eiml_fl', 'backbone': 'erfnet', 'loss': 'eiml+focal',
-                         'calibrate': track}],
+                        {'name': 'erfnet_eiml_fl', 'backbone': 'erfnet', 'loss': 'eiml+focal'},
+                        {'name': 'enet_T', 'weights_from': 'enet_void', 'calibrate': track}],
              'speed_sizes': ['64x32'], 'speed_repeats': 1, 'device': 'cpu'}
     path = tmp_path / 'study.yaml'
     path.write_text(yaml.safe_dump(study))
@@ -182,24 +184,25 @@ def test_study_trains_evaluates_times_and_resumes(tmp_path, cityscapes_root, cap
     assert '[enet_void] training:' in printed and '[enet_void] evaluating' in printed
     assert '| enet_void | enet | CE | 20 (void) |' in printed
     assert '| erfnet_eiml_fl | erfnet | EIML + FL | 19 |' in printed
-    assert '[erfnet_eiml_fl] calibrating the MSP temperature on obstacle' in printed
+    assert '[enet_T] calibrating the MSP temperature on obstacle' in printed
+    assert printed.count('] training:') == 2  # enet_T reuses enet_void's checkpoint
     assert '| enet_void | void |' in printed and '| erfnet_eiml_fl | void |' not in printed
     assert '## Speed and memory' in printed and '| enet |' in printed
     report = json.load(open(out / 'study.json'))
-    assert set(report['models']) == {'enet_void', 'erfnet_eiml_fl'}
+    assert set(report['models']) == {'enet_void', 'erfnet_eiml_fl', 'enet_T'}
     enet = report['models']['enet_void']
     assert 0 <= enet['miou'] <= 1 and enet['tracks']['obstacle']['void']['auprc'] > 0
     assert report['speed']['erfnet']['sizes']['64x32']['median_ms'] > 0
-    calibrated = report['models']['erfnet_eiml_fl']
+    calibrated = report['models']['enet_T']
     assert calibrated['weights'].endswith('calibrated.pt')
     assert calibrated['temperature'] == read_checkpoint(calibrated['weights'])['calibration'][
         'temperature']
     # a rerun trains and evaluates nothing again
-    stamp = os.path.getmtime(out / 'enet_void' / 'results.json')
+    stamp = os.path.getmtime(out / 'enet_T' / 'results.json')
     assert main(['study', str(path), '--out', str(out), '--no-speed']) == 0
     printed = capsys.readouterr().out
     assert '] training:' not in printed and '] evaluating' not in printed
-    assert os.path.getmtime(out / 'enet_void' / 'results.json') == stamp
+    assert os.path.getmtime(out / 'enet_T' / 'results.json') == stamp
 
 
 def test_study_file_errors_name_the_problem(tmp_path, capsys):
@@ -211,3 +214,15 @@ def test_study_file_errors_name_the_problem(tmp_path, capsys):
     path.write_text('models: [')
     assert main(['study', str(path)]) == 2
     assert 'not valid YAML' in capsys.readouterr().err
+
+
+def test_backbone_benchmark_prints_the_speed_and_memory_table():
+    script = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'bench',
+                          'bench_backbones.py')
+    done = subprocess.run([sys.executable, script, '--backbones', 'enet,erfnet', '--sizes',
+                           '64x32', '--repeats', '1', '--device', 'cpu'],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert '| backbone | parameters | 64x32 ms | 64x32 MiB |' in done.stdout
+    assert '| enet | 0.35 M |' in done.stdout and '| erfnet | 2.07 M |' in done.stdout
+    assert 'peak RSS' in done.stdout

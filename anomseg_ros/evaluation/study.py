@@ -53,6 +53,7 @@ class StudyModel:
     train: Dict[str, object]            # anomseg train options (budget, then the row's own)
     weights: Optional[str] = None       # an existing checkpoint instead of training
     calibrate: Optional[str] = None     # an anomaly track to choose the MSP temperature on
+    weights_from: Optional[str] = None  # the checkpoint of an earlier row (to calibrate it)
 
 
 @dataclasses.dataclass
@@ -109,6 +110,10 @@ def load_study(path: str, *, out: Optional[str] = None) -> Study:
         names.add(name)
         weights = _resolve(base, row.pop('weights', None))
         calibrate = _resolve(base, row.pop('calibrate', None))
+        weights_from = row.pop('weights_from', None)
+        if weights_from is not None and weights_from not in names - {name}:
+            raise ConfigError(f'{path}: model {name!r} takes weights_from {weights_from!r}, '
+                              f'which is not a model listed before it')
         options = {**budget, **row}
         bad = sorted(set(options) - set(TRAIN_KEYS))
         if bad:
@@ -116,7 +121,8 @@ def load_study(path: str, *, out: Optional[str] = None) -> Study:
                               f'anomseg train flags: {", ".join(TRAIN_KEYS)}')
         for key in ('init_weights', 'pretrained_backbone'):
             options[key] = _resolve(base, options.get(key))
-        models.append(StudyModel(name, options, weights, calibrate))
+        models.append(StudyModel(name, {} if weights_from else options, weights, calibrate,
+                                 weights_from))
     if not models:
         raise ConfigError(f'{path}: no models to compare; list them under "models:"')
     study = Study(data=_resolve(base, spec.get('data')),
@@ -235,13 +241,14 @@ def run_study(study: Study, *, log: Callable = print, only: Optional[List[str]] 
     """Train what is missing, evaluate what is not evaluated, time the backbones; write
     ``study.md`` and ``study.json`` in ``study.out`` and return the results."""
     os.makedirs(study.out, exist_ok=True)
-    rows = {}
+    rows, by_name = {}, {m.name: m for m in study.models}
     for model in study.models:
         if only and model.name not in only:
             continue
         out_dir = os.path.join(study.out, model.name)
         results_path = os.path.join(out_dir, 'results.json')
-        weights = ensure_trained(model, out_dir, study.data, log)
+        source = by_name[model.weights_from] if model.weights_from else model
+        weights = ensure_trained(source, os.path.join(study.out, source.name), study.data, log)
         if model.calibrate:
             weights = ensure_calibrated(study, model, weights, out_dir, log)
         stamp = os.path.getmtime(weights)
@@ -253,8 +260,8 @@ def run_study(study: Study, *, log: Callable = print, only: Optional[List[str]] 
                 continue
         log(f'[{model.name}] evaluating {weights}')
         result = evaluate_model(study, weights, log)
-        result.update(weights_mtime=stamp, scorers=study.scorers, loss=model.train.get('loss',
-                                                                                       'ce'))
+        result.update(weights_mtime=stamp, scorers=study.scorers,
+                      loss=source.train.get('loss', 'ce'))
         os.makedirs(out_dir, exist_ok=True)
         with open(results_path, 'w') as f:
             json.dump(result, f, indent=2)
