@@ -32,6 +32,10 @@ class ModelInfo:
     input_size_hw: Tuple[int, int] = (512, 1024)
     temperature: float = 1.0
     head: str = 'linear'    # or 'isomax+': distance-based logits (trained with the EIML loss)
+    # a learned anomaly method on top of the segmentation outputs ('pebal': an abstention output
+    # after the classes; 'sleeg': two OoD-head outputs last) and what its scorer needs
+    method: str = ''
+    method_params: dict = dataclasses.field(default_factory=dict)
     source: str = ''
     pretrained: bool = True
 
@@ -72,6 +76,11 @@ def build_model(info: ModelInfo) -> nn.Module:
     if info.head not in HEADS:
         raise CheckpointError(f'unknown classifier head {info.head!r} in the checkpoint; this '
                               f'version knows {", ".join(HEADS)}')
+    if info.method == 'sleeg':
+        from anomseg_ros.methods.sleeg import SleegModel  # the method builds on this module
+        base = ModelInfo.from_dict({**info.to_dict(), 'method': '',
+                                    'num_classes': info.num_classes - 2})
+        return SleegModel(build_model(base), **info.method_params.get('head', {}))
     model = create_backbone(info.backbone, num_classes=info.num_classes)
     return WithIsoMaxPlus(model, info.num_classes) if info.head == 'isomax+' else model
 

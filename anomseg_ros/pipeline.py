@@ -104,10 +104,15 @@ class Detector:
 
     @torch.inference_mode()
     def semantic(self, logits: torch.Tensor) -> torch.Tensor:
-        """trainIds ``(B,h,w)``: argmax over all outputs, void (255) where the void output wins."""
-        labels = logits.max(dim=1).indices  # 4x faster than argmax on (B,C,H,W) on CPU
-        # the void output, and any other beyond the inlier classes, wins as "void"
-        return labels.masked_fill(labels >= self.info.num_inlier_classes,
+        """trainIds ``(B,h,w)``: argmax over the inlier classes and the void output, void (255)
+        where the void output wins; other outputs (PEBAL's abstention class, SLEEG's OoD head)
+        take no part."""
+        info = self.info
+        channels = info.num_inlier_classes
+        if info.void_channel is not None:
+            channels = max(channels, info.void_channel + 1)
+        labels = logits[:, :channels].max(dim=1).indices  # 4x faster than argmax on the CPU
+        return labels.masked_fill(labels >= info.num_inlier_classes,
                                   VOID_LABEL).to(torch.uint8)
 
     @torch.inference_mode()
@@ -157,4 +162,6 @@ def make_scorer(name: str, info: ModelInfo, *, temperature: Optional[float] = No
             params['temperature'] = temperature
         elif name in ('msp', 'temperature') and info.temperature != 1.0:
             params['temperature'] = info.temperature
+    if name == info.method:  # a learned method's own scorer takes the settings it trained with
+        params.update({k: v for k, v in info.method_params.items() if k in accepted})
     return create_scorer(name, **params)

@@ -49,6 +49,12 @@ class WithIsoMaxPlus(nn.Module):
         if hasattr(backbone, 'aux_weight'):
             self.aux_weight = backbone.aux_weight
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone.forward_head(features))
+
     def forward(self, x: torch.Tensor) -> Output:
         out = self.backbone(x)
         if isinstance(out, tuple):

@@ -4,10 +4,11 @@ import sys
 
 from anomseg_ros import __version__
 from anomseg_ros.cli import (bag, calibrate, demo, detect, evaluate, info, report, study,
-                             synth, train)
+                             synth, train, train_anomaly)
 from anomseg_ros.errors import AnomsegError
 
-VERBS = (detect, info, evaluate, calibrate, report, synth, train, study, bag, demo)
+VERBS = (detect, info, evaluate, calibrate, report, synth, train, train_anomaly, study, bag,
+         demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,3 +6,4 @@ from anomseg_ros.scoring.registry import create_scorer, list_scorers, register_s
 from anomseg_ros.scoring import classic  # noqa: F401  (registers the classic scorers)
 
 __all__ = ['Scorer', 'create_scorer', 'list_scorers', 'register_scorer', 'scorer_params']
+from anomseg_ros import methods  # noqa: F401,E402  (registers pebal and sleeg)

@@ -1,0 +1,158 @@
+"""PEBAL: Pixel-wise Energy-Biased Abstention Learning (Tian et al., ECCV 2022; paper 004).
+
+The segmentation model gets an abstention output Y+1 after its Y classes; only its last block
+is fine-tuned, with
+
+    loss = l_pal + lambda * (l_ebm_in or l_ebm_out) + l_reg                     (eq. 2)
+
+- ``l_pal = -log(p(y) + p(Y+1) / a)`` per pixel (eq. 3), ``p`` the softmax over all Y+1
+  outputs, ``y`` the label (Y+1 for AnomalyMix pixels), with the pixel-wise penalty
+  ``a = (-E)^2`` (eq. 5) from the inlier free energy ``E = -logsumexp(inlier logits)`` (eq. 4);
+- ``l_ebm_in = relu(E - m_in)^2`` on inlier pixels and ``l_ebm_out = relu(m_out - E)^2`` on
+  outlier pixels (eqs. 6-7; m_in = -12, m_out = -6), averaged over their pixels;
+- ``l_reg = beta1 * sum |E - E_neighbour| + beta2 * sum |E|`` over the pixels of each image,
+  horizontal and vertical neighbours (eq. 8; beta1 = 5e-4, beta2 = 3e-6), averaged over images.
+
+The paper averages l_pal over pixels as its code does; the margins and lambda = 0.1 are the
+paper's. At inference the score is the free energy smoothed with a Gaussian kernel (7x7,
+sigma 1, following the paper's reference [19]), and the segmentation comes from the inlier
+outputs alone.
+"""
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from anomseg_ros.errors import ConfigError
+from anomseg_ros.labels import VOID_LABEL
+from anomseg_ros.scoring.base import Scorer
+from anomseg_ros.scoring.registry import register_scorer
+
+M_IN, M_OUT = -12.0, -6.0
+LAMBDA = 0.1
+BETA1, BETA2 = 5e-4, 3e-6
+
+
+def free_energy(inlier_logits: torch.Tensor) -> torch.Tensor:
+    """``E = -logsumexp`` over the class axis: ``(B,Y,H,W)`` -> ``(B,H,W)`` (eq. 4)."""
+    return -torch.logsumexp(inlier_logits.float(), dim=1)
+
+
+def gaussian_smooth(maps: torch.Tensor, kernel_size: int = 7, sigma: float = 1.0) -> torch.Tensor:
+    """``(B,H,W)`` maps smoothed with a normalised Gaussian, edges replicated."""
+    if kernel_size <= 1:
+        return maps
+    half = kernel_size // 2
+    x = torch.arange(kernel_size, dtype=torch.float32, device=maps.device) - half
+    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    out = F.pad(maps[:, None].float(), (half, half, half, half), mode='replicate')
+    out = F.conv2d(out, g.view(1, 1, 1, -1))
+    return F.conv2d(out, g.view(1, 1, -1, 1))[:, 0]
+
+
+class PebalLoss(nn.Module):
+    """Eq. 2 over logits ``(B,Y+1,H,W)`` and labels ``(B,H,W)``: 0..Y-1 inlier, ``Y`` outlier
+    (the abstention class), ``ignore_index`` ignored. ``fixed_penalty`` replaces ``a = E^2`` by a
+    constant (the ablation of paper 004 Table 4); ``regulariser=False`` drops eq. 8."""
+
+    def __init__(self, num_inlier: int, *, lam: float = LAMBDA, m_in: float = M_IN,
+                 m_out: float = M_OUT, beta1: float = BETA1, beta2: float = BETA2,
+                 fixed_penalty: Optional[float] = None, regulariser: bool = True,
+                 ignore_index: int = VOID_LABEL):
+        super().__init__()
+        if fixed_penalty is not None and not fixed_penalty > 0:
+            raise ConfigError(f'the fixed abstention penalty must be positive, got '
+                              f'{fixed_penalty}')
+        self.num_inlier, self.lam, self.m_in, self.m_out = num_inlier, lam, m_in, m_out
+        self.beta1, self.beta2 = beta1, beta2
+        self.fixed_penalty, self.regulariser = fixed_penalty, regulariser
+        self.ignore_index = ignore_index
+
+    def terms(self, logits: torch.Tensor, labels: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Each term of eq. 2, for tests and logs."""
+        logits = logits.float()
+        energy = free_energy(logits[:, :self.num_inlier])
+        probs = F.softmax(logits, dim=1)
+        valid = labels != self.ignore_index
+        outlier = valid & (labels == self.num_inlier)
+        inlier = valid & ~outlier
+        target = labels.masked_fill(~valid, 0)
+        penalty = energy ** 2 if self.fixed_penalty is None else \
+            torch.full_like(energy, self.fixed_penalty)
+        p_target = probs.gather(1, target[:, None])[:, 0]
+        p_abstain = probs[:, self.num_inlier]
+        pal = -torch.log((p_target + p_abstain / penalty.clamp_min(1e-12)).clamp_min(1e-12))
+        zero = logits.new_zeros(())
+        terms = {'pal': pal[valid].mean() if valid.any() else zero,
+                 'ebm_in': (F.relu(energy - self.m_in) ** 2)[inlier].mean() if inlier.any()
+                 else zero,
+                 'ebm_out': (F.relu(self.m_out - energy) ** 2)[outlier].mean() if outlier.any()
+                 else zero}
+        if self.regulariser:
+            smooth = (energy[:, 1:, :] - energy[:, :-1, :]).abs().sum(dim=(1, 2)) + \
+                (energy[:, :, 1:] - energy[:, :, :-1]).abs().sum(dim=(1, 2))
+            sparse = energy.abs().sum(dim=(1, 2))
+            terms['reg'] = (self.beta1 * smooth + self.beta2 * sparse).mean()
+        else:
+            terms['reg'] = zero
+        return terms
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        t = self.terms(logits, labels)
+        return t['pal'] + self.lam * (t['ebm_in'] + t['ebm_out']) + t['reg']
+
+
+def add_abstention_output(model: nn.Module, backbone: str) -> nn.Module:
+    """``model`` rebuilt with one more output (the abstention class Y+1) after its classes,
+    keeping every trained weight; the new output starts from small weights and a low bias."""
+    from anomseg_ros.backbones import create_backbone
+    num_classes = model.num_classes
+    extended = create_backbone(backbone, num_classes=num_classes + 1)
+    state = extended.state_dict()
+    for key, value in model.state_dict().items():
+        target = state[key]
+        if value.shape != target.shape:  # a layer with the classes on one axis
+            axis = next(d for d in range(value.dim()) if value.shape[d] != target.shape[d])
+            new = target.narrow(axis, num_classes, 1)
+            new.mul_(0.1) if value.dim() > 1 else new.copy_(value.min() - 1.0)
+            target.narrow(axis, 0, num_classes).copy_(value)
+        else:
+            state[key] = value
+    extended.load_state_dict(state)
+    return extended
+
+
+# the "final classification block" PEBAL fine-tunes, per backbone
+LAST_BLOCK = {'erfnet': ('decoder.',), 'enet': ('upsample5_0.', 'regular5_1.', 'transposed_conv.'),
+              'bisenetv1': ('ffm.', 'conv_out.'), 'bisenetv2': ('bga.', 'head.'),
+              'resnet50': ('backbone.layer4.2.', 'classifier.')}
+
+
+def freeze_all_but_last_block(model: nn.Module, backbone: str) -> int:
+    """Freeze every parameter outside the backbone's last block; returns how many train."""
+    prefixes = LAST_BLOCK[backbone]
+    trainable = 0
+    for name, parameter in model.named_parameters():
+        keep = name.startswith(prefixes)
+        parameter.requires_grad_(keep)
+        trainable += parameter.numel() if keep else 0
+    return trainable
+
+
+@register_scorer('pebal')
+class PebalEnergy(Scorer):
+    """PEBAL's score: the inlier free energy (eq. 4) smoothed with a Gaussian kernel."""
+
+    def __init__(self, *, num_inlier_classes: Optional[int] = None, kernel_size: int = 7,
+                 sigma: float = 1.0):
+        super().__init__(num_inlier_classes=num_inlier_classes)
+        if kernel_size < 1 or kernel_size % 2 == 0 or sigma <= 0:
+            raise ConfigError(f'the smoothing kernel needs an odd size >= 1 and sigma > 0, got '
+                              f'{kernel_size} and {sigma}')
+        self.kernel_size, self.sigma = kernel_size, sigma
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        energy = free_energy(self.inlier_logits(logits))
+        return gaussian_smooth(energy, self.kernel_size, self.sigma)
