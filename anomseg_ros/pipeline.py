@@ -162,6 +162,10 @@ def make_scorer(name: str, info: ModelInfo, *, temperature: Optional[float] = No
             params['temperature'] = temperature
         elif name in ('msp', 'temperature') and info.temperature != 1.0:
             params['temperature'] = info.temperature
+    if name == 'sleeg' and info.method != 'sleeg':
+        raise ConfigError(f"scorer 'sleeg' needs a SLEEG checkpoint (with its OoD head); "
+                          f'{info.source or "this model"} has none: train one with anomseg '
+                          f'train-anomaly --method sleeg')
     if name == info.method:  # a learned method's own scorer takes the settings it trained with
         params.update({k: v for k, v in info.method_params.items() if k in accepted})
     return create_scorer(name, **params)

@@ -27,7 +27,8 @@ def generate_launch_description():
         DeclareLaunchArgument('weights', default_value='',
                               description='checkpoint path; "" = the bundled default model'),
         DeclareLaunchArgument('scorer', default_value='msp',
-                              description='msp, temperature, maxlogit, maxentropy, energy, void'),
+                              description='msp, temperature, maxlogit, maxentropy, energy, void, '
+                              'pebal, sleeg (the last two need checkpoints trained for them)'),
         DeclareLaunchArgument('threshold', default_value='0.5',
                               description='score at or above which a pixel is an obstacle'),
         DeclareLaunchArgument('device', default_value='auto',
