@@ -1,6 +1,6 @@
 """SLEEG: Self-supervised Likelihood Estimation with Energy Guidance (paper 003).
 
-A light OoD head ``h`` (three Conv-BN-ReLU blocks to 2 channels) on the frozen segmentation
+A light OoD head ``h`` (three Conv-BN-ReLU blocks, then a 1x1 convolution to 2 channels) on the frozen segmentation
 model's decoder features; the segmentation model is not updated and no outlier data is used.
 
 - Task-agnostic estimator (TAE, eqs. 4-5): ``p_a = softmax(h)``, cross-entropy between the
@@ -38,21 +38,24 @@ ESTIMATORS = ('tae', 'tore')
 IGNORE = 255
 
 
+def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
 class OodHead(nn.Module):
-    """Three Conv-BN-ReLU blocks; the last convolution gives the 2 outputs (normal, anomaly)."""
+    """Three stacked Conv-BN-ReLU blocks and a 1x1 convolution to the 2 outputs (normal,
+    anomaly); a ReLU on the outputs themselves would keep the logits from going negative."""
 
     def __init__(self, in_channels: int, mid_channels: int = 64):
         super().__init__()
-        self.block1 = nn.Sequential(nn.Conv2d(in_channels, mid_channels, 3, padding=1,
-                                              bias=False),
-                                    nn.BatchNorm2d(mid_channels), nn.ReLU(inplace=True))
-        self.block2 = nn.Sequential(nn.Conv2d(mid_channels, mid_channels, 3, padding=1,
-                                              bias=False),
-                                    nn.BatchNorm2d(mid_channels), nn.ReLU(inplace=True))
-        self.block3 = nn.Conv2d(mid_channels, 2, 1)
+        self.block1 = _conv_bn_relu(in_channels, mid_channels)
+        self.block2 = _conv_bn_relu(mid_channels, mid_channels)
+        self.block3 = _conv_bn_relu(mid_channels, mid_channels)
+        self.classifier = nn.Conv2d(mid_channels, 2, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.block3(self.block2(self.block1(features)))
+        return self.classifier(self.block3(self.block2(self.block1(features))))
 
 
 class SleegModel(nn.Module):
