@@ -1,7 +1,8 @@
 """SLEEG: Self-supervised Likelihood Estimation with Energy Guidance (paper 003).
 
-A light OoD head ``h`` (three Conv-BN-ReLU blocks, then a 1x1 convolution to 2 channels) on the frozen segmentation
-model's decoder features; the segmentation model is not updated and no outlier data is used.
+A light OoD head ``h`` (three Conv-BN-ReLU blocks, then a 1x1 convolution to 2 channels) on
+the frozen segmentation model's decoder features; the segmentation model is not updated and no
+outlier data is used.
 
 - Task-agnostic estimator (TAE, eqs. 4-5): ``p_a = softmax(h)``, cross-entropy between the
   pasted anomaly pixels (o = 1) and the normal ones (o = 0).

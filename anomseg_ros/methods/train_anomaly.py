@@ -26,6 +26,7 @@ from anomseg_ros.labels import NUM_CITYSCAPES_CLASSES
 from anomseg_ros.methods import pebal, sleeg
 from anomseg_ros.methods.outliers import load_outliers, paste_outliers
 from anomseg_ros.pipeline import DEVICES, resolve_device
+from anomseg_ros.training.train import worker_options
 from anomseg_ros.training.transforms import TrainTransform
 
 METHODS = ('pebal', 'sleeg')
@@ -115,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     loader = DataLoader(dataset, batch_size=args.batch_size, drop_last=True,
                         sampler=RandomSampler(dataset, generator=generator),
-                        num_workers=args.workers)
+                        **worker_options(args.workers))
     mean = torch.tensor(info.mean).view(3, 1, 1)
     std = torch.tensor(info.std).view(3, 1, 1)
     outliers = load_outliers(args.outliers) if args.method == 'pebal' else None

@@ -66,6 +66,16 @@ def _worker_init(worker_id: int) -> None:
     cv2.setNumThreads(1)  # torch already runs one thread per worker
 
 
+def worker_options(workers: int) -> dict:
+    """DataLoader options for ``workers`` loading processes, started by a fork server: a
+    worker forked straight from a process whose OpenMP threads have run (a training after an
+    evaluation in one process, as ``anomseg study`` does) can hang on a lock for good."""
+    if workers <= 0:
+        return {'num_workers': 0}
+    return {'num_workers': workers, 'multiprocessing_context': 'forkserver',
+            'worker_init_fn': _worker_init}
+
+
 class _LabelCounts(torch.utils.data.Dataset):
     """Per-image class histograms of a dataset's labels (read in DataLoader workers)."""
 
@@ -83,7 +93,7 @@ def compute_class_weights(dataset: CityscapesDataset, *, workers: int,
                           void: bool = False) -> torch.Tensor:
     """ERFNet's class weights from the pixel histogram of every label of ``dataset``; with
     ``void``, a 20th weight for the ignored pixels, trained as the void class."""
-    loader = DataLoader(_LabelCounts(dataset), batch_size=None, num_workers=workers)
+    loader = DataLoader(_LabelCounts(dataset), batch_size=None, **worker_options(workers))
     counts = sum(loader)
     return enet_class_weights(counts, NUM_CITYSCAPES_CLASSES + int(void))
 
@@ -154,8 +164,8 @@ def _data_loaders(args, train_set, val_set, device: torch.device, generator: tor
         sampler = DistributedSampler(train_set, shuffle=True, seed=args.seed, drop_last=True)
     else:
         sampler = RandomSampler(train_set, generator=generator)
-    common = dict(num_workers=args.workers, pin_memory=device.type == 'cuda',
-                  worker_init_fn=_worker_init, generator=generator)
+    common = dict(pin_memory=device.type == 'cuda', generator=generator,
+                  **worker_options(args.workers))
     train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler,
                               drop_last=len(train_set) >= args.batch_size * world, **common)
     # each process validates every world-th image; the confusion matrices are summed
