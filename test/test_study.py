@@ -170,7 +170,9 @@ def test_calibrate_writes_the_temperature_the_node_then_uses(tmp_path, random_ch
 def test_study_trains_evaluates_times_and_resumes(tmp_path, cityscapes_root, capsys):
     track = _track(tmp_path / 'obstacle')
     study = {'data': cityscapes_root, 'tracks': [track], 'scorers': ['msp', 'maxlogit', 'void'],
-             'budget': {'epochs': 1, 'batch_size': 2, 'input_size': '64x32', 'workers': 0,
+             # one loading process: the second training forks its worker after the first
+             # evaluation ran OpenMP in this process, which hung before the fork server
+             'budget': {'epochs': 1, 'batch_size': 2, 'input_size': '64x32', 'workers': 1,
                         'device': 'cpu'},
              'models': [{'name': 'enet_void', 'backbone': 'enet', 'void': True},
                         {'name': 'erfnet_eiml_fl', 'backbone': 'erfnet', 'loss': 'eiml+focal'},
