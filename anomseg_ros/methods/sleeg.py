@@ -165,20 +165,27 @@ def tore_loss(ood_logits: torch.Tensor, jem: torch.Tensor, target: torch.Tensor,
 
 def refinement_threshold(scores: torch.Tensor, *, levels: int = 64) -> float:
     """Eq. 11: the threshold between the min and max of ``scores`` (1-D) that minimises the sum
-    of the variances of the two groups it makes, scanned on ``levels`` values."""
-    scores = scores.float().flatten()
-    low, high = scores.min().item(), scores.max().item()
+    of the (unbiased) variances of the two groups it makes, scanned on ``levels`` values; the
+    groups' sums come from cumulative sums of the sorted scores, so the scan is one pass."""
+    s = scores.double().flatten().sort().values
+    low, high = s[0].item(), s[-1].item()
     if not high > low:
         return low
-    best, best_cost = low, float('inf')
-    for eta in torch.linspace(low, high, levels + 2)[1:-1].tolist():
-        above, below = scores[scores >= eta], scores[scores < eta]
-        if len(above) < 2 or len(below) < 2:
-            continue
-        cost = above.var().item() + below.var().item()
-        if cost < best_cost:
-            best, best_cost = eta, cost
-    return best
+    etas = torch.linspace(low, high, levels + 2, dtype=torch.float64)[1:-1]
+    below = torch.searchsorted(s, etas)                  # pixels under each threshold
+    zero = s.new_zeros(1)
+    c1, c2 = torch.cat([zero, s.cumsum(0)]), torch.cat([zero, (s * s).cumsum(0)])
+    n = len(s)
+
+    def variance(count, total, squares):
+        return (squares - total * total / count.clamp_min(1)) / (count - 1).clamp_min(1)
+
+    n_above = n - below
+    cost = variance(below, c1[below], c2[below]) + \
+        variance(n_above, c1[n] - c1[below], c2[n] - c2[below])
+    cost[(below < 2) | (n_above < 2)] = float('inf')
+    best = int(torch.argmin(cost))
+    return low if not torch.isfinite(cost[best]) else float(etas[best])
 
 
 def refine_target(pasted: torch.Tensor, scores: torch.Tensor, *, refine: bool = True
