@@ -48,7 +48,7 @@ class OodHead(nn.Module):
     """Three stacked Conv-BN-ReLU blocks and a 1x1 convolution to the 2 outputs (normal,
     anomaly); a ReLU on the outputs themselves would keep the logits from going negative."""
 
-    def __init__(self, in_channels: int, mid_channels: int = 64):
+    def __init__(self, in_channels: int, mid_channels: int = 32):
         super().__init__()
         self.block1 = _conv_bn_relu(in_channels, mid_channels)
         self.block2 = _conv_bn_relu(mid_channels, mid_channels)
@@ -64,7 +64,7 @@ class SleegModel(nn.Module):
     segmentation logits with the head's two outputs appended, ``(B,C+2,H,W)``."""
 
     def __init__(self, segmenter: nn.Module, *, in_channels: Optional[int] = None,
-                 mid_channels: int = 64):
+                 mid_channels: int = 32):
         super().__init__()
         if not hasattr(segmenter, 'forward_features'):
             raise ConfigError(f'SLEEG puts its head on the decoder features; '

@@ -242,7 +242,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     group.add_argument('--warmup', type=float, default=0.15,
                        help='share of the iterations that refine with the JEM score (paper: '
                        '6,000 of 40,000)')
-    group.add_argument('--head-channels', type=int, default=64)
+    group.add_argument('--head-channels', type=int, default=32)
     return parser
 
 
