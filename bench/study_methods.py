@@ -27,6 +27,7 @@ RUNS = {
     'pebal': ('pebal', [], 'PEBAL (eqs. 2-8, AnomalyMix)'),
     'pebal_noreg': ('pebal', ['--no-regulariser'], 'PEBAL without the regulariser (eq. 8)'),
     'pebal_fixed': ('pebal', ['--fixed-penalty', '100'], 'PEBAL, fixed penalty a = 100'),
+    'pebal_codereg': ('pebal', ['--reg-form', 'code'], 'PEBAL, regulariser as the authors\' code'),
     'sleeg': ('sleeg', [], 'SLEEG (TAE + TORE, convex patches, refinement)'),
     'sleeg_tae': ('sleeg', ['--estimators', 'tae'], 'SLEEG, TAE only'),
     'sleeg_tore': ('sleeg', ['--estimators', 'tore'], 'SLEEG, TORE only'),

@@ -60,6 +60,9 @@ def test_pebal_terms_by_hand():
     assert fixed['pal'].item() == pytest.approx(
         (-math.log(probs[0][0] + probs[0][2] / 4) - math.log(probs[1][2] * 1.25)) / 2, rel=1e-5)
     assert fixed['reg'].item() == 0
+    code = pebal.PebalLoss(2, reg_form='code').terms(logits, labels)
+    assert code['reg'].item() == pytest.approx(
+        3e-6 * (energy[1] - energy[0]) ** 2 / 2 + 5e-4 * abs(energy[1]), rel=1e-5)
 
 
 def test_pebal_score_is_the_smoothed_free_energy():

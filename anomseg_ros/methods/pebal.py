@@ -12,6 +12,10 @@ is fine-tuned, with
   outlier pixels (eqs. 6-7; m_in = -12, m_out = -6), averaged over their pixels;
 - ``l_reg = beta1 * sum |E - E_neighbour| + beta2 * sum |E|`` over the pixels of each image,
   horizontal and vertical neighbours (eq. 8; beta1 = 5e-4, beta2 = 3e-6), averaged over images.
+  ``reg_form="code"`` is the authors' released code instead: 3e-6 times half the sum of the
+  squared neighbour differences over the batch, plus 5e-4 times the L2 norm of the outlier
+  pixels' energies (the two weights swapped, squares for absolute values, sparsity on outliers
+  only). At our crop sizes the paper's form outweighs every other term.
 
 The paper averages l_pal over pixels as its code does; the margins and lambda = 0.1 are the
 paper's. At inference the score is the free energy smoothed with a Gaussian kernel (7x7,
@@ -32,6 +36,8 @@ from anomseg_ros.scoring.registry import register_scorer
 M_IN, M_OUT = -12.0, -6.0
 LAMBDA = 0.1
 BETA1, BETA2 = 5e-4, 3e-6
+CODE_SMOOTH, CODE_SPARSE = 3e-6, 5e-4   # the released code's weights (see reg_form)
+REG_FORMS = ('paper', 'code')
 
 
 def free_energy(inlier_logits: torch.Tensor) -> torch.Tensor:
@@ -60,14 +66,17 @@ class PebalLoss(nn.Module):
     def __init__(self, num_inlier: int, *, lam: float = LAMBDA, m_in: float = M_IN,
                  m_out: float = M_OUT, beta1: float = BETA1, beta2: float = BETA2,
                  fixed_penalty: Optional[float] = None, regulariser: bool = True,
-                 ignore_index: int = VOID_LABEL):
+                 reg_form: str = 'paper', ignore_index: int = VOID_LABEL):
         super().__init__()
         if fixed_penalty is not None and not fixed_penalty > 0:
             raise ConfigError(f'the fixed abstention penalty must be positive, got '
                               f'{fixed_penalty}')
         self.num_inlier, self.lam, self.m_in, self.m_out = num_inlier, lam, m_in, m_out
         self.beta1, self.beta2 = beta1, beta2
-        self.fixed_penalty, self.regulariser = fixed_penalty, regulariser
+        if reg_form not in REG_FORMS:
+            raise ConfigError(f'the regulariser form is one of {", ".join(REG_FORMS)}, got '
+                              f'{reg_form!r}')
+        self.fixed_penalty, self.regulariser, self.reg_form = fixed_penalty, regulariser, reg_form
         self.ignore_index = ignore_index
 
     def terms(self, logits: torch.Tensor, labels: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -90,11 +99,15 @@ class PebalLoss(nn.Module):
                  else zero,
                  'ebm_out': (F.relu(self.m_out - energy) ** 2)[outlier].mean() if outlier.any()
                  else zero}
-        if self.regulariser:
-            smooth = (energy[:, 1:, :] - energy[:, :-1, :]).abs().sum(dim=(1, 2)) + \
-                (energy[:, :, 1:] - energy[:, :, :-1]).abs().sum(dim=(1, 2))
+        dy, dx = energy[:, 1:, :] - energy[:, :-1, :], energy[:, :, 1:] - energy[:, :, :-1]
+        if self.regulariser and self.reg_form == 'paper':
+            smooth = dy.abs().sum(dim=(1, 2)) + dx.abs().sum(dim=(1, 2))
             sparse = energy.abs().sum(dim=(1, 2))
             terms['reg'] = (self.beta1 * smooth + self.beta2 * sparse).mean()
+        elif self.regulariser:
+            smooth = ((dy ** 2).sum() + (dx ** 2).sum()) / 2
+            sparse = torch.linalg.vector_norm(energy[outlier]) if outlier.any() else zero
+            terms['reg'] = CODE_SMOOTH * smooth + CODE_SPARSE * sparse
         else:
             terms['reg'] = zero
         return terms

@@ -122,7 +122,7 @@ def main(args: argparse.Namespace) -> int:
     outliers = load_outliers(args.outliers) if args.method == 'pebal' else None
     criterion = pebal.PebalLoss(NUM_CITYSCAPES_CLASSES, lam=args.pebal_lambda,
                                 fixed_penalty=args.fixed_penalty,
-                                regulariser=not args.no_regulariser)
+                                regulariser=not args.no_regulariser, reg_form=args.reg_form)
     paste_rng = torch.Generator().manual_seed(args.seed + 1)
     library = sleeg.PatchLibrary(num_patches=args.num_patches, shape=args.patch_shape,
                                  generator=paste_rng)
@@ -226,6 +226,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                        help='ablation: a constant abstention penalty instead of (-E)^2')
     group.add_argument('--no-regulariser', action='store_true',
                        help='ablation: without the smoothness / sparsity term (eq. 8)')
+    group.add_argument('--reg-form', default='paper', choices=pebal.REG_FORMS,
+                       help='eq. 8 as printed (default), or as the authors\' code computes it')
     group.add_argument('--kernel-size', type=int, default=7, help='inference smoothing')
     group.add_argument('--sigma', type=float, default=1.0, help='inference smoothing')
     group = parser.add_argument_group('SLEEG (paper 003)')
