@@ -119,6 +119,13 @@ def test_isomax_plus_head_is_the_scaled_distance_to_normalised_prototypes():
     assert torch.allclose(logits, expected, atol=1e-6)
 
 
+def test_isomax_plus_head_on_the_axes_keeps_the_backbone_argmax():
+    head = IsoMaxPlusHead(5, 5)
+    head.keep_argmax()
+    logits = torch.randn(2, 5, 6, 7) * 3
+    assert torch.equal(head(logits).argmax(dim=1), logits.argmax(dim=1))
+
+
 @pytest.mark.parametrize('name', ['enet', 'bisenetv1', 'bisenetv2', 'resnet50'])
 def test_plain_state_dicts_of_other_backbones_are_recognised(tmp_path, name):
     path = str(tmp_path / f'{name}.pth')

@@ -26,6 +26,15 @@ class IsoMaxPlusHead(nn.Module):
         nn.init.normal_(self.prototypes, mean=0.0, std=1.0)
         nn.init.constant_(self.distance_scale, 1.0)
 
+    @torch.no_grad()
+    def keep_argmax(self) -> None:
+        """Prototypes on the axes (``p_j = e_j``, features = the backbone's logits): the
+        nearest prototype is then the largest logit, so a trained backbone keeps its
+        segmentation when the head is put on it (IsoMax+'s N(0, 1) start would scramble it)."""
+        if self.prototypes.shape[0] != self.prototypes.shape[1]:
+            raise ValueError('keep_argmax needs as many features as classes')
+        self.prototypes.copy_(torch.eye(self.prototypes.shape[0]))
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         z = F.normalize(features, dim=1)                       # (B,F,H,W)
         p = F.normalize(self.prototypes, dim=1)                # (C,F)

@@ -204,6 +204,8 @@ def _start_state(args) -> tuple:
     if head == 'isomax+' and not resume and not isinstance(model, WithIsoMaxPlus):
         torch.manual_seed(args.seed)
         model = WithIsoMaxPlus(model, num_classes)
+        if args.init_weights:  # a trained segmenter keeps its argmax under the new head
+            model.head.keep_argmax()
     size_hw = args.input_size or (source_info.input_size_hw if resume else DEFAULT_INPUT_SIZE_HW)
     if any(s <= 0 or s % 8 for s in size_hw):
         raise ConfigError(f'--input-size must be positive multiples of 8 (the network '
