@@ -8,6 +8,7 @@ time over the plain model. Resumable: finished trainings and evaluations are reu
         --out study_methods
 """
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -69,7 +70,8 @@ def evaluate(name, weights, scorers, args, cache):
     results = {}
     for track in args.tracks.split(','):
         dataset = AnomalyDataset(track)
-        results[dataset.name] = evaluate_anomaly(detector, dataset, scorers)
+        samples = itertools.islice(dataset, args.eval_limit) if args.eval_limit else dataset
+        results[dataset.name] = evaluate_anomaly(detector, samples, scorers)
     cache[name] = results
     with open(os.path.join(args.out, 'results.json'), 'w') as f:
         json.dump(cache, f, indent=2)
@@ -109,6 +111,8 @@ def main(argv=None):
     parser.add_argument('--pebal-lr', type=float, default=1e-4)
     parser.add_argument('--workers', type=int, default=1)
     parser.add_argument('--device', default='auto')
+    parser.add_argument('--eval-limit', type=int, default=None,
+                        help='evaluate on the first N images of each track')
     parser.add_argument('--timing-repeats', type=int, default=22)
     parser.add_argument('--no-timing', action='store_true')
     args = parser.parse_args(argv)
@@ -123,7 +127,8 @@ def main(argv=None):
         table[name] = evaluate(name, weights[name], [method], args, cache)
     tracks = list(table['base'])
     lines = [f'Checkpoint `{args.checkpoint}`; {args.epochs} epochs x {args.iters} iterations x '
-             f'batch {args.batch_size} of {args.crop_size} crops per run; AuPRC / FPR95 in %.',
+             f'batch {args.batch_size} of {args.crop_size} crops per run; '
+             f'{args.eval_limit or "all"} images per track; AuPRC / FPR95 in %.',
              '', '| model | scorer | ' + ' | '.join(f'{t} AuPRC | {t} FPR95' for t in tracks)
              + ' |', '| --- | --- |' + ' --- | --- |' * len(tracks)]
     for scorer in CLASSIC:
