@@ -1,8 +1,9 @@
 """Speed and memory of a backbone: parameters, median forward time, peak memory (the measure
 paper 001 Figures 3-4 plot).
 
-Peak memory is CUDA's max allocated on a GPU, and the process's peak resident set on the CPU;
-the CPU figure is process-wide, so each backbone is measured in a fresh process
+Peak memory is CUDA's max allocated on a GPU, and the process's peak resident set during the
+forward passes of each size on the CPU (reset before each size where Linux allows); the CPU
+figure is process-wide, so each backbone is measured in a fresh process
 (``measure_in_subprocess``) and reported with the RSS the process had before building it.
 """
 import argparse
@@ -25,7 +26,26 @@ SIZES_HW = ((256, 512), (512, 1024))
 
 
 def _peak_rss_mib() -> float:
+    """The process's peak resident set (VmHWM) since the last ``_reset_peak_rss``."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _reset_peak_rss() -> bool:
+    """Start the peak resident set afresh (Linux: ``5`` to ``/proc/self/clear_refs``), so the
+    peak of each input size is its own and not the imports'."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
 
 
 @torch.inference_mode()
@@ -38,14 +58,17 @@ def measure_backbone(name: str, *, num_classes: int = 20, sizes_hw: Sequence[Tup
     baseline = _peak_rss_mib()
     torch.manual_seed(0)
     model = create_backbone(name, num_classes=num_classes).eval().to(device)
+    model_rss = _peak_rss_mib()
     result = {'backbone': name, 'parameters': count_parameters(model), 'device': str(device),
               'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda'
               else f'CPU, {torch.get_num_threads()} threads',
-              'baseline_rss_mib': baseline, 'sizes': {}}
+              'baseline_rss_mib': baseline, 'model_rss_mib': model_rss, 'sizes': {}}
     for height, width in sizes_hw:
         x = torch.rand(1, 3, height, width, device=device)
         if device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(device)
+        else:
+            _reset_peak_rss()
         times = []
         for i in range(warmup + repeats):
             if device.type == 'cuda':
@@ -60,8 +83,8 @@ def measure_backbone(name: str, *, num_classes: int = 20, sizes_hw: Sequence[Tup
                   else _peak_rss_mib())
         result['sizes'][f'{width}x{height}'] = {'median_ms': statistics.median(times),
                                                 'peak_memory_mib': memory}
-    result['memory_kind'] = ('CUDA max allocated' if device.type == 'cuda'
-                             else 'peak RSS of the process')
+    result['memory_kind'] = ('CUDA max allocated' if device.type == 'cuda' else
+                             'peak RSS of the process during the forward passes')
     return result
 
 
