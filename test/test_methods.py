@@ -215,7 +215,7 @@ def test_sleeg_steps_lower_the_loss_and_train_only_the_head(random_checkpoint):
     pasted = library.paste(images)
     optimizer = torch.optim.Adam(model.head.parameters(), lr=1e-2)
     losses = []
-    for _ in range(10):
+    for _ in range(25):
         model.train()
         terms = sleeg.sleeg_losses(model(images), pasted, 19, refine=False)
         loss = terms['tae'] + terms['tore']

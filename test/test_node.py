@@ -62,7 +62,7 @@ ENCODED = {'rgb8': RGB, 'bgr8': RGB[..., ::-1],
            'mono8': RGB[..., 0]}
 
 
-@pytest.mark.parametrize('index,encoding', enumerate(ENCODED))
+@pytest.mark.parametrize('index,encoding', list(enumerate(ENCODED)))
 def test_each_encoding_gets_all_five_outputs_with_its_header(node, index, encoding):
     stamp_ns = 5_000_000_000 + index * 1_000_003
     node.publish(_raw(ENCODED[encoding], encoding, stamp_ns))

@@ -66,6 +66,8 @@ def test_every_scorer_gives_BHW_and_ranks_confident_pixels_lower(name):
     logits[:, 0, 0, 0] = 30.0   # very confident inlier pixel
     logits[:, :19, 0, 1] = 0.0  # flat inlier logits: maximal uncertainty
     logits[:, 19, 0, 1] = 30.0  # ... and a winning void output
+    if name == 'sleeg':  # its two OoD-head outputs come last; neutral ones leave the JEM term
+        logits = torch.cat([logits[:, :19], torch.zeros(2, 2, 5, 7)], dim=1)
     scores = create_scorer(name, num_inlier_classes=19)(logits)
     assert scores.shape == (2, 5, 7)
     assert torch.isfinite(scores).all()
