@@ -82,7 +82,7 @@ def timing(weights_by_scorer, args):
     """Median ms per frame of Detector.predict for each (weights, scorer), in one run, frames
     interleaved so that load changes hit every scorer alike."""
     track = AnomalyDataset(args.tracks.split(',')[0])
-    frames = [track[i][1] for i in range(min(len(track), 5))]
+    frames = [rgb for _, rgb, _ in itertools.islice(track, 5)]
     detectors = {label: Detector.from_checkpoint(w, scorer=s, device=args.device)
                  for label, (w, s) in weights_by_scorer.items()}
     times = {label: [] for label in detectors}
