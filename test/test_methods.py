@@ -267,6 +267,12 @@ def test_train_anomaly_writes_a_checkpoint_the_detector_runs(tmp_path, cityscape
     assert read_checkpoint(path)['epoch'] == 2
 
 
+def test_sleeg_refuses_a_backbone_without_decoder_features():
+    from anomseg_ros.backbones import create_backbone
+    with pytest.raises(ConfigError, match='does not split into forward_features'):
+        sleeg.SleegModel(create_backbone('resnet50', num_classes=19))
+
+
 def test_train_anomaly_errors(tmp_path, cityscapes_root, random_checkpoint, capsys):
     assert main(['train-anomaly', '--method', 'pebal', '--checkpoint', random_checkpoint,
                  '--data', cityscapes_root, '--out', str(tmp_path), *TINY]) == 2

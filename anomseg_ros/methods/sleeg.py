@@ -66,10 +66,12 @@ class SleegModel(nn.Module):
     def __init__(self, segmenter: nn.Module, *, in_channels: Optional[int] = None,
                  mid_channels: int = 32):
         super().__init__()
-        if not hasattr(segmenter, 'forward_features'):
+        core = getattr(segmenter, 'backbone', segmenter)  # under a distance head
+        if not all(hasattr(m, n) for m in (segmenter, core)
+                   for n in ('forward_features', 'forward_head')):
             raise ConfigError(f'SLEEG puts its head on the decoder features; '
-                              f'{type(segmenter).__name__} does not expose forward_features '
-                              f'(erfnet and enet do)')
+                              f'{type(core).__name__} does not split into forward_features and '
+                              f'forward_head (erfnet and enet do)')
         self.segmenter = segmenter
         self.in_channels = in_channels or 16
         self.head = OodHead(self.in_channels, mid_channels)
