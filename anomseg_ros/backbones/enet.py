@@ -147,8 +147,10 @@ class ENet(nn.Module):
         for i in range(1, 5):
             self.add_module(f'regular1_{i}', RegularBottleneck(64, padding=1, dropout_prob=0.01))
         self.downsample2_0 = DownsamplingBottleneck(64, 128, dropout_prob=0.1)
-        for name, block in {**_stage_2_or_3('2', 0.1), **_stage_2_or_3('3', 0.1)}.items():
+        middle = {**_stage_2_or_3('2', 0.1), **_stage_2_or_3('3', 0.1)}
+        for name, block in middle.items():
             self.add_module(name, block)
+        self._middle = list(middle)  # block names, in order
         self.upsample4_0 = UpsamplingBottleneck(128, 64, dropout_prob=0.1)
         self.regular4_1 = RegularBottleneck(64, padding=1, dropout_prob=0.1, relu=True)
         self.regular4_2 = RegularBottleneck(64, padding=1, dropout_prob=0.1, relu=True)
@@ -156,7 +158,6 @@ class ENet(nn.Module):
         self.regular5_1 = RegularBottleneck(16, padding=1, dropout_prob=0.1, relu=True)
         self.transposed_conv = nn.ConvTranspose2d(16, num_classes, 3, stride=2, padding=1,
                                                   bias=False)
-        self._middle = [*_stage_2_or_3('2', 0), *_stage_2_or_3('3', 0)]  # block names
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Decoder features (16 channels at half resolution) before the full convolution."""
