@@ -181,11 +181,11 @@ def test_pebal_steps_lower_the_loss_and_train_only_the_last_block(random_checkpo
                    generator=torch.Generator().manual_seed(1), probability=1.0)
     criterion = pebal.PebalLoss(19)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    from anomseg_ros.methods.train_anomaly import freeze_untrained_modules
+    from anomseg_ros.training.engine import freeze_batch_norm_of_frozen_layers
     losses = []
     for _ in range(8):
         model.train()
-        freeze_untrained_modules(model)
+        freeze_batch_norm_of_frozen_layers(model)
         loss = criterion(model(images), labels)
         optimizer.zero_grad()
         loss.backward()

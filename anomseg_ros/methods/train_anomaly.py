@@ -26,19 +26,11 @@ from anomseg_ros.labels import NUM_CITYSCAPES_CLASSES
 from anomseg_ros.methods import pebal, sleeg
 from anomseg_ros.methods.outliers import load_outliers, paste_outliers
 from anomseg_ros.pipeline import DEVICES, resolve_device
+from anomseg_ros.training.engine import freeze_batch_norm_of_frozen_layers
 from anomseg_ros.training.train import worker_options
 from anomseg_ros.training.transforms import TrainTransform
 
 METHODS = ('pebal', 'sleeg')
-
-
-def freeze_untrained_modules(model: torch.nn.Module) -> None:
-    """Eval mode for every module none of whose own parameters train (batch norm statistics
-    and dropout of the frozen part stay as they are)."""
-    for module in model.modules():
-        own = list(module.parameters(recurse=False))
-        if own and not any(p.requires_grad for p in own):
-            module.eval()
 
 
 def _pebal_model(args):
@@ -136,7 +128,7 @@ def main(args: argparse.Namespace) -> int:
     for epoch in range(start_epoch, args.epochs + 1):
         generator.manual_seed(args.seed * 100_003 + epoch)
         model.train()
-        freeze_untrained_modules(model)
+        freeze_batch_norm_of_frozen_layers(model)
         sums, count = {}, 0
         bar = tqdm(loader, total=args.iters_per_epoch, desc=f'epoch {epoch}/{args.epochs}',
                    leave=False, disable=None)
