@@ -206,5 +206,25 @@ def export_checkpoint(source: str, destination: str) -> dict:
     return kept
 
 
+def with_num_classes(model: nn.Module, backbone: str, num_classes: int) -> Tuple[nn.Module, list]:
+    """``model`` rebuilt as ``backbone`` with ``num_classes`` outputs: every weight is kept,
+    a layer with the classes on one axis keeps the classes both have (dropped ones go, added
+    ones keep their fresh initialisation). Returns the model and ``(key, axis)`` of each layer
+    that changed size."""
+    resized = create_backbone(backbone, num_classes=num_classes)
+    state, changed = resized.state_dict(), []
+    for key, value in model.state_dict().items():
+        target = state[key]
+        if value.shape != target.shape:
+            axis = next(d for d in range(value.dim()) if value.shape[d] != target.shape[d])
+            common = min(value.shape[axis], target.shape[axis])
+            target.narrow(axis, 0, common).copy_(value.narrow(axis, 0, common))
+            changed.append((key, axis))
+        else:
+            state[key] = value
+    resized.load_state_dict(state)
+    return resized, changed
+
+
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -120,20 +120,17 @@ class PebalLoss(nn.Module):
 def add_abstention_output(model: nn.Module, backbone: str) -> nn.Module:
     """``model`` rebuilt with one more output (the abstention class Y+1) after its classes,
     keeping every trained weight; the new output starts from small weights and a low bias."""
-    from anomseg_ros.backbones import create_backbone
+    from anomseg_ros.checkpoint import with_num_classes
     num_classes = model.num_classes
-    extended = create_backbone(backbone, num_classes=num_classes + 1)
-    state = extended.state_dict()
-    for key, value in model.state_dict().items():
-        target = state[key]
-        if value.shape != target.shape:  # a layer with the classes on one axis
-            axis = next(d for d in range(value.dim()) if value.shape[d] != target.shape[d])
-            new = target.narrow(axis, num_classes, 1)
-            new.mul_(0.1) if value.dim() > 1 else new.copy_(value.min() - 1.0)
-            target.narrow(axis, 0, num_classes).copy_(value)
-        else:
-            state[key] = value
-    extended.load_state_dict(state)
+    extended, changed = with_num_classes(model, backbone, num_classes + 1)
+    parameters = dict(extended.named_parameters())
+    with torch.no_grad():
+        for key, axis in changed:
+            new = parameters[key].narrow(axis, num_classes, 1)
+            if new.dim() > 1:
+                new.mul_(0.1)
+            else:
+                new.fill_(parameters[key].narrow(axis, 0, num_classes).min() - 1.0)
     return extended
 
 

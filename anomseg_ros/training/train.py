@@ -24,7 +24,7 @@ from anomseg_ros.backbones import create_backbone, list_backbones
 from anomseg_ros.backbones.heads import WithIsoMaxPlus
 from anomseg_ros.backbones.resnet import load_pretrained_backbone, SSL_FORMATS
 from anomseg_ros.checkpoint import (count_parameters, load_model, ModelInfo, read_checkpoint,
-                                    save_checkpoint)
+                                    save_checkpoint, with_num_classes)
 from anomseg_ros.cli.common import parse_size
 from anomseg_ros.data.cityscapes import CityscapesDataset
 from anomseg_ros.errors import AnomsegError, CheckpointError, ConfigError, TrainingError
@@ -113,17 +113,7 @@ def load_init_weights(path: str, *, backbone: str,
                               f'trained on Cityscapes trainIds')
     if source_info.num_classes == num_classes:
         return source, source_info
-    model = create_backbone(source_info.backbone, num_classes=num_classes)
-    state = model.state_dict()
-    for key, value in source.state_dict().items():
-        target = state[key]
-        if value.shape != target.shape:  # the classifier: copy the classes both have
-            common = tuple(slice(0, min(a, b)) for a, b in zip(value.shape, target.shape))
-            target = target.clone()
-            target[common] = value[common]
-            value = target
-        state[key] = value
-    model.load_state_dict(state)
+    model, _ = with_num_classes(source, source_info.backbone, num_classes)
     return model, source_info
 
 
