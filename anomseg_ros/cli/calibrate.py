@@ -9,8 +9,9 @@ from anomseg_ros.cli.common import add_model_args, build_detector, warn_if_untra
 from anomseg_ros.data.anomaly import AnomalyDataset, CONVENTIONS
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.evaluation.anomaly import RESOLUTIONS
-from anomseg_ros.evaluation.calibration import (DEFAULT_GRID, METRICS, parse_grid,
-                                                search_temperature, write_temperature)
+from anomseg_ros.evaluation.calibration import (calibration_record, DEFAULT_GRID, METRICS,
+                                                parse_grid, search_temperature,
+                                                write_temperature)
 
 
 def add_parser(verbs):
@@ -55,11 +56,7 @@ def run(args) -> int:
     for t, r in search['results'].items():
         print(f'{t:6g} {100 * r["auprc"]:7.2f} {100 * r["fpr95"]:7.2f} {100 * r["auroc"]:7.2f}'
               f'{"  <- best " + args.metric if t == best else ""}')
-    record = {'dataset': os.path.abspath(dataset.root), 'metric': args.metric,
-              'resolution': args.resolution, 'images': len(dataset),
-              'results': {f'{t:g}': {k: r[k] for k in ('auprc', 'fpr95', 'auroc')}
-                          for t, r in search['results'].items()},
-              'temperature': best}
+    record = calibration_record(search, dataset)
     destination = detector.info.source if args.in_place else args.out
     if destination:
         write_temperature(detector.info.source, destination, best, record)

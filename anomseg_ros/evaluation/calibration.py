@@ -6,6 +6,7 @@ chosen; ``write_temperature`` stores it in the checkpoint's metadata, where the 
 ``anomseg eval`` take it as the default temperature of ``msp``.
 """
 import math
+import os
 from typing import Dict, Iterable, Sequence, Tuple
 
 import numpy as np
@@ -69,7 +70,17 @@ def search_temperature(detector: Detector, samples: Iterable, grid: Sequence[flo
         raise ConfigError('the calibration images have no anomaly and inlier pixels to compare; '
                           'give an anomaly track with both')
     return {'temperature': choose_temperature(results, metric), 'metric': metric,
-            'results': results}
+            'resolution': resolution, 'results': results}
+
+
+def calibration_record(search: dict, dataset) -> dict:
+    """What a checkpoint keeps of a search on ``dataset`` (an ``AnomalyDataset``): the chosen
+    temperature, how it was chosen, and each temperature's AuPRC / FPR95 / AUROC."""
+    return {'dataset': os.path.abspath(dataset.root), 'metric': search['metric'],
+            'resolution': search['resolution'], 'images': len(dataset),
+            'temperature': search['temperature'],
+            'results': {f'{t:g}': {k: r[k] for k in ('auprc', 'fpr95', 'auroc')}
+                        for t, r in search['results'].items()}}
 
 
 def write_temperature(source: str, destination: str, temperature: float,

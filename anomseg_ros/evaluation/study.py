@@ -33,7 +33,8 @@ from anomseg_ros.data.anomaly import AnomalyDataset
 from anomseg_ros.data.cityscapes import CityscapesDataset
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.evaluation.anomaly import evaluate_anomaly
-from anomseg_ros.evaluation.calibration import search_temperature, write_temperature
+from anomseg_ros.evaluation.calibration import (calibration_record, search_temperature,
+                                                write_temperature)
 from anomseg_ros.evaluation.segmentation import evaluate_segmentation
 from anomseg_ros.evaluation.speed import measure_in_subprocess, SIZES_HW
 from anomseg_ros.pipeline import Detector
@@ -196,11 +197,7 @@ def ensure_calibrated(study: Study, model: StudyModel, weights: str, out_dir: st
     log(f'[{model.name}] calibrating the MSP temperature on {dataset.name}')
     detector = Detector.from_checkpoint(weights, device=study.device)
     search = search_temperature(detector, dataset)
-    record = {'dataset': os.path.abspath(dataset.root), 'metric': search['metric'],
-              'images': len(dataset), 'temperature': search['temperature'],
-              'results': {f'{t:g}': {k: r[k] for k in ('auprc', 'fpr95', 'auroc')}
-                          for t, r in search['results'].items()}}
-    write_temperature(weights, path, search['temperature'], record)
+    write_temperature(weights, path, search['temperature'], calibration_record(search, dataset))
     log(f'[{model.name}] temperature {search["temperature"]:g}')
     return path
 
