@@ -8,18 +8,19 @@ import argparse
 import sys
 
 from anomseg_ros.backbones import list_backbones
-from anomseg_ros.evaluation.speed import measure_in_subprocess
+from anomseg_ros.evaluation.speed import measure_in_subprocess, parse_sizes, SIZES_HW
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--backbones', default=','.join(list_backbones()))
-    parser.add_argument('--sizes', default='512x256,1024x512', help='WxH,WxH,...')
+    parser.add_argument('--sizes', type=parse_sizes, default=list(SIZES_HW),
+                        help='WxH,WxH,... (default 512x256,1024x512)')
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--device', default='auto')
     parser.add_argument('--num-classes', type=int, default=20)
     args = parser.parse_args(argv)
-    sizes_hw = [tuple(int(v) for v in s.split('x'))[::-1] for s in args.sizes.split(',')]
+    sizes_hw = args.sizes
     names = [f'{w}x{h}' for h, w in sizes_hw]
     rows = [measure_in_subprocess(name, sizes_hw=sizes_hw, repeats=args.repeats,
                                   device=args.device, num_classes=args.num_classes)

@@ -13,16 +13,22 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 
 from anomseg_ros.backbones import create_backbone
 from anomseg_ros.checkpoint import count_parameters
+from anomseg_ros.cli.common import parse_size
 from anomseg_ros.errors import AnomsegError
 from anomseg_ros.pipeline import resolve_device
 
 SIZES_HW = ((256, 512), (512, 1024))
+
+
+def parse_sizes(text: str) -> List[Tuple[int, int]]:
+    """``"512x256,1024x512"`` as ``[(256, 512), (512, 1024)]`` (height, width)."""
+    return [parse_size(s.strip()) for s in text.split(',') if s.strip()]
 
 
 def _peak_rss_mib() -> float:
@@ -107,11 +113,11 @@ def main(argv=None) -> int:
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--num-classes', type=int, default=20)
     parser.add_argument('--device', default='auto')
-    parser.add_argument('--sizes', default='512x256,1024x512', help='WxH,WxH,...')
+    parser.add_argument('--sizes', type=parse_sizes, default=list(SIZES_HW),
+                        help='WxH,WxH,... (default 512x256,1024x512)')
     args = parser.parse_args(argv)
-    sizes_hw = [tuple(int(v) for v in s.split('x'))[::-1] for s in args.sizes.split(',')]
     print(json.dumps(measure_backbone(args.backbone, num_classes=args.num_classes,
-                                      sizes_hw=sizes_hw, repeats=args.repeats,
+                                      sizes_hw=args.sizes, repeats=args.repeats,
                                       device=args.device)))
     return 0
 

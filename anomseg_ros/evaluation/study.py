@@ -18,6 +18,7 @@ Example (``config/study_synthetic.yaml``)::
       - {name: erfnet_eiml_fl, backbone: erfnet, loss: eiml+focal, init_weights: ...}
       - {name: enet_void, backbone: enet, void: true}
 """
+import argparse
 import dataclasses
 import itertools
 import json
@@ -29,6 +30,7 @@ import yaml
 
 from anomseg_ros import __version__
 from anomseg_ros.checkpoint import count_parameters, read_checkpoint
+from anomseg_ros.cli.common import parse_size
 from anomseg_ros.data.anomaly import AnomalyDataset
 from anomseg_ros.data.cityscapes import CityscapesDataset
 from anomseg_ros.errors import ConfigError
@@ -143,10 +145,9 @@ def load_study(path: str, *, out: Optional[str] = None) -> Study:
 
 def _size(path: str, text: str) -> Tuple[int, int]:
     try:
-        width, height = (int(v) for v in str(text).lower().split('x'))
-    except ValueError:
-        raise ConfigError(f'{path}: speed size {text!r} is not WIDTHxHEIGHT') from None
-    return height, width
+        return parse_size(str(text))
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f'{path}: speed size: {exc}') from None
 
 
 def train_argv(model: StudyModel, out_dir: str, data: str) -> List[str]:
