@@ -10,7 +10,8 @@ from anomseg_ros.data.images import write_rgb
 from anomseg_ros.visualize import heatmap, overlay
 
 
-def _pct(value) -> str:
+def percent(value) -> str:
+    """A fraction as a percentage with 2 decimals, "n/a" when missing or not finite."""
     return 'n/a' if value is None or not np.isfinite(value) else f'{100 * value:.2f}'
 
 
@@ -35,7 +36,7 @@ def markdown(report: Dict) -> str:
             cells = []
             for dataset in datasets:
                 r = anomaly[dataset]['scorers'].get(scorer, {})
-                cells += [_pct(r.get('auprc')), _pct(r.get('fpr95'))]
+                cells += [percent(r.get('auprc')), percent(r.get('fpr95'))]
             lines.append(f'| {scorer} | ' + ' | '.join(cells) + ' |')
         lines += ['', '## Per dataset', '']
         for dataset, entry in anomaly.items():
@@ -47,10 +48,10 @@ def markdown(report: Dict) -> str:
                 c = r.get('components', {})
                 threshold = c.get('threshold')
                 lines.append(
-                    f"| {scorer} | {_pct(r.get('auprc'))} | {_pct(r.get('fpr95'))} | "
-                    f"{_pct(r.get('fpr95_first'))} | {_pct(r.get('auroc'))} | "
-                    f"{_pct(c.get('siou_gt'))} | {_pct(c.get('ppv'))} | "
-                    f"{_pct(c.get('mean_f1'))} | "
+                    f"| {scorer} | {percent(r.get('auprc'))} | {percent(r.get('fpr95'))} | "
+                    f"{percent(r.get('fpr95_first'))} | {percent(r.get('auroc'))} | "
+                    f"{percent(c.get('siou_gt'))} | {percent(c.get('ppv'))} | "
+                    f"{percent(c.get('mean_f1'))} | "
                     f"{'n/a' if threshold is None else f'{threshold:.4g}'} |")
             lines += ['', f'![precision-recall](curves_{_slug(dataset)}.png)', '']
         lines += ['Component metrics (sIoU, PPV, mean F1 over thresholds 0.25-0.75) follow '
@@ -59,9 +60,9 @@ def markdown(report: Dict) -> str:
     for name, entry in report['results'].items():
         if 'segmentation' in entry:
             seg = entry['segmentation']
-            lines += [f'## {name}: mIoU {_pct(seg["miou"])}', '', '| class | IoU |',
+            lines += [f'## {name}: mIoU {percent(seg["miou"])}', '', '| class | IoU |',
                       '| --- | --- |']
-            lines += [f'| {c} | {_pct(v)} |' for c, v in seg['per_class_iou'].items()]
+            lines += [f'| {c} | {percent(v)} |' for c, v in seg['per_class_iou'].items()]
             lines.append('')
     return '\n'.join(lines) + '\n'
 
@@ -81,8 +82,8 @@ def plot_curves(entry: Dict, path: str, title: str) -> None:
         if not curve:
             continue
         pr.plot(curve['recall'], curve['precision'],
-                label=f"{scorer} (AuPRC {_pct(r['auprc'])})")
-        roc.plot(curve['fpr'], curve['recall'], label=f"{scorer} (FPR95 {_pct(r['fpr95'])})")
+                label=f"{scorer} (AuPRC {percent(r['auprc'])})")
+        roc.plot(curve['fpr'], curve['recall'], label=f"{scorer} (FPR95 {percent(r['fpr95'])})")
     pr.set(xlabel='recall', ylabel='precision', title=f'{title}: precision-recall',
            xlim=(0, 1), ylim=(0, 1.02))
     roc.set(xlabel='false positive rate', ylabel='true positive rate', title=f'{title}: ROC',

@@ -38,6 +38,7 @@ from anomseg_ros.evaluation.anomaly import evaluate_anomaly
 from anomseg_ros.evaluation.calibration import (calibration_record, search_temperature,
                                                 write_temperature)
 from anomseg_ros.evaluation.segmentation import evaluate_segmentation
+from anomseg_ros.evaluation.report import percent
 from anomseg_ros.evaluation.speed import measure_in_subprocess, SIZES_HW
 from anomseg_ros.pipeline import Detector
 from anomseg_ros.training import train as train_script
@@ -289,10 +290,6 @@ def run_study(study: Study, *, log: Callable = print, only: Optional[List[str]] 
     return report
 
 
-def _pct(value) -> str:
-    return 'n/a' if value is None or value != value else f'{100 * value:.2f}'
-
-
 def _budget(args: dict) -> str:
     if not args:
         return 'given'
@@ -321,7 +318,7 @@ def study_markdown(report: dict) -> str:
         lines.append(f'| {name} | {r["backbone"]} | {loss_title(r.get("loss") or "ce")} | '
                      f'{r["num_classes"]}{" (void)" if r["void"] else ""} | '
                      f'{r["parameters"] / 1e6:.2f} M | {_budget(r.get("train_args"))} | '
-                     f'{r.get("temperature", 1.0):g} | {_pct(r.get("miou"))} |')
+                     f'{r.get("temperature", 1.0):g} | {percent(r.get("miou"))} |')
     lines += ['', '## Anomaly segmentation', '',
               '| model | scorer | ' + ' | '.join(f'{t} AuPRC | {t} FPR95' for t in tracks) +
               ' |', '| --- | --- |' + ' --- | --- |' * len(tracks)]
@@ -331,7 +328,7 @@ def study_markdown(report: dict) -> str:
             cells = []
             for track in tracks:
                 m = r['tracks'].get(track, {}).get(scorer, {})
-                cells += [_pct(m.get('auprc')), _pct(m.get('fpr95'))]
+                cells += [percent(m.get('auprc')), percent(m.get('fpr95'))]
             lines.append(f'| {name} | {scorer} | ' + ' | '.join(cells) + ' |')
     speed = report.get('speed') or {}
     if speed:
