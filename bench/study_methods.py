@@ -21,6 +21,7 @@ from anomseg_ros.cli.main import main as anomseg
 from anomseg_ros.checkpoint import read_checkpoint
 from anomseg_ros.data.anomaly import AnomalyDataset
 from anomseg_ros.evaluation.anomaly import evaluate_anomaly
+from anomseg_ros.evaluation.report import percent
 from anomseg_ros.pipeline import Detector
 
 # name: (method, extra train-anomaly flags, what it is)
@@ -39,8 +40,11 @@ RUNS = {
 CLASSIC = ('msp', 'maxlogit', 'maxentropy', 'energy')
 
 
-def _pct(x):
-    return f'{100 * x:.2f}'
+def _row(label, scorer, results, tracks):
+    """One table row: AuPRC | FPR95 of ``scorer`` on each track of ``results``."""
+    cells = [f'{percent(results[t][scorer]["auprc"])} | {percent(results[t][scorer]["fpr95"])}'
+             for t in tracks]
+    return f'| {label} | {scorer} | ' + ' | '.join(cells) + ' |'
 
 
 def train(name, args):
@@ -131,15 +135,8 @@ def main(argv=None):
              f'{args.eval_limit or "all"} images per track; AuPRC / FPR95 in %.',
              '', '| model | scorer | ' + ' | '.join(f'{t} AuPRC | {t} FPR95' for t in tracks)
              + ' |', '| --- | --- |' + ' --- | --- |' * len(tracks)]
-    for scorer in CLASSIC:
-        cells = [f'{_pct(table["base"][t][scorer]["auprc"])} | '
-                 f'{_pct(table["base"][t][scorer]["fpr95"])}' for t in tracks]
-        lines.append(f'| base | {scorer} | ' + ' | '.join(cells) + ' |')
-    for name in runs:
-        method = RUNS[name][0]
-        cells = [f'{_pct(table[name][t][method]["auprc"])} | '
-                 f'{_pct(table[name][t][method]["fpr95"])}' for t in tracks]
-        lines.append(f'| {RUNS[name][2]} | {method} | ' + ' | '.join(cells) + ' |')
+    lines += [_row('base', scorer, table['base'], tracks) for scorer in CLASSIC]
+    lines += [_row(RUNS[name][2], RUNS[name][0], table[name], tracks) for name in runs]
     if not args.no_timing:
         picks = {'base + msp': (args.checkpoint, 'msp')}
         for method in ('pebal', 'sleeg'):
