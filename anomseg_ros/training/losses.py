@@ -49,17 +49,35 @@ def enet_class_weights(histogram: Sequence[int], num_classes: int, *,
     return torch.from_numpy(1.0 / np.log(c + share)).float()
 
 
-class FocalLoss(nn.Module):
+class PixelLoss(nn.Module):
+    """A loss over logits ``(B,C,H,W)`` and labels ``(B,H,W)`` averaged over the pixels not
+    labelled ``ignore_index``, weighted by ``class_weights[label]`` as cross-entropy weights."""
+
+    def __init__(self, *, class_weights: Optional[torch.Tensor] = None,
+                 ignore_index: int = VOID_LABEL):
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.register_buffer('class_weights', class_weights, persistent=False)
+
+    def cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels, weight=self.class_weights,
+                               ignore_index=self.ignore_index)
+
+
+class CrossEntropyLoss(PixelLoss):
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.cross_entropy(logits, labels)
+
+
+class FocalLoss(PixelLoss):
     """Focal loss (Lin et al., ICCV 2017): ``-(1 - p_t)^gamma log p_t`` per pixel, averaged
     over the pixels not ignored, weighted by ``class_weights[t]`` as cross-entropy weights."""
 
-    def __init__(self, *, gamma: float = 2.0, class_weights: Optional[torch.Tensor] = None,
-                 ignore_index: int = VOID_LABEL):
-        super().__init__()
+    def __init__(self, *, gamma: float = 2.0, **kwargs):
+        super().__init__(**kwargs)
         if gamma < 0:
             raise ConfigError(f'the focal loss gamma must be >= 0, got {gamma}')
-        self.gamma, self.ignore_index = gamma, ignore_index
-        self.register_buffer('class_weights', class_weights, persistent=False)
+        self.gamma = gamma
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         valid = labels != self.ignore_index
@@ -72,51 +90,36 @@ class FocalLoss(nn.Module):
         return (loss * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
-class LogitNormLoss(nn.Module):
+class LogitNormLoss(PixelLoss):
     """Logit Normalization (Wei et al., ICML 2022; paper 001): cross-entropy on the logits
     divided by ``tau`` times their L2 norm over the classes, per pixel. Only the loss sees the
     normalised logits; inference uses the raw ones, as in the paper."""
 
-    def __init__(self, *, tau: float = 0.04, class_weights: Optional[torch.Tensor] = None,
-                 ignore_index: int = VOID_LABEL):
-        super().__init__()
+    def __init__(self, *, tau: float = 0.04, **kwargs):
+        super().__init__(**kwargs)
         if tau <= 0:
             raise ConfigError(f'the LogitNorm temperature tau must be positive, got {tau}')
-        self.tau, self.ignore_index = tau, ignore_index
-        self.register_buffer('class_weights', class_weights, persistent=False)
+        self.tau = tau
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         norms = torch.linalg.vector_norm(logits, dim=1, keepdim=True) + 1e-7
-        return F.cross_entropy(logits / (norms * self.tau), labels, weight=self.class_weights,
-                               ignore_index=self.ignore_index)
+        return self.cross_entropy(logits / (norms * self.tau), labels)
 
 
-class IsoMaxPlusLoss(nn.Module):
+class IsoMaxPlusLoss(PixelLoss):
     """Enhanced Isotropy Maximization loss (IsoMax+, Macedo and Ludermir; paper 001): the
     cross-entropy of the distance-based logits of ``IsoMaxPlusHead`` multiplied by the entropic
     scale (10 in the paper), which applies only in training."""
 
-    def __init__(self, *, entropic_scale: float = 10.0,
-                 class_weights: Optional[torch.Tensor] = None, ignore_index: int = VOID_LABEL):
-        super().__init__()
+    def __init__(self, *, entropic_scale: float = 10.0, **kwargs):
+        super().__init__(**kwargs)
         if entropic_scale <= 0:
             raise ConfigError(f'the entropic scale must be positive, got {entropic_scale}')
-        self.entropic_scale, self.ignore_index = entropic_scale, ignore_index
-        self.register_buffer('class_weights', class_weights, persistent=False)
+        self.entropic_scale = entropic_scale
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.entropic_scale * logits.float(), labels,
-                               weight=self.class_weights, ignore_index=self.ignore_index)
-
-
-class CrossEntropyLoss(nn.CrossEntropyLoss):
-    def __init__(self, *, class_weights: Optional[torch.Tensor] = None,
-                 ignore_index: int = VOID_LABEL):
-        super().__init__(weight=class_weights, ignore_index=ignore_index)
-
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return super().forward(logits.float(), labels)
+        return self.cross_entropy(self.entropic_scale * logits.float(), labels)
 
 
 LOSSES = {'ce': CrossEntropyLoss, 'focal': FocalLoss, 'logitnorm': LogitNormLoss,
