@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from anomseg_ros.cli.main import main
-from anomseg_ros.data.images import write_gray, write_rgb
 from anomseg_ros.errors import DatasetError
 from anomseg_ros.pipeline import Detector
 from rosbag_tools import read_frames, write_dataset_bag
 from rosbag_tools.evaluate import evaluate_offline
+
+from tiny_data import write_benchmark
 
 
 def _frames(count=3, seed=0):
@@ -51,15 +52,8 @@ def test_reading_something_that_is_not_a_bag_names_it(tmp_path):
 
 
 def _benchmark(root, count=3):
-    rng = np.random.default_rng(5)
-    for i in range(count):
-        write_rgb(str(root / 'images' / f'{i}.png'),
-                  rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
-        label = np.zeros((48, 64), np.uint8)
-        label[10:30, 20:40] = 1
-        label[:4] = 255
-        write_gray(str(root / 'labels_masks' / f'{i}.png'), label)
-    return root
+    return write_benchmark(root, count, size_hw=(48, 64), box=(10, 30, 20, 40), top_rows=4,
+                           seed=5)
 
 
 def test_from_dataset_cli_writes_images_and_ground_truth(tmp_path):

@@ -10,6 +10,8 @@ import pytest
 from anomseg_ros.cli.main import main
 from anomseg_ros.data.images import read_label, write_gray, write_rgb
 
+from tiny_data import write_benchmark
+
 
 def test_every_verb_has_help(capsys):
     for verb in ('detect', 'info', 'eval', 'demo'):
@@ -71,14 +73,7 @@ def test_info_reports_metadata(random_checkpoint, capsys):
 
 
 def test_eval_writes_a_json_report(tmp_path, random_checkpoint):
-    root = tmp_path / 'RoadAnomaly21'
-    rng = np.random.default_rng(1)
-    for i in range(2):
-        write_rgb(str(root / 'images' / f'{i}.png'),
-                  rng.integers(0, 256, (64, 128, 3), dtype=np.uint8))
-        label = np.zeros((64, 128), np.uint8)
-        label[10:30, 10:40] = 1
-        write_gray(str(root / 'labels_masks' / f'{i}.png'), label)
+    root = write_benchmark(tmp_path / 'RoadAnomaly21', 2, box=(10, 30, 10, 40), seed=1)
     report = tmp_path / 'report.json'
     assert main(['eval', str(root), '--weights', random_checkpoint, '--scorers',
                  'msp,energy', '--json', str(report)]) == 0

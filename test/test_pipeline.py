@@ -5,10 +5,12 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from anomseg_ros.data.anomaly import AnomalyDataset
-from anomseg_ros.data.images import write_gray, write_rgb
+from anomseg_ros.data.images import write_rgb
 from anomseg_ros.errors import ConfigError, DatasetError, ImageFormatError
 from anomseg_ros.evaluation.anomaly import evaluate_anomaly
 from anomseg_ros.pipeline import Detector
+
+from tiny_data import write_benchmark
 
 
 @pytest.fixture(scope='module')
@@ -55,15 +57,9 @@ def test_bad_input_size_and_device_are_refused(random_checkpoint):
 
 
 def _tiny_benchmark(root, count=3):
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        write_rgb(str(root / 'images' / f'{i}.png'),
-                  rng.integers(0, 256, (64, 128, 3), dtype=np.uint8))
-        label = np.zeros((64, 128), np.uint8)
-        label[20:40, 30:60] = 2 if root.name == 'RoadAnomaly' else 1
-        label[:5] = 0 if root.name == 'RoadAnomaly' else 255
-        write_gray(str(root / 'labels_masks' / f'{i}.png'), label)
-    return root
+    road_anomaly = root.name == 'RoadAnomaly'  # its own convention: 2 anomaly, no void
+    return write_benchmark(root, count, anomaly=2 if road_anomaly else 1, top_rows=5,
+                           top_value=0 if road_anomaly else 255)
 
 
 @pytest.mark.parametrize('folder', ['RoadAnomaly21', 'RoadAnomaly'])

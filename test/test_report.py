@@ -6,8 +6,9 @@ import pytest
 from sklearn.metrics import precision_recall_curve
 
 from anomseg_ros.cli.main import main
-from anomseg_ros.data.images import write_gray, write_rgb
 from anomseg_ros.evaluation import AnomalyMetrics
+
+from tiny_data import write_benchmark
 
 
 def test_best_f1_threshold_matches_sklearn():
@@ -25,14 +26,7 @@ def test_best_f1_threshold_matches_sklearn():
 
 
 def test_eval_report_writes_table_curves_examples_and_components(tmp_path, random_checkpoint):
-    root = tmp_path / 'RoadAnomaly21'
-    rng = np.random.default_rng(1)
-    for i in range(3):
-        write_rgb(str(root / 'images' / f'{i}.png'),
-                  rng.integers(0, 256, (64, 128, 3), dtype=np.uint8))
-        label = np.zeros((64, 128), np.uint8)
-        label[20:40, 30:70] = 1
-        write_gray(str(root / 'labels_masks' / f'{i}.png'), label)
+    root = write_benchmark(tmp_path / 'RoadAnomaly21', 3, box=(20, 40, 30, 70), seed=1)
     out = tmp_path / 'report'
     assert main(['eval', str(root), '--weights', random_checkpoint, '--scorers',
                  'msp,maxlogit', '--report', str(out), '--examples', '2']) == 0
