@@ -22,7 +22,7 @@ from anomseg_ros.pipeline import Detector
 from anomseg_ros.training.engine import (evaluate, make_optimizer, make_poly_scheduler,
                                          train_one_epoch)
 from anomseg_ros.training.losses import enet_class_weights, label_histogram, make_criterion
-from anomseg_ros.training.train import get_args_parser, load_init_weights
+from anomseg_ros.training.train import get_args_parser, load_init_weights, resolve_amp
 from anomseg_ros.training.transforms import EvalTransform, TrainTransform
 
 # class name -> RGB colour drawn in the images of the tiny dataset
@@ -247,6 +247,46 @@ def test_a_few_steps_on_one_batch_reduce_the_loss(cityscapes_root):
     assert after < 0.8 * before, (before, after)
 
 
+def test_bf16_autocast_steps_follow_the_fp32_loss_curve(cityscapes_root):
+    """The fast CPU path trains: bf16 autocast + channels-last lowers the loss as float32 does
+    (bf16 rounding moves each step a little, not the curve)."""
+    dataset = CityscapesDataset(cityscapes_root, 'train', transform=EvalTransform((32, 64)))
+    images, labels = (torch.stack(t) for t in zip(dataset[0], dataset[2]))
+    curves = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        torch.manual_seed(0)
+        model = create_backbone('erfnet', num_classes=19).to(memory_format=torch.channels_last)
+        optimizer = make_optimizer(model, lr=2e-3)
+        scheduler = make_poly_scheduler(optimizer, 100)
+        criterion, curve = make_criterion(), []
+        for _ in range(4):
+            stats = train_one_epoch(model, [(images, labels)] * 3, optimizer, scheduler,
+                                    criterion, torch.device('cpu'), amp_dtype=dtype,
+                                    progress=False)
+            curve.append(stats['loss'])
+        curves[dtype] = curve
+    fp32, bf16 = curves[torch.float32], curves[torch.bfloat16]
+    assert bf16[-1] < 0.8 * bf16[0], bf16
+    assert all(abs(a - b) < 0.1 * a for a, b in zip(fp32, bf16)), (fp32, bf16)
+
+
+def test_class_uniform_crops_centre_rare_classes():
+    """A 4x4 pole in a 256x256 road image: random 32x32 crops rarely see it, class-uniform
+    crops (probability 1) centre it in half of them (two classes present)."""
+    image = np.zeros((256, 256, 3), np.uint8)
+    label = np.zeros((256, 256), np.uint8)
+    label[100:104, 200:204] = 5
+    seen = {}
+    for probability in (0.0, 1.0):
+        torch.manual_seed(0)
+        transform = TrainTransform((32, 32), base_size_hw=(256, 256), scale_range=(1.0, 1.0),
+                                   flip_prob=0.0, class_uniform=probability)
+        crops = [transform(image, label)[1] for _ in range(200)]
+        seen[probability] = sum(bool((crop == 5).any()) for crop in crops)
+    assert seen[0.0] < 20
+    assert 70 < seen[1.0] < 130, seen
+
+
 def test_init_weights_keep_the_first_19_outputs_of_a_void_model(random_checkpoint):
     source, _ = load_model(random_checkpoint)
     model, info = load_init_weights(random_checkpoint, backbone='erfnet')
@@ -366,7 +406,8 @@ def test_torchrun_two_processes_on_the_cpu(cityscapes_root, tmp_path):
     model, _ = load_model(str(tmp_path / 'last.pt'))
     val = CityscapesDataset(cityscapes_root, 'val', transform=EvalTransform((32, 64)))
     metrics = evaluate(model, torch.utils.data.DataLoader(val, batch_size=2), torch.device('cpu'),
-                       19, CITYSCAPES_CLASSES)
+                       19, CITYSCAPES_CLASSES,
+                       amp_dtype=resolve_amp('auto', torch.device('cpu')))  # as training did
     assert checkpoint['history'][0]['miou'] == pytest.approx(metrics['miou'])
     assert metrics['num_images'] == 2
 

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from anomseg_ros.errors import TrainingError
 from anomseg_ros.evaluation.metrics import SegmentationMetrics
+from anomseg_ros.precision import autocast, to_fast_layout
 from anomseg_ros.training.distributed import all_reduce_sum, is_main_process
 
 # Romera et al.'s Adam (Eromera/erfnet_pytorch train/main.py, "scheduler 2").
@@ -64,12 +65,15 @@ def freeze_batch_norm_of_frozen_layers(model: nn.Module) -> None:
 
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, scheduler,
                     criterion: nn.Module, device: torch.device, *,
+                    amp_dtype: torch.dtype = torch.float32,
                     scaler: Optional[torch.amp.GradScaler] = None, progress: bool = True,
                     max_iters: Optional[int] = None, desc: str = 'train') -> Dict[str, float]:
     """Train over ``loader`` (at most ``max_iters`` batches), stepping ``scheduler`` per batch.
 
-    With a ``scaler`` (CUDA only) the forward pass runs under float16 autocast. Returns the mean
-    loss (over all processes when distributed), the number of iterations and the seconds taken.
+    The forward pass and the loss run under ``amp_dtype`` autocast (bfloat16 on CPUs with AMX,
+    float16 on CUDA, which needs a gradient ``scaler``), images in channels-last layout (the
+    model should be too). Returns the mean loss (over all processes when distributed), the
+    number of iterations and the seconds taken.
     """
     model.train()
     freeze_batch_norm_of_frozen_layers(model)
@@ -79,10 +83,9 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     bar = tqdm(itertools.islice(loader, total), total=total, desc=desc, unit='it', leave=False,
                dynamic_ncols=True, disable=None if progress and is_main_process() else True)
     for iteration, (images, labels) in enumerate(bar):
-        images = images.to(device, non_blocking=True)
+        images = to_fast_layout(images.to(device, non_blocking=True))
         labels = labels.to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, dtype=torch.float16,
-                            enabled=scaler is not None):
+        with autocast(device, amp_dtype):
             loss = criterion(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -109,7 +112,8 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int,
-             class_names: Sequence[str], *, progress: bool = True) -> Dict[str, object]:
+             class_names: Sequence[str], *, amp_dtype: torch.dtype = torch.float32,
+             progress: bool = True) -> Dict[str, object]:
     """mIoU, pixel accuracy and per-class IoU of ``model`` over ``loader``.
 
     Predictions are the argmax over the first ``num_classes`` outputs, compared with the
@@ -121,7 +125,8 @@ def evaluate(model: nn.Module, loader, device: torch.device, num_classes: int,
     bar = tqdm(loader, desc='val', unit='batch', leave=False, dynamic_ncols=True,
                disable=None if progress and is_main_process() else True)
     for images, labels in bar:
-        logits = model(images.to(device, non_blocking=True))
+        with autocast(device, amp_dtype):
+            logits = model(to_fast_layout(images.to(device, non_blocking=True))).float()
         prediction = logits[:, :num_classes].max(dim=1).indices
         for predicted, target in zip(prediction.cpu().numpy(), labels.numpy()):
             metrics.update(predicted, target)

@@ -180,6 +180,7 @@ class SegmentationLoss(nn.Module):
             self.weights.append(weight)
 
     def single(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()  # bf16 / fp16 autocast: the softmax and its sums in float32
         return sum(w * term(logits, labels) for w, term in zip(self.weights,
                                                                self.terms.values()))
 

@@ -30,6 +30,7 @@ from anomseg_ros.data.cityscapes import CityscapesDataset
 from anomseg_ros.errors import AnomsegError, CheckpointError, ConfigError, TrainingError
 from anomseg_ros.labels import CITYSCAPES_CLASSES, NUM_CITYSCAPES_CLASSES
 from anomseg_ros.pipeline import DEVICES, resolve_device
+from anomseg_ros.precision import precision_name, resolve_precision
 from anomseg_ros.training import distributed as dist
 from anomseg_ros.training.engine import (ERFNET_LR, evaluate, make_optimizer,
                                          make_poly_scheduler, restore_scheduler, train_one_epoch)
@@ -54,12 +55,23 @@ def get_dataset(root: str, split: str, transform) -> CityscapesDataset:
     return CityscapesDataset(root, split, transform=transform)
 
 
-def get_transform(train: bool, *, size_hw, mean, std, crop_size_hw=None):
+def get_transform(train: bool, *, size_hw, mean, std, crop_size_hw=None,
+                  class_uniform: float = 0.0):
     """Random scale / crop / flip / colour jitter for training (crops of ``crop_size_hw`` at
-    the object scale of ``size_hw``); resize to ``size_hw`` only for validation."""
+    the object scale of ``size_hw``, centred on a uniformly drawn class with probability
+    ``class_uniform``); resize to ``size_hw`` only for validation."""
     if train:
-        return TrainTransform(crop_size_hw or size_hw, base_size_hw=size_hw, mean=mean, std=std)
+        return TrainTransform(crop_size_hw or size_hw, base_size_hw=size_hw, mean=mean, std=std,
+                              class_uniform=class_uniform)
     return EvalTransform(size_hw, mean=mean, std=std)
+
+
+AMP_CHOICES = ('auto', 'off', 'bf16', 'fp16')
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype of training for ``--amp`` on ``device``."""
+    return resolve_precision('fp32' if amp == 'off' else amp, device)
 
 
 def _worker_init(worker_id: int) -> None:
@@ -269,7 +281,7 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
     model, info, resume = _start_state(args)
     train_set = get_dataset(args.data, 'train', get_transform(
         True, size_hw=info.input_size_hw, mean=info.mean, std=info.std,
-        crop_size_hw=args.crop_size))
+        crop_size_hw=args.crop_size, class_uniform=args.class_uniform))
     val_set = get_dataset(args.data, 'val', get_transform(
         False, size_hw=info.input_size_hw, mean=info.mean, std=info.std))
     if args.val_limit:
@@ -303,7 +315,7 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
 
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True  # every batch has the same size
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last)  # oneDNN's and cuDNN's fast layout
     model_without_ddp = model
     if dist.is_distributed():
         frozen = freeze_unused_parameters(model, device)
@@ -316,8 +328,8 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
             model, device_ids=[device.index] if device.type == 'cuda' else None)
     optimizer = make_optimizer(model_without_ddp, lr=args.lr)
     scheduler = make_poly_scheduler(optimizer, iters_per_epoch * args.epochs)
-    use_amp = args.amp and device.type == 'cuda'
-    scaler = torch.amp.GradScaler('cuda') if use_amp else None
+    amp_dtype = resolve_amp(args.amp, device)
+    scaler = torch.amp.GradScaler('cuda') if amp_dtype == torch.float16 else None
 
     start_epoch, best_miou, history = 1, float('-inf'), []
     if resume is not None:
@@ -333,7 +345,7 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
     log(f'{info.backbone}: {count_parameters(model_without_ddp) / 1e6:.2f} M parameters '
         f'({info.num_classes} outputs, {args.loss} loss) on {device}'
         f'{" x " + str(dist.world_size()) if dist.is_distributed() else ""}'
-        f'{", mixed precision" if use_amp else ""}; input {info.input_size_hw[1]}x'
+        f', {precision_name(amp_dtype)}; input {info.input_size_hw[1]}x'
         f'{info.input_size_hw[0]}; {len(train_set)} train / {len(val_set)} val images; '
         f'{iters_per_epoch} iterations of batch {args.batch_size} per epoch')
     if start_epoch > args.epochs:
@@ -348,12 +360,13 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
             if isinstance(train_loader.sampler, DistributedSampler):  # augmentation do not
                 train_loader.sampler.set_epoch(epoch)                # depend on a resume
             stats = train_one_epoch(model, train_loader, optimizer, scheduler, criterion,
-                                    device, scaler=scaler, max_iters=iters_per_epoch,
+                                    device, amp_dtype=amp_dtype, scaler=scaler,
+                                    max_iters=iters_per_epoch,
                                     desc=f'epoch {epoch}/{args.epochs}')
             val_start = time.monotonic()
             dist.broadcast_buffers(model_without_ddp)
             metrics = evaluate(model_without_ddp, val_loader, device, info.num_inlier_classes,
-                               info.class_names)
+                               info.class_names, amp_dtype=amp_dtype)
             seconds = stats['seconds'] + time.monotonic() - val_start
             history.append({'epoch': epoch, 'loss': stats['loss'], 'miou': metrics['miou'],
                             'pixel_accuracy': metrics['pixel_accuracy'],
@@ -448,6 +461,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help='training crop (default: the input size); images are scaled as '
                         'for the input size first, so a smaller crop keeps the objects\' scale '
                         'and makes each step cheaper')
+    parser.add_argument('--class-uniform', type=float, default=0.5, metavar='P',
+                        help='probability that a training crop is centred on a class drawn '
+                        'uniformly from those in the image, so thin and rare classes are seen '
+                        'as often as large ones (default 0.5; 0 = plain random crops)')
     parser.add_argument('--lr', type=float, default=ERFNET_LR,
                         help=f'Adam learning rate, poly-decayed per iteration (default '
                         f'{ERFNET_LR})')
@@ -473,8 +490,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument('--time-budget-min', type=float, default=None, metavar='M',
                         help='stop after the epoch in which M minutes are exceeded')
     parser.add_argument('--device', default='auto', choices=DEVICES)
-    parser.add_argument('--amp', action=argparse.BooleanOptionalAction, default=True,
-                        help='float16 mixed precision (CUDA only)')
+    parser.add_argument('--amp', default='auto', choices=AMP_CHOICES,
+                        help='mixed precision: auto (default) = bfloat16 autocast on CPUs with '
+                        'AMX or AVX512-BF16, float16 with gradient scaling on CUDA, float32 '
+                        'elsewhere; off = float32; bf16 / fp16 to force one')
+    parser.add_argument('--no-amp', dest='amp', action='store_const', const='off',
+                        help='same as --amp off')
     parser.add_argument('--sync-bn', action='store_true',
                         help='synchronise batch norm statistics across GPUs')
     parser.add_argument('--seed', type=int, default=0,
