@@ -117,6 +117,21 @@ def test_dataset_applies_the_transform(cityscapes_root):
     assert label.shape == (32, 64) and image.shape == (32, 64, 3)
 
 
+def test_cache_gives_the_same_items_and_survives_a_torn_file(cityscapes_root, tmp_path):
+    plain = CityscapesDataset(cityscapes_root, 'train')
+    cached = CityscapesDataset(cityscapes_root, 'train', cache_dir=str(tmp_path / 'cache'))
+    for index in range(len(plain)):
+        for first, second in zip(plain[index], cached[index]):
+            assert np.array_equal(first, second)
+    files = sorted((tmp_path / 'cache' / 'train').iterdir())
+    assert len(files) == 2 * len(plain) and all(f.suffix == '.npy' for f in files)
+    image, _ = cached[0]
+    assert isinstance(image, np.memmap)  # the second read comes from the cache
+    files[0].write_bytes(files[0].read_bytes()[:20])  # torn: re-decoded and rewritten
+    for first, second in zip(plain[0], cached[0]):
+        assert np.array_equal(first, second)
+
+
 def test_missing_folders_name_the_expected_layout(tmp_path):
     with pytest.raises(DatasetError, match='leftImg8bit/SPLIT/CITY') as error:
         CityscapesDataset(str(tmp_path), 'train')

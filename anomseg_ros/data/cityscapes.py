@@ -59,11 +59,16 @@ class CityscapesDataset:
 
     ``image`` is ``(H,W,3)`` uint8 RGB and ``label`` ``(H,W)`` uint8 trainIds, both passed
     through ``transform(image, label)`` when one is given.
+
+    With ``cache_dir`` each image and label is decoded once and kept there as a raw ``.npy``
+    array, read back memory-mapped: a training epoch then costs no PNG decoding (about 10-30 ms
+    a 1024x512 image on one CPU core), and a crop reads only the rows under it.
     """
 
     def __init__(self, root: str, split: str, *,
-                 transform: Optional[Callable] = None):
+                 transform: Optional[Callable] = None, cache_dir: Optional[str] = None):
         self.root, self.split, self.transform = root, split, transform
+        self.cache_dir = None if cache_dir is None else os.path.join(cache_dir, split)
         image_root = os.path.join(root, 'leftImg8bit', split)
         label_root = os.path.join(root, 'gtFine', split)
         for folder in (image_root, label_root):
@@ -99,12 +104,38 @@ class CityscapesDataset:
 
     def load_label(self, index: int) -> np.ndarray:
         """The label of item ``index`` as trainIds ``(H,W)`` uint8, without the transform."""
+        return self._cached(index, 'label', self._decode_label)
+
+    def _decode_label(self, index: int) -> np.ndarray:
         sample = self.samples[index]
         label = read_label(sample.label_path)
         return label if sample.label_is_train_ids else label_ids_to_train_ids(label)
 
+    def _cached(self, index: int, kind: str, decode: Callable) -> np.ndarray:
+        if self.cache_dir is None:
+            return decode(index)
+        sample = self.samples[index]
+        source = sample.image_path if kind == 'image' else sample.label_path
+        path = os.path.join(self.cache_dir, f'{sample.name}_{kind}.npy')
+        try:
+            if os.path.getmtime(path) >= os.path.getmtime(source):
+                return np.load(path, mmap_mode='r')
+        except (OSError, ValueError):  # not cached yet, or a stale / torn file: decode again
+            pass
+        array = decode(index)
+        try:
+            os.makedirs(self.cache_dir, exist_ok=True)
+            tmp = f'{path}.{os.getpid()}.tmp.npy'
+            np.save(tmp, array)
+            os.replace(tmp, path)  # complete files only, also with several loader workers
+        except OSError as exc:
+            raise DatasetError(f'cannot write the decoded-image cache {path!r}: {exc}; free '
+                               f'space there or train without --cache') from None
+        return array
+
     def __getitem__(self, index: int):
-        image, label = read_rgb(self.samples[index].image_path), self.load_label(index)
+        image = self._cached(index, 'image', lambda i: read_rgb(self.samples[i].image_path))
+        label = self.load_label(index)
         if image.shape[:2] != label.shape:
             raise DatasetError(f'image {self.samples[index].image_path!r} is '
                                f'{image.shape[1]}x{image.shape[0]} but its label '

@@ -26,7 +26,7 @@ def _to_tensors(image: np.ndarray, label: np.ndarray, mean: torch.Tensor, std: t
     """uint8 or [0,255] float HxWx3 -> normalised float (3,H,W); label -> int64 (H,W)."""
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
     tensor = tensor.sub_(mean).div_(std)
-    return tensor, torch.from_numpy(np.ascontiguousarray(label)).long()
+    return tensor, torch.from_numpy(np.array(label, dtype=np.int64))  # a copy: may be a memmap
 
 
 def _check(size_hw: Sequence[int], mean: Sequence[float], std: Sequence[float]):
@@ -78,33 +78,50 @@ class TrainTransform:
         base_h, base_w = self.base_size_hw
         height, width = label.shape
         factor = max(base_h / height, base_w / width) * _uniform(*self.scale_range)
-        size_wh = (max(1, round(width * factor)), max(1, round(height * factor)))
-        if size_wh != (width, height):
-            shrink = factor < 1
-            image = cv2.resize(image, size_wh,
-                               interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-            # pixel-centre aligned like INTER_LINEAR / INTER_AREA (plain INTER_NEAREST is not)
-            label = cv2.resize(label, size_wh, interpolation=cv2.INTER_NEAREST_EXACT)
-        image, label = self._crop(image, label)
+        image, label = self._scaled_crop(image, label, factor)
         if float(torch.rand(())) < self.flip_prob:
             image, label = image[:, ::-1], label[:, ::-1]
         return _to_tensors(self._jitter(image), label, self.mean, self.std)
 
-    def _crop(self, image: np.ndarray, label: np.ndarray):
+    def _scaled_crop(self, image: np.ndarray, label: np.ndarray, factor: float):
+        """The crop window of the image scaled by ``factor``, padded with 0 (image) and 255
+        (label, ignored) where the scaled image is smaller than the crop.
+
+        Only the source pixels under the window are resized (a 256x128 crop of a 2048x1024
+        image costs a 256x128 resize, not a whole-image one); image and label go through the
+        same geometry, so they stay aligned.
+        """
         crop_h, crop_w = self.crop_size_hw
-        pad_h, pad_w = max(crop_h - label.shape[0], 0), max(crop_w - label.shape[1], 0)
-        if pad_h or pad_w:
-            image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), constant_values=0)
-            label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=VOID_LABEL)
-        top = int(torch.randint(label.shape[0] - crop_h + 1, ()))
-        left = int(torch.randint(label.shape[1] - crop_w + 1, ()))
+        height, width = label.shape
+        scaled_h, scaled_w = max(1, round(height * factor)), max(1, round(width * factor))
+        top = int(torch.randint(max(scaled_h - crop_h, 0) + 1, ()))
+        left = int(torch.randint(max(scaled_w - crop_w, 0) + 1, ()))
         if self.class_uniform and float(torch.rand(())) < self.class_uniform:
             centre = self._class_pixel(label)
             if centre is not None:
-                top = min(max(centre[0] - crop_h // 2, 0), label.shape[0] - crop_h)
-                left = min(max(centre[1] - crop_w // 2, 0), label.shape[1] - crop_w)
-        window = (slice(top, top + crop_h), slice(left, left + crop_w))
-        return image[window], label[window]
+                top = min(max(round(centre[0] * factor) - crop_h // 2, 0),
+                          max(scaled_h - crop_h, 0))
+                left = min(max(round(centre[1] * factor) - crop_w // 2, 0),
+                           max(scaled_w - crop_w, 0))
+        if factor != 1.0:
+            # source rows / columns under the window, one pixel of margin for the filters
+            y0, x0 = max(int(top / factor) - 1, 0), max(int(left / factor) - 1, 0)
+            y1 = min(int(np.ceil((top + crop_h) / factor)) + 2, height)
+            x1 = min(int(np.ceil((left + crop_w) / factor)) + 2, width)
+            size_wh = (max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor)))
+            image = cv2.resize(image[y0:y1, x0:x1], size_wh, interpolation=cv2.INTER_AREA
+                               if factor < 1 else cv2.INTER_LINEAR)
+            # pixel-centre aligned like INTER_LINEAR / INTER_AREA (plain INTER_NEAREST is not)
+            label = cv2.resize(label[y0:y1, x0:x1], size_wh,
+                               interpolation=cv2.INTER_NEAREST_EXACT)
+            top, left = max(top - round(y0 * factor), 0), max(left - round(x0 * factor), 0)
+        image, label = image[top:top + crop_h, left:left + crop_w], \
+            label[top:top + crop_h, left:left + crop_w]
+        pad_h, pad_w = crop_h - label.shape[0], crop_w - label.shape[1]
+        if pad_h or pad_w:
+            image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), constant_values=0)
+            label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=VOID_LABEL)
+        return image, label
 
     @staticmethod
     def _class_pixel(label: np.ndarray):
