@@ -89,12 +89,16 @@ def _read(path: str) -> dict:
     if not os.path.isfile(path):
         raise CheckpointError(f'weights file {path!r} does not exist; give the path of a '
                               f'.pth/.pt checkpoint (or "random" for untrained weights)')
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f'weights file {path!r} is empty (0 bytes); was it copied '
+                              f'completely?')
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # torch raises many kinds for a corrupt file
+        first_line = (str(exc).strip().splitlines() or ['no message'])[0][:200]
         raise CheckpointError(f'weights file {path!r} cannot be read as a PyTorch checkpoint '
-                              f'({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); '
-                              f'is it complete and a torch.save file?') from None
+                              f'({type(exc).__name__}: {first_line}); is it complete and a '
+                              f'torch.save file?') from None
 
 
 def _strip_prefix(state: dict, prefix: str = 'module.') -> dict:

@@ -1,19 +1,69 @@
-"""Cityscapes label conventions (trainIds 0-18, 255 void), taken from cityscapesscripts."""
-from typing import List
+"""Cityscapes label conventions (trainIds 0-18, 255 void).
+
+The table is cityscapesscripts' ``helpers/labels.py`` (Cordts et al., 2016), kept here so that
+the node needs no package without a rosdep key; a test checks it against cityscapesscripts.
+"""
+from typing import List, NamedTuple, Tuple
 
 import numpy as np
-from cityscapesscripts.helpers.labels import trainId2label
 
 VOID_LABEL = 255
 NUM_CITYSCAPES_CLASSES = 19
-CITYSCAPES_CLASSES: List[str] = [trainId2label[i].name for i in range(NUM_CITYSCAPES_CLASSES)]
+
+
+class CityscapesLabel(NamedTuple):
+    id: int
+    name: str
+    train_id: int  # 255: not evaluated (void)
+    color: Tuple[int, int, int]
+
+
+CITYSCAPES_LABELS = (
+    CityscapesLabel(0, 'unlabeled', 255, (0, 0, 0)),
+    CityscapesLabel(1, 'ego vehicle', 255, (0, 0, 0)),
+    CityscapesLabel(2, 'rectification border', 255, (0, 0, 0)),
+    CityscapesLabel(3, 'out of roi', 255, (0, 0, 0)),
+    CityscapesLabel(4, 'static', 255, (0, 0, 0)),
+    CityscapesLabel(5, 'dynamic', 255, (111, 74, 0)),
+    CityscapesLabel(6, 'ground', 255, (81, 0, 81)),
+    CityscapesLabel(7, 'road', 0, (128, 64, 128)),
+    CityscapesLabel(8, 'sidewalk', 1, (244, 35, 232)),
+    CityscapesLabel(9, 'parking', 255, (250, 170, 160)),
+    CityscapesLabel(10, 'rail track', 255, (230, 150, 140)),
+    CityscapesLabel(11, 'building', 2, (70, 70, 70)),
+    CityscapesLabel(12, 'wall', 3, (102, 102, 156)),
+    CityscapesLabel(13, 'fence', 4, (190, 153, 153)),
+    CityscapesLabel(14, 'guard rail', 255, (180, 165, 180)),
+    CityscapesLabel(15, 'bridge', 255, (150, 100, 100)),
+    CityscapesLabel(16, 'tunnel', 255, (150, 120, 90)),
+    CityscapesLabel(17, 'pole', 5, (153, 153, 153)),
+    CityscapesLabel(18, 'polegroup', 255, (153, 153, 153)),
+    CityscapesLabel(19, 'traffic light', 6, (250, 170, 30)),
+    CityscapesLabel(20, 'traffic sign', 7, (220, 220, 0)),
+    CityscapesLabel(21, 'vegetation', 8, (107, 142, 35)),
+    CityscapesLabel(22, 'terrain', 9, (152, 251, 152)),
+    CityscapesLabel(23, 'sky', 10, (70, 130, 180)),
+    CityscapesLabel(24, 'person', 11, (220, 20, 60)),
+    CityscapesLabel(25, 'rider', 12, (255, 0, 0)),
+    CityscapesLabel(26, 'car', 13, (0, 0, 142)),
+    CityscapesLabel(27, 'truck', 14, (0, 0, 70)),
+    CityscapesLabel(28, 'bus', 15, (0, 60, 100)),
+    CityscapesLabel(29, 'caravan', 255, (0, 0, 90)),
+    CityscapesLabel(30, 'trailer', 255, (0, 0, 110)),
+    CityscapesLabel(31, 'train', 16, (0, 80, 100)),
+    CityscapesLabel(32, 'motorcycle', 17, (0, 0, 230)),
+    CityscapesLabel(33, 'bicycle', 18, (119, 11, 32)),
+    CityscapesLabel(-1, 'license plate', 255, (0, 0, 142)),
+)
+_BY_TRAIN_ID = {label.train_id: label for label in CITYSCAPES_LABELS if label.train_id != 255}
+CITYSCAPES_CLASSES: List[str] = [_BY_TRAIN_ID[i].name for i in range(NUM_CITYSCAPES_CLASSES)]
 
 
 def cityscapes_palette() -> np.ndarray:
     """``(256,3)`` uint8 colours indexed by trainId; unused ids and void (255) are black."""
     palette = np.zeros((256, 3), np.uint8)
     for train_id in range(NUM_CITYSCAPES_CLASSES):
-        palette[train_id] = trainId2label[train_id].color
+        palette[train_id] = _BY_TRAIN_ID[train_id].color
     return palette
 
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from anomseg_ros.checkpoint import load_model, ModelInfo
 from anomseg_ros.errors import ConfigError, ImageFormatError
 from anomseg_ros.labels import VOID_LABEL
+from anomseg_ros.precision import autocast, precision_name, resolve_precision, to_fast_layout
 from anomseg_ros.scoring import create_scorer, Scorer, scorer_params
 
 DEVICES = ('auto', 'cpu', 'cuda')
@@ -52,15 +53,18 @@ class Detector:
     """Segments and scores RGB images with one model and one scorer.
 
     ``input_size_hw`` is the size the network sees (default: the checkpoint's); outputs are
-    resized back to each image's own size.
+    resized back to each image's own size. ``precision`` is the forward pass's (``auto``:
+    bf16 on CPUs with AMX / AVX512-BF16, fp16 on CUDA, fp32 elsewhere; see ``precision.py``);
+    the logits the scorers see are float32 whatever it is.
     """
 
     def __init__(self, model: torch.nn.Module, info: ModelInfo, scorer: Scorer, *,
                  threshold: float = 0.5, device: str = 'auto',
-                 input_size_hw: Optional[Tuple[int, int]] = None):
+                 input_size_hw: Optional[Tuple[int, int]] = None, precision: str = 'auto'):
         self.info = info
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        self.dtype = resolve_precision(precision, self.device)
+        self.model = to_fast_layout(model.to(self.device).eval())
         self.input_size_hw = tuple(input_size_hw or info.input_size_hw)
         if any(s <= 0 or s % 8 for s in self.input_size_hw):
             raise ConfigError(f'input size must be positive multiples of 8 (the network '
@@ -97,10 +101,15 @@ class Detector:
         batch = torch.stack(batch).to(self.device, non_blocking=True).float().div_(255.0)
         return (batch - self._mean) / self._std
 
+    @property
+    def precision_name(self) -> str:
+        return precision_name(self.dtype)
+
     @torch.inference_mode()
     def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """Raw logits ``(B,C,h,w)`` at the network's input size."""
-        return self.model(self.preprocess(images)).float()
+        """Raw logits ``(B,C,h,w)`` at the network's input size, float32."""
+        with autocast(self.device, self.dtype):
+            return self.model(to_fast_layout(self.preprocess(images))).float()
 
     @torch.inference_mode()
     def semantic(self, logits: torch.Tensor) -> torch.Tensor:

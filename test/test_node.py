@@ -14,20 +14,30 @@ from anomseg_ros.ros.parameters import OUTPUTS
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 NAMESPACE = '/anomseg_test'
+CAMERA = '/anomseg_test_cam'  # the node's image is remapped here, as the launch file does
 H, W = 36, 52
+MAX_PIXELS = 200 * 200
+HEALTH_WINDOW_S = 2.0
 
 
 @pytest.fixture(scope='module')
 def node(rclpy_context, random_checkpoint, tmp_path_factory):
     log = str(tmp_path_factory.mktemp('node') / 'node.log')
     params = {'weights': random_checkpoint, 'threshold': 0.9, 'subscribe_compressed': True,
-              'diagnostics_period': 0.2, 'device': 'cpu'}
-    with NodeProcess(namespace=NAMESPACE, params=params, log_path=log) as process:
-        client = DetectorClient(NAMESPACE)
+              'diagnostics_period': 0.2, 'device': 'cpu', 'max_input_pixels': MAX_PIXELS,
+              'health_window': HEALTH_WINDOW_S, 'publish_compressed': True,
+              'min_obstacle_area': 1}
+    remap = ['-r', f'image:={CAMERA}/image_raw',
+             '-r', f'image/compressed:={CAMERA}/image_raw/compressed']
+    with NodeProcess(namespace=NAMESPACE, params=params, log_path=log,
+                     extra_args=remap) as process:
+        client = DetectorClient(NAMESPACE, image_topic=f'{CAMERA}/image_raw')
+        client.log_path, client.process_pid = log, process.process.pid
         client.diagnostics = []
         client.create_subscription(DiagnosticArray, '/diagnostics',
                                    lambda msg: client.diagnostics.append(msg), 10)
-        client.compressed_pub = client.create_publisher(CompressedImage, 'image/compressed', 10)
+        client.compressed_pub = client.create_publisher(CompressedImage,
+                                                        f'{CAMERA}/image_raw/compressed', 10)
         client.wait_for_node(timeout=90, process=process)
         yield client
         client.close()
@@ -44,14 +54,17 @@ def _raw(pixels, encoding, stamp_ns, frame_id='cam_front'):
 
 
 def _counters(client, timeout=5.0):
-    """The newest /diagnostics counters after ``timeout`` seconds of waiting for fresh ones."""
+    """The newest /diagnostics counters of our node after ``timeout`` seconds of waiting for
+    fresh ones."""
     client.diagnostics.clear()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and len(client.diagnostics) < 2:
+    ours = []
+    while time.monotonic() < deadline and len(ours) < 2:
         time.sleep(0.05)
-    assert client.diagnostics, 'no /diagnostics from the node'
-    status = client.diagnostics[-1].status[0]
-    return {kv.key: kv.value for kv in status.values}, status
+        ours = [m.status[0] for m in list(client.diagnostics)
+                if m.status[0].name.startswith(NAMESPACE + '/')]
+    assert ours, 'no /diagnostics from the node'
+    return {kv.key: kv.value for kv in ours[-1].values}, ours[-1]
 
 
 RNG = np.random.default_rng(0)
@@ -148,11 +161,190 @@ def test_a_burst_is_never_a_backlog(node):
     ({'weights': '/no/such/weights.pth'}, 'weights.pth'),
     ({'weights': 'random', 'scorer': 'bogus'}, 'valid scorers'),
     ({'weights': 'random', 'backbone': 'bogus'}, 'valid backbones'),
+    ({'weights': 'EMPTY'}, 'empty.pt'),
+    ({'weights': 'random', 'threshold': 'abc'}, "parameter 'threshold'"),
+    ({'weights': 'random', 'temperature': 0.001}, '0.01'),
+    ({'params_file': 'BAD_YAML'}, 'cannot start'),
 ])
-def test_bad_start_up_settings_exit_non_zero_with_a_reason(params, message):
+def test_bad_start_up_settings_exit_non_zero_with_one_line_that_says_why(params, message,
+                                                                         tmp_path):
+    """Each refusal is one line on stderr (no traceback) that names what was wrong."""
+    (tmp_path / 'empty.pt').write_bytes(b'')
+    (tmp_path / 'bad.yaml').write_text('/**:\n  ros__parameters:\n    threshold: [0.5\n')
     args = [sys.executable, '-m', 'anomseg_ros.detector', '--ros-args']
     for key, value in params.items():
-        args += ['-p', f'{key}:={value}']
+        if key == 'params_file':
+            args += ['--params-file', str(tmp_path / 'bad.yaml')]
+        else:
+            value = str(tmp_path / 'empty.pt') if value == 'EMPTY' else value
+            args += ['-p', f'{key}:={value}']
     result = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
-    assert message in result.stderr
+    assert message in result.stderr, result.stderr
+    assert 'Traceback' not in result.stderr, result.stderr
+
+
+# --- issue: a node a vehicle can trust ---------------------------------------------------------
+
+def _png_claiming(width, height):
+    """A 66-byte PNG whose header claims ``width`` x ``height`` pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack('>I', len(data)) + kind + data +
+                struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+    header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) +
+            chunk(b'IDAT', zlib.compress(b'\x00' * 8)) + chunk(b'IEND', b''))
+
+
+def _peak_rss_mb(pid):
+    for line in open(f'/proc/{pid}/status'):
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1]) / 1024
+    return float('nan')
+
+
+def test_bombs_are_refused_before_decoding_and_the_worker_lives(node):
+    import cv2
+    before, _ = _counters(node)
+    peak_before = _peak_rss_mb(node.process_pid)
+    bomb = _png_claiming(100_000, 100_000)  # cv2.imdecode raised on it and ended the worker
+    ok, big = cv2.imencode('.png', np.zeros((6000, 6000, 3), np.uint8))  # 108 MB decoded
+    assert len(bomb) < 100 and len(big) < 200_000
+    for data in (bomb, big.tobytes()):
+        node.compressed_pub.publish(CompressedImage(format='png', data=data))
+        time.sleep(0.3)
+    raw = _raw(np.zeros((300, 300, 3), np.uint8), 'rgb8', 3)  # over max_input_pixels as well
+    node.publish(raw)
+    time.sleep(0.5)
+    after, status = _counters(node)
+    assert int(after['frames_rejected']) - int(before['frames_rejected']) == 3
+    assert after['worker_alive'] == 'true' and after['worker_restarts'] == '0'
+    assert _peak_rss_mb(node.process_pid) - peak_before < 50  # nothing was decoded
+    stamp_ns = 30_000_000_000
+    node.publish(_raw(RGB, 'rgb8', stamp_ns))
+    assert node.wait_outputs(stamp_ns, timeout=30) is not None
+    assert 'refused before decoding' in open(node.log_path).read()
+
+
+def test_diagnostics_judge_a_window_and_name_the_node(node):
+    for stamp in (4, 5):
+        bad = _raw(RGB, 'rgb8', stamp)
+        bad.data = bad.data[:10]
+        node.publish(bad)
+        time.sleep(0.2)
+    _, status = _counters(node, timeout=1.0)
+    assert status.level == status.WARN and 'rejected' in status.message
+    assert status.name == f'{NAMESPACE}/anomseg_detector: pipeline'
+    time.sleep(HEALTH_WINDOW_S + 0.5)  # the bad frames leave the window: healthy again
+    stamp_ns = 31_000_000_000
+    node.publish(_raw(RGB, 'rgb8', stamp_ns))
+    assert node.wait_outputs(stamp_ns, timeout=30) is not None
+    counters, status = _counters(node)
+    assert status.level == status.OK, status.message
+    assert int(counters['frames_rejected']) >= 2  # the totals are kept
+
+
+def test_a_temperature_that_would_give_nan_scores_is_refused(node):
+    refused = node.set_parameters(temperature=1e-40)
+    assert '0.01' in refused['temperature']
+
+
+def test_lazy_node_skips_the_network_without_subscribers_and_resumes(node):
+    node.unsubscribe_outputs()
+    try:
+        time.sleep(1.0)  # the node sees the subscriptions go
+        before, _ = _counters(node)
+        for i in range(3):
+            node.publish(_raw(RGB, 'rgb8', 32_000_000_000 + i))
+            time.sleep(0.2)
+        after, _ = _counters(node)
+        assert int(after['frames_skipped']) - int(before['frames_skipped']) == 3
+        assert after['frames_processed'] == before['frames_processed']
+    finally:
+        node.subscribe_outputs()
+    deadline, stamp_ns = time.monotonic() + 20, 33_000_000_000
+    while time.monotonic() < deadline:  # until DDS has matched the new subscriptions
+        node.publish(_raw(RGB, 'rgb8', stamp_ns))
+        if node.wait_outputs(stamp_ns, timeout=1.0) is not None:
+            break
+        stamp_ns += 1
+    else:
+        pytest.fail('no outputs after subscribing again')
+
+
+def _subscribe(client, msg_type, topic):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    received = []
+    sub = client.create_subscription(msg_type, topic, received.append,
+                                     QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    return sub, received
+
+
+def _wait_for(received, predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        hits = [m for m in list(received) if predicate(m)]
+        if hits:
+            return hits[0]
+        time.sleep(0.05)
+    return None
+
+
+def _stamp_is(stamp_ns):
+    return lambda m: m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec == stamp_ns
+
+
+def test_camera_info_compressed_outputs_and_obstacles(node):
+    import cv2
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, PointCloud2
+    from anomseg_ros.ros.conversions import msg_to_obstacle_table
+    info_pub = node.create_publisher(CameraInfo, f'{CAMERA}/camera_info',
+                                     QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+    subs = [_subscribe(node, CameraInfo, 'camera_info'),
+            _subscribe(node, CompressedImage, 'obstacle_mask/compressed'),
+            _subscribe(node, CompressedImage, 'overlay/compressed'),
+            _subscribe(node, PointCloud2, 'obstacles')]
+    (_, infos), (_, masks), (_, overlays), (_, obstacles) = subs
+    try:
+        assert node.set_parameters(scorer='maxlogit', threshold=-1e3 + 1) == {}  # all obstacle
+        time.sleep(1.0)  # discovery of the new topics
+        camera_info = CameraInfo(width=W, height=H, distortion_model='plumb_bob')
+        camera_info.k[0] = 321.0
+        info_pub.publish(camera_info)
+        time.sleep(0.5)
+        stamp_ns = 34_000_000_000
+        node.publish(_raw(RGB, 'rgb8', stamp_ns))
+        raw = node.wait_outputs(stamp_ns, timeout=30)
+        assert raw is not None
+        info = _wait_for(infos, _stamp_is(stamp_ns))
+        assert info is not None and info.k[0] == 321.0 and info.header.frame_id == 'cam_front'
+        mask_msg = _wait_for(masks, _stamp_is(stamp_ns))
+        assert mask_msg is not None and 'png' in mask_msg.format
+        mask = cv2.imdecode(np.frombuffer(bytes(mask_msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(mask, image_msg_to_array(raw['obstacle_mask'])[0])
+        overlay_msg = _wait_for(overlays, _stamp_is(stamp_ns))
+        assert overlay_msg is not None and overlay_msg.format.startswith('rgb8; jpeg')
+        cloud = _wait_for(obstacles, _stamp_is(stamp_ns))
+        table = msg_to_obstacle_table(cloud)
+        assert len(table) == 1  # the whole frame is one obstacle
+        assert (table['x'][0], table['y'][0], table['width'][0], table['height'][0],
+                table['area'][0]) == (0, 0, W, H, W * H)
+    finally:
+        assert node.set_parameters(scorer='msp', threshold=0.9) == {}
+        for sub, _ in subs:
+            node.destroy_subscription(sub)
+        node.destroy_publisher(info_pub)
+
+
+def test_the_client_reports_frames_the_node_never_answered(node):
+    before = len(node.lost_frames())
+    bad = _raw(RGB, 'rgb8', 35_000_000_000)
+    bad.data = bad.data[:10]  # rejected: sent, never answered
+    node.publish(bad)
+    time.sleep(1.0)
+    assert len(node.lost_frames()) == before + 1 and 35_000_000_000 in node.lost_frames()
+    assert int(node.node_counters().get('frames_received', 0)) > 0

@@ -46,6 +46,68 @@ def test_package_xml_is_format_3_with_the_ros_dependencies():
     root = ET.parse(os.path.join(REPO, 'package.xml')).getroot()
     assert root.get('format') == '3' and root.findtext('name') == 'anomseg_ros'
     depends = {e.text for e in root if e.tag.endswith('depend')}
-    assert {'rclpy', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs',
-            'visualization_msgs'} <= depends
+    assert {'rclpy', 'sensor_msgs', 'diagnostic_msgs', 'rcl_interfaces'} <= depends
     assert root.find('export/build_type').text == 'ament_python'
+
+
+# import name -> rosdep key; modules without a key are kept out of the node (NO_ROSDEP_KEY)
+ROSDEP_KEYS = {
+    'rclpy': 'rclpy', 'rcl_interfaces': 'rcl_interfaces', 'sensor_msgs': 'sensor_msgs',
+    'diagnostic_msgs': 'diagnostic_msgs', 'ament_index_python': 'ament_index_python',
+    'launch': 'launch', 'launch_ros': 'launch_ros', 'torch': 'python3-torch',
+    'torchvision': 'python3-torchvision', 'numpy': 'python3-numpy', 'cv2': 'python3-opencv',
+    'PIL': 'python3-pil', 'yaml': 'python3-yaml', 'scipy': 'python3-scipy',
+    'tqdm': 'python3-tqdm', 'matplotlib': 'python3-matplotlib',
+}
+NO_ROSDEP_KEY = {'rosbags', 'cityscapesscripts', 'openvino', 'nncf', 'onnx', 'onnxruntime'}
+NOT_IMPORTED = {'rviz2'}  # an executable the launch file starts
+
+
+def _third_party_imports(*folders):
+    import ast
+    found = set()
+    for folder in folders:
+        for directory, _, files in os.walk(os.path.join(REPO, folder)):
+            for file in files:
+                if not file.endswith('.py'):
+                    continue
+                tree = ast.parse(open(os.path.join(directory, file)).read())
+                for node in ast.walk(tree):
+                    if isinstance(node, ast.Import):
+                        found.update(alias.name.split('.')[0] for alias in node.names)
+                    elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                        found.add(node.module.split('.')[0])
+    return {m for m in found if m not in sys.stdlib_module_names and
+            m not in ('anomseg_ros', 'rosbag_tools')}
+
+
+def test_package_xml_declares_exactly_what_the_package_imports():
+    """A rosdep-only install can start the node: every import has its key in package.xml, and
+    package.xml declares nothing the package does not use."""
+    import xml.etree.ElementTree as ET
+    root = ET.parse(os.path.join(REPO, 'package.xml')).getroot()
+    declared = {e.text for e in root if e.tag == 'exec_depend'}
+    imported = _third_party_imports('anomseg_ros', 'launch', 'rosbag_tools')
+    unknown = imported - set(ROSDEP_KEYS) - NO_ROSDEP_KEY
+    assert not unknown, f'add these imports to ROSDEP_KEYS and package.xml: {unknown}'
+    needed = {ROSDEP_KEYS[m] for m in imported if m in ROSDEP_KEYS}
+    assert needed - declared == set(), 'imported but not declared'
+    assert declared - needed - NOT_IMPORTED == set(), 'declared but never imported'
+
+
+def test_the_node_imports_nothing_without_a_rosdep_key():
+    code = ('import sys, anomseg_ros.ros.detector_node, anomseg_ros.cli.main; '
+            'print(" ".join(sorted({m.split(".")[0] for m in sys.modules})))')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    assert 'rclpy' in loaded and not loaded & NO_ROSDEP_KEY, loaded & NO_ROSDEP_KEY
+
+
+def test_the_label_table_is_cityscapesscripts_one():
+    from cityscapesscripts.helpers.labels import labels
+    from anomseg_ros.labels import CITYSCAPES_LABELS
+    theirs = [(lb.id, lb.name, 255 if lb.trainId in (-1, 255) else lb.trainId, lb.color)
+              for lb in labels]
+    assert [tuple(label) for label in CITYSCAPES_LABELS] == theirs

@@ -7,18 +7,17 @@
 
 ``*_labelTrainIds.png`` are written by cityscapesscripts' ``createTrainIdLabelImgs``; where only
 the released ``*_gtFine_labelIds.png`` exist, their ids are mapped to trainIds here with the
-table of ``cityscapesscripts.helpers.labels``.
+table of ``cityscapesscripts.helpers.labels`` (``anomseg_ros.labels``).
 """
 import dataclasses
 import os
 from typing import Callable, List, Optional
 
 import numpy as np
-from cityscapesscripts.helpers.labels import labels as CITYSCAPES_LABELS
 
 from anomseg_ros.data.images import read_label, read_rgb
 from anomseg_ros.errors import DatasetError
-from anomseg_ros.labels import VOID_LABEL
+from anomseg_ros.labels import CITYSCAPES_LABELS, VOID_LABEL
 
 IMAGE_SUFFIX = '_leftImg8bit.png'
 TRAIN_ID_SUFFIX = '_gtFine_labelTrainIds.png'
@@ -30,8 +29,8 @@ LAYOUT = (f'ROOT/leftImg8bit/SPLIT/CITY/NAME{IMAGE_SUFFIX} with '
 def _label_id_table() -> np.ndarray:
     table = np.full(256, VOID_LABEL, np.uint8)
     for label in CITYSCAPES_LABELS:
-        if 0 <= label.id < 256 and 0 <= label.trainId < VOID_LABEL:
-            table[label.id] = label.trainId
+        if 0 <= label.id < 256 and 0 <= label.train_id < VOID_LABEL:
+            table[label.id] = label.train_id
     return table
 
 

@@ -1,30 +1,89 @@
-"""Reading and writing image files (OpenCV, RGB order in memory)."""
+"""Reading and writing image files (OpenCV, RGB order in memory).
+
+Compressed images are decoded only after their header has been read and their size checked
+against a pixel limit: a 50 KB PNG can claim 20000x20000 pixels (1.2 GB decoded), and OpenCV
+raises, or allocates it all, before it could be refused.
+"""
+import io
 import os
+import warnings
 
 import cv2
 import numpy as np
+from PIL import Image as PILImage
 
 from anomseg_ros.errors import ImageFormatError
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff', '.ppm')
+# A generous camera: 4096x4096 (16.8 Mpixel, 50 MB as RGB); larger images are refused unread.
+DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
-def read_rgb(path: str) -> np.ndarray:
+def check_pixels(width: int, height: int, max_pixels: int, what: str) -> None:
+    """Refuse an image of ``width`` x ``height`` above ``max_pixels`` (0: no limit)."""
+    if max_pixels and width * height > max_pixels:
+        raise ImageFormatError(f'{what} is {width}x{height} = {width * height:,} pixels, over '
+                               f'the limit of {max_pixels:,}; refused before decoding (raise '
+                               f'max_input_pixels if your camera really is that large)')
+
+
+def header_size(source, what: str) -> tuple:
+    """``(width, height)`` from a compressed image's header (a path or bytes), nothing
+    decoded; raises ImageFormatError naming ``what`` when the header cannot be read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', PILImage.DecompressionBombWarning)
+            stream = source if isinstance(source, str) else io.BytesIO(source)
+            with PILImage.open(stream) as image:
+                return image.size
+    except PILImage.DecompressionBombError as exc:
+        raise ImageFormatError(f'{what} claims a size far over any camera ({exc}); refused '
+                               f'before decoding') from None
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for unreadable headers
+        raise ImageFormatError(f'{what} has no readable image header ({exc}); is it one of '
+                               f'{", ".join(IMAGE_EXTENSIONS)}?') from None
+
+
+def decode_checked(buffer: np.ndarray, flags: int, what: str, *,
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """``cv2.imdecode`` of ``buffer`` after a size check of its header; every failure is an
+    ImageFormatError that names ``what``."""
+    if buffer.size == 0:
+        raise ImageFormatError(f'{what} is empty')
+    check_pixels(*header_size(buffer.tobytes(), what), max_pixels, what)
+    try:
+        image = cv2.imdecode(buffer, flags)
+    except (cv2.error, MemoryError) as exc:
+        raise ImageFormatError(f'{what} cannot be decoded: {type(exc).__name__} '
+                               f'{str(exc).strip()[:200]}') from None
+    if image is None:
+        raise ImageFormatError(f'{what} cannot be decoded (truncated, or not an image format '
+                               f'OpenCV reads: {", ".join(IMAGE_EXTENSIONS)})')
+    return image
+
+
+def _read_file(path: str, what: str) -> np.ndarray:
+    try:
+        return np.fromfile(path, np.uint8)
+    except OSError as exc:
+        raise ImageFormatError(f'{what} {path!r} cannot be read: {exc.strerror or exc}') from None
+
+
+def read_rgb(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """An image file as ``(H,W,3)`` uint8 RGB; names the file when it cannot be read."""
     if not os.path.isfile(path):
         raise ImageFormatError(f'image file {path!r} does not exist')
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageFormatError(f'image file {path!r} cannot be decoded (truncated, or not an '
-                               f'image format OpenCV reads: {", ".join(IMAGE_EXTENSIONS)})')
+    image = decode_checked(_read_file(path, 'image file'), cv2.IMREAD_COLOR,
+                           f'image file {path!r}', max_pixels=max_pixels)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def read_label(path: str) -> np.ndarray:
+def read_label(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A single-channel label image as ``(H,W)`` uint8, unchanged values."""
-    label = cv2.imread(path, cv2.IMREAD_UNCHANGED) if os.path.isfile(path) else None
-    if label is None:
-        raise ImageFormatError(f'label file {path!r} is missing or cannot be decoded')
+    if not os.path.isfile(path):
+        raise ImageFormatError(f'label file {path!r} is missing')
+    label = decode_checked(_read_file(path, 'label file'), cv2.IMREAD_UNCHANGED,
+                           f'label file {path!r}', max_pixels=max_pixels)
     if label.ndim == 3:  # some releases store masks as 3 equal channels
         label = label[..., 0]
     return label.astype(np.uint8)

@@ -7,9 +7,10 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, Iterable, Optional, Set
+from typing import Dict, Iterable, List, Optional, Set
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.srv import SetParameters
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter as RclpyParameter
@@ -20,7 +21,7 @@ from sensor_msgs.msg import Image
 from anomseg_ros.errors import AnomsegError
 from anomseg_ros.ros.conversions import array_to_image_msg
 from anomseg_ros.ros.dds import dds_defaults
-from anomseg_ros.ros.parameters import OUTPUTS
+from anomseg_ros.ros.outputs import OUTPUTS
 
 PROBE_STAMPS_NS = 1000  # stamps 1..999 ns are reserved for start-up probes
 
@@ -86,34 +87,73 @@ def _param_literal(value) -> str:
 
 
 class DetectorClient(Node):
-    """Publishes frames to ``<namespace>/image`` and gathers the node's outputs per stamp."""
+    """Publishes frames to ``<namespace>/image`` (or ``image_topic``) and gathers the node's
+    outputs per stamp. ``lost_frames()`` lists the frames sent whose outputs never came (lost
+    inside DDS, dropped by the node, or failed there); ``node_counters()`` reads what the node
+    says it received."""
 
     def __init__(self, namespace: str = '', *, outputs: Iterable[str] = OUTPUTS,
-                 name: str = 'anomseg_client'):
+                 name: str = 'anomseg_client', image_topic: str = 'image'):
         super().__init__(name, namespace=namespace or '/')
         self.outputs = tuple(outputs)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.image_pub = self.create_publisher(Image, 'image', reliable)
+        self.image_pub = self.create_publisher(Image, image_topic, reliable)
         self._received: Dict[int, Dict[str, Image]] = {}
         self._abandoned: Set[int] = set()
+        self._sent: Set[int] = set()
+        self._answered: Set[int] = set()
         self._cond = threading.Condition()
-        self.output_subs = [
-            self.create_subscription(Image, output,
-                                     lambda msg, output=output: self._on_output(output, msg),
-                                     QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-            for output in self.outputs]
+        self._diagnostics: Optional[DiagnosticArray] = None
+        self.output_subs = []
+        self.subscribe_outputs()
+        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self)
         self._spinner = threading.Thread(target=self._executor.spin, daemon=True)
         self._spinner.start()
+
+    def subscribe_outputs(self) -> None:
+        """Subscribe to the outputs (done at construction)."""
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.output_subs = [
+            self.create_subscription(Image, output,
+                                     lambda msg, output=output: self._on_output(output, msg), qos)
+            for output in self.outputs]
+
+    def unsubscribe_outputs(self) -> None:
+        """Stop listening to the outputs (a lazy node then stops running its network)."""
+        for subscription in self.output_subs:
+            self.destroy_subscription(subscription)
+        self.output_subs = []
 
     def _on_output(self, output: str, msg: Image) -> None:
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self._cond:
             if stamp_ns in self._abandoned:
                 return  # a late answer to a frame that was already given up on
-            self._received.setdefault(stamp_ns, {})[output] = msg
+            received = self._received.setdefault(stamp_ns, {})
+            received[output] = msg
+            if len(received) == len(self.outputs):
+                self._answered.add(stamp_ns)
             self._cond.notify_all()
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        if any(status.name.startswith(self.get_namespace().rstrip('/') + '/')
+               for status in msg.status):
+            self._diagnostics = msg
+
+    def node_counters(self) -> Dict[str, str]:
+        """The key-value pairs of the newest /diagnostics status of a node in this namespace
+        (``frames_received``, ``frames_dropped``, ...); empty before the first one."""
+        msg = self._diagnostics
+        if msg is None:
+            return {}
+        return {kv.key: kv.value for kv in msg.status[0].values}
+
+    def lost_frames(self) -> List[int]:
+        """Stamps of the frames sent (probes left out) whose outputs never all came."""
+        with self._cond:
+            return sorted(s for s in self._sent - self._answered if s >= PROBE_STAMPS_NS)
 
     def wait_for_node(self, *, timeout: float = 60.0, process: Optional[NodeProcess] = None):
         """Block until a frame makes the whole round trip.
@@ -143,6 +183,8 @@ class DetectorClient(Node):
                              f'within {timeout:.0f} s')
 
     def publish(self, msg: Image) -> None:
+        with self._cond:
+            self._sent.add(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
         self.image_pub.publish(msg)
 
     def publish_rgb(self, image: np.ndarray, stamp_ns: int, *,

@@ -8,6 +8,7 @@ from typing import Tuple
 import cv2
 import numpy as np
 
+from anomseg_ros.data.images import check_pixels, decode_checked, DEFAULT_MAX_PIXELS
 from anomseg_ros.errors import ImageFormatError
 
 # encoding -> (channels, index of R, G, B); mono8 is replicated to three channels
@@ -20,8 +21,9 @@ INPUT_ENCODINGS = {
 }
 
 
-def image_msg_to_rgb(msg) -> np.ndarray:
-    """A ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8) as ``(H,W,3)`` uint8 RGB."""
+def image_msg_to_rgb(msg, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8) as ``(H,W,3)`` uint8 RGB;
+    frames above ``max_pixels`` (0: no limit) are refused."""
     encoding = msg.encoding
     if encoding not in INPUT_ENCODINGS:
         raise ImageFormatError(f'unsupported encoding {encoding!r}; publish one of '
@@ -30,6 +32,7 @@ def image_msg_to_rgb(msg) -> np.ndarray:
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
         raise ImageFormatError(f'empty image: {width}x{height}')
+    check_pixels(width, height, max_pixels, f'{encoding} image')
     row_bytes = width * channels
     if step < row_bytes:
         raise ImageFormatError(f'step {step} is smaller than width*channels = {row_bytes} for '
@@ -47,16 +50,13 @@ def image_msg_to_rgb(msg) -> np.ndarray:
     return np.ascontiguousarray(pixels[..., list(rgb_index)])
 
 
-def compressed_msg_to_rgb(msg) -> np.ndarray:
-    """A ``sensor_msgs/CompressedImage`` (jpeg, png, ...) as ``(H,W,3)`` uint8 RGB."""
+def compressed_msg_to_rgb(msg, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A ``sensor_msgs/CompressedImage`` (jpeg, png, ...) as ``(H,W,3)`` uint8 RGB; its header
+    is read first and images above ``max_pixels`` (0: no limit) are refused undecoded."""
     buffer = np.frombuffer(msg.data, np.uint8) if not isinstance(msg.data, np.ndarray) \
         else msg.data
-    if buffer.size == 0:
-        raise ImageFormatError(f'empty compressed image (format {msg.format!r})')
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageFormatError(f'compressed image of {buffer.size} bytes (format '
-                               f'{msg.format!r}) cannot be decoded; is it jpeg or png?')
+    what = f'compressed image of {buffer.size} bytes (format {msg.format!r})'
+    image = decode_checked(buffer, cv2.IMREAD_COLOR, what, max_pixels=max_pixels)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -92,3 +92,36 @@ def image_msg_to_array(msg) -> Tuple[np.ndarray, str]:
     array = np.ascontiguousarray(rows[:, :row_bytes]).view(dtype)
     array = array.reshape(msg.height, msg.width, channels)
     return (array[..., 0] if channels == 1 else array), msg.encoding
+
+
+# The fields of the obstacles message, one point per obstacle (see obstacles_to_msg).
+OBSTACLE_FIELDS = ('x', 'y', 'width', 'height', 'area', 'centroid_x', 'centroid_y',
+                   'mean_score', 'max_score')
+
+
+def obstacles_to_msg(obstacles, header=None):
+    """Obstacles as a ``sensor_msgs/PointCloud2`` used as a typed table: one "point" per
+    obstacle with float32 fields ``OBSTACLE_FIELDS`` (box in input pixels, area, centroid,
+    mean and max score), read with ``sensor_msgs_py.point_cloud2.read_points`` or numpy.
+
+    (vision_msgs/Detection2DArray would be the natural type, but it is not installed with
+    every ROS 2 setup; a message of our own would need an interface package built with CMake.)
+    """
+    from sensor_msgs.msg import PointCloud2, PointField
+    table = np.array([[getattr(o, f) for f in OBSTACLE_FIELDS] for o in obstacles],
+                     np.float32).reshape(len(obstacles), len(OBSTACLE_FIELDS))
+    msg = PointCloud2(height=1, width=len(obstacles), is_bigendian=not np.little_endian,
+                      point_step=4 * len(OBSTACLE_FIELDS), is_dense=True)
+    if header is not None:
+        msg.header = header
+    msg.fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                  for i, name in enumerate(OBSTACLE_FIELDS)]
+    msg.row_step = msg.point_step * msg.width
+    msg.data = table.tobytes()
+    return msg
+
+
+def msg_to_obstacle_table(msg) -> np.ndarray:
+    """A message of ``obstacles_to_msg`` back to a structured numpy array (one row each)."""
+    dtype = np.dtype([(f.name, '<f4' if not msg.is_bigendian else '>f4') for f in msg.fields])
+    return np.frombuffer(bytes(msg.data), dtype=dtype, count=msg.width)

@@ -1,37 +1,48 @@
 """The live detector node ``anomseg_detector``: camera image in; semantic labels, anomaly score,
-obstacle mask and overlay out, with the input's header so they line up in RViz.
+obstacle mask, overlay and the obstacles as objects out, with the input's header so they line
+up in RViz.
 
 Frames are handed to one worker thread through a single slot: when frames come faster than the
 network runs, the newest one wins and the others are counted as dropped; there is no backlog.
+Nothing a frame can raise ends the worker: a frame that cannot be decoded is counted as
+rejected, one that fails in the network or scores non-finite as failed, each with a throttled
+warning that says why; and a worker that stopped all the same is an ERROR in /diagnostics and
+is started again.
 """
-import collections
+import posixpath
 import statistics
 import sys
 import threading
 import time
+from typing import Optional
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, qos_profile_sensor_data, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from anomseg_ros.errors import AnomsegError
-from anomseg_ros.labels import colorize
+from anomseg_ros.errors import AnomsegError, ConfigError
+from anomseg_ros.obstacles import find_obstacles
 from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import Detector, make_scorer
-from anomseg_ros.ros.dds import configure_dds
 from anomseg_ros.ros.conversions import array_to_image_msg, compressed_msg_to_rgb, \
-    image_msg_to_rgb
-from anomseg_ros.ros.parameters import descriptor, OUTPUTS, PARAMS
-from anomseg_ros.visualize import overlay
+    image_msg_to_rgb, obstacles_to_msg
+from anomseg_ros.ros.dds import configure_dds
+from anomseg_ros.ros.health import FrameHealth
+from anomseg_ros.ros.outputs import compress, IMAGE_OUTPUTS
+from anomseg_ros.ros.parameters import descriptor, PARAMS
 
 WARN_PERIOD_S = 5.0
-OUTPUT_ENCODINGS = {'semantic': 'mono8', 'semantic_color': 'rgb8', 'anomaly_score': '32FC1',
-                    'obstacle_mask': 'mono8', 'overlay': 'rgb8'}
+
+
+class NonFiniteScores(AnomsegError):
+    """A score map with NaN or infinite values: no mask decision can be made from it."""
 
 
 class DetectorNode(Node):
@@ -42,113 +53,87 @@ class DetectorNode(Node):
         self._cond = threading.Condition()
         self._running = True
         self._slot = None
-        self._worker = None
+        self._worker: Optional[threading.Thread] = None
+        self._worker_error = ''
+        self.worker_restarts = 0
         self._last_warning = {}
+        self._camera_info: Optional[CameraInfo] = None
         super().__init__('anomseg_detector', **kwargs)
         for param in PARAMS:
-            self.declare_parameter(param.name, param.default, descriptor(param))
+            self._declare(param)
         get = self._get
         input_size_hw = (get('input_height'), get('input_width'))
+        temperature = get('temperature') or None
         self.detector = Detector.from_checkpoint(
             resolve_weights(get('weights')), backbone=get('backbone'), scorer=get('scorer'),
-            temperature=get('temperature') or None, threshold=get('threshold'),
-            device=get('device'), input_size_hw=input_size_hw if all(input_size_hw) else None)
+            temperature=temperature, threshold=get('threshold'), device=get('device'),
+            precision=get('precision'), input_size_hw=input_size_hw if all(input_size_hw) else None)
         info = self.detector.info
         if not info.pretrained:
             self.get_logger().warn('weights are RANDOMLY INITIALISED: the outputs are meaningless')
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
+        self.max_pixels = get('max_input_pixels')
+        self.min_obstacle_area = get('min_obstacle_area')
+        self.lazy = get('lazy')
 
         depth = get('queue_depth')
         output_qos = QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
                                 reliability=ReliabilityPolicy.RELIABLE)
-        self._output_pubs = {name: self.create_publisher(Image, name, output_qos)
-                             for name in OUTPUTS if get(f'publish.{name}')}
+        self._outputs = [(output, self.create_publisher(Image, output.name, output_qos))
+                         for output in IMAGE_OUTPUTS if get(f'publish.{output.name}')]
+        self._compressed = {}
+        if get('publish_compressed'):
+            self._compressed = {
+                output.name: self.create_publisher(CompressedImage, f'{output.name}/compressed',
+                                                   output_qos)
+                for output, _ in self._outputs if output.compression}
+        self._obstacles_pub = self.create_publisher(PointCloud2, 'obstacles', output_qos) \
+            if get('publish.obstacles') else None
+        self._camera_info_pub = self.create_publisher(CameraInfo, 'camera_info', output_qos)
         input_qos = QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
                                reliability=qos_profile_sensor_data.reliability,
                                durability=qos_profile_sensor_data.durability)
-        self.create_subscription(Image, 'image', self._on_image, input_qos)
+        image_sub = self.create_subscription(Image, 'image', self._on_image, input_qos)
         if get('subscribe_compressed'):
             self.create_subscription(CompressedImage, 'image/compressed', self._on_compressed,
                                      input_qos)
+        self._subscribe_camera_info(image_sub.topic_name, input_qos)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_timer(get('diagnostics_period'), self._publish_diagnostics)
 
-        self.counts = collections.Counter()
-        self._latencies_ms = collections.deque(maxlen=100)
+        self.health = FrameHealth(window_s=get('health_window'), stale_s=get('stale_timeout'))
+        self.counts = self.health.counts
+        self._latencies_ms = []
         self._last_rate = (time.monotonic(), 0)
-        self._worker = threading.Thread(target=self._work, name='anomseg_worker', daemon=True)
-        self._worker.start()
+        self._start_worker()
         self.get_logger().info(
-            f'{info.backbone} ({info.source}) on {self.detector.device}, scorer '
-            f'{self.detector.scorer.name}, threshold {self.detector.threshold}, input '
-            f'{self.detector.input_size_hw[1]}x{self.detector.input_size_hw[0]}')
+            f'{info.backbone} ({info.source}) on {self.detector.device} in '
+            f'{self.detector.precision_name}, scorer {self.detector.scorer.name}, threshold '
+            f'{self.detector.threshold}, input {self.detector.input_size_hw[1]}x'
+            f'{self.detector.input_size_hw[0]}')
+
+    # -- parameters, declared once from PARAMS --------------------------------------------------
+    def _declare(self, param) -> None:
+        """Declare ``param``; an integer given for a double is taken as a double, and a value of
+        the wrong type is one ConfigError that names the parameter."""
+        overrides = getattr(self, '_parameter_overrides', {})
+        given = overrides.get(param.name)
+        if given is not None and isinstance(param.default, float) and \
+                given.type_ == Parameter.Type.INTEGER:
+            overrides[param.name] = Parameter(param.name, Parameter.Type.DOUBLE,
+                                              float(given.value))
+        try:
+            self.declare_parameter(param.name, param.default, descriptor(param))
+        except ParameterException as exc:  # wrong type, or out of its range
+            value = given.value if given is not None else param.default
+            raise ConfigError(f'parameter {param.name!r}: {value!r} is not accepted '
+                              f'({type(exc).__name__}); expected '
+                              f'{_KINDS[type(param.default)]}{_range_text(param)}') from None
 
     def _get(self, name):
         return self.get_parameter(name).value
 
-    # -- input: keep only the newest frame --------------------------------------------------
-    def _on_image(self, msg):
-        self._offer(msg, image_msg_to_rgb)
-
-    def _on_compressed(self, msg):
-        self._offer(msg, compressed_msg_to_rgb)
-
-    def _offer(self, msg, decode):
-        with self._cond:
-            self.counts['received'] += 1
-            if self._slot is not None:
-                self.counts['dropped'] += 1
-            self._slot = (msg, decode, time.monotonic())
-            self._cond.notify()
-
-    # -- processing ---------------------------------------------------------------------------
-    def _work(self):
-        while True:
-            with self._cond:
-                while self._running and self._slot is None:
-                    self._cond.wait()
-                if not self._running:
-                    return
-                (msg, decode, arrived), self._slot = self._slot, None
-            try:
-                image = decode(msg)
-            except AnomsegError as exc:
-                self._count_lost('rejected', str(exc))
-                continue
-            try:
-                self._process(msg.header, image)
-            except Exception as exc:  # keep the node alive; say why the frame was lost
-                self._count_lost('failed', f'{type(exc).__name__}: {exc}')
-                continue
-            self.counts['processed'] += 1
-            self._latencies_ms.append((time.monotonic() - arrived) * 1000.0)
-
-    def _count_lost(self, kind: str, reason: str) -> None:
-        """Count a lost frame and warn, at most once per ``WARN_PERIOD_S`` per kind.
-
-        (Throttled by hand: rclpy's own throttling refuses messages that change between calls.)
-        """
-        self.counts[kind] += 1
-        now = time.monotonic()
-        if now - self._last_warning.get(kind, -WARN_PERIOD_S) >= WARN_PERIOD_S:
-            self._last_warning[kind] = now
-            log = self.get_logger().warn if kind == 'rejected' else self.get_logger().error
-            log(f'frame {kind} ({self.counts[kind]} so far): {reason}')
-
-    def _process(self, header, image: np.ndarray):
-        detection = self.detector.predict(image)
-        outputs = {
-            'semantic': lambda: detection.labels,
-            'semantic_color': lambda: colorize(detection.labels),
-            'anomaly_score': lambda: detection.score_map,
-            'obstacle_mask': lambda: detection.mask.astype(np.uint8) * 255,
-            'overlay': lambda: overlay(image, detection.mask),
-        }
-        for name, publisher in self._output_pubs.items():
-            publisher.publish(array_to_image_msg(outputs[name](), OUTPUT_ENCODINGS[name], header))
-
-    # -- parameters ---------------------------------------------------------------------------
     def _validate_parameters(self, params):
         values = {p.name: p.value for p in params}
         scorer = values.get('scorer', self.detector.scorer.name)
@@ -166,35 +151,161 @@ class DetectorNode(Node):
                                      temperature=self._get('temperature') or None)
         if 'threshold' in names:
             self.detector.threshold = float(self._get('threshold'))
+        if 'min_obstacle_area' in names:
+            self.min_obstacle_area = self._get('min_obstacle_area')
         self.get_logger().info(f'now scorer {self.detector.scorer.name}, threshold '
                                f'{self.detector.threshold}')
 
+    # -- input: keep only the newest frame --------------------------------------------------
+    def _subscribe_camera_info(self, image_topic: str, qos) -> None:
+        """The camera's ``camera_info`` beside its image topic (image_transport's convention:
+        ``/camera/image_raw`` -> ``/camera/camera_info``), republished with each output."""
+        topic = posixpath.join(posixpath.dirname(image_topic), 'camera_info')
+        if topic == self._camera_info_pub.topic_name:
+            self.get_logger().info(f'camera_info passthrough off: remap "image" to the camera\'s '
+                                   f'topic to have {topic} read from beside it')
+            return
+        self.create_subscription(CameraInfo, topic, self._on_camera_info, qos)
+
+    def _on_camera_info(self, msg):
+        self._camera_info = msg
+
+    def _on_image(self, msg):
+        self._offer(msg, image_msg_to_rgb)
+
+    def _on_compressed(self, msg):
+        self._offer(msg, compressed_msg_to_rgb)
+
+    def _has_listeners(self) -> bool:
+        publishers = [pub for _, pub in self._outputs] + list(self._compressed.values())
+        if self._obstacles_pub is not None:
+            publishers.append(self._obstacles_pub)
+        return any(pub.get_subscription_count() for pub in publishers)
+
+    def _offer(self, msg, decode):
+        self.health.count('received')
+        if self.lazy and not self._has_listeners():
+            self.health.count('skipped')  # nobody listens: no network, no decoding
+            return
+        with self._cond:
+            if self._slot is not None:
+                self.health.count('dropped')
+            self._slot = (msg, decode, time.monotonic())
+            self._cond.notify()
+
+    # -- processing ---------------------------------------------------------------------------
+    def _start_worker(self) -> None:
+        self._worker_error = ''
+        self._worker = threading.Thread(target=self._work, name='anomseg_worker', daemon=True)
+        self._worker.start()
+
+    def _work(self):
+        try:
+            while True:
+                with self._cond:
+                    while self._running and self._slot is None:
+                        self._cond.wait()
+                    if not self._running:
+                        return
+                    frame, self._slot = self._slot, None
+                self._handle(*frame)
+        except BaseException as exc:  # noqa: B902 - recorded for /diagnostics, then restarted
+            self._worker_error = f'{type(exc).__name__}: {exc}'
+            self.get_logger().fatal(f'the worker thread stopped: {self._worker_error}')
+            raise
+
+    def _handle(self, msg, decode, arrived: float) -> None:
+        """Decode, run and publish one frame; every exception is counted with its reason."""
+        try:
+            image = decode(msg, max_pixels=self.max_pixels)
+        except Exception as exc:  # AnomsegError, and whatever a decoder raises on odd data
+            self._count_lost('rejected', _reason(exc))
+            return
+        try:
+            self._process(msg.header, image)
+        except NonFiniteScores as exc:
+            self.health.count('nonfinite')
+            self._count_lost('failed', str(exc))
+            return
+        except Exception as exc:  # keep the node alive; say why the frame was lost
+            self._count_lost('failed', _reason(exc))
+            return
+        self.health.count('processed')
+        self._latencies_ms = (self._latencies_ms + [(time.monotonic() - arrived) * 1e3])[-100:]
+
+    def _count_lost(self, kind: str, reason: str) -> None:
+        """Count a lost frame and warn, at most once per ``WARN_PERIOD_S`` per kind.
+
+        (Throttled by hand: rclpy's own throttling refuses messages that change between calls.)
+        """
+        self.health.count(kind)
+        now = time.monotonic()
+        if now - self._last_warning.get(kind, -WARN_PERIOD_S) >= WARN_PERIOD_S:
+            self._last_warning[kind] = now
+            log = self.get_logger().warn if kind == 'rejected' else self.get_logger().error
+            log(f'frame {kind} ({self.counts[kind]} so far): {reason}')
+
+    def _process(self, header, image: np.ndarray):
+        detection = self.detector.predict(image)
+        finite = np.isfinite(detection.score_map)
+        if not finite.all():
+            raise NonFiniteScores(f'{int(finite.size - finite.sum())} of {finite.size} anomaly '
+                                  f'scores are NaN or infinite (scorer '
+                                  f'{self.detector.scorer.name}); the frame is not published')
+        for output, publisher in self._outputs:
+            compressed = self._compressed.get(output.name)
+            wanted = publisher.get_subscription_count()
+            wanted_compressed = compressed is not None and compressed.get_subscription_count()
+            if not (wanted or wanted_compressed):
+                continue  # rendering costs: only for outputs someone reads
+            array = output.render(image, detection)
+            if wanted:
+                publisher.publish(array_to_image_msg(array, output.encoding, header))
+            if wanted_compressed:
+                fmt, data = compress(array, output.encoding, output.compression)
+                compressed.publish(CompressedImage(header=header, format=fmt, data=data))
+        if self._obstacles_pub is not None and self._obstacles_pub.get_subscription_count():
+            obstacles = find_obstacles(detection.mask, detection.score_map,
+                                       min_area=self.min_obstacle_area)
+            self._obstacles_pub.publish(obstacles_to_msg(obstacles, header))
+        info = self._camera_info
+        if info is not None:
+            info.header = header
+            self._camera_info_pub.publish(info)
+
     # -- diagnostics --------------------------------------------------------------------------
     def _publish_diagnostics(self):
-        now, processed = time.monotonic(), self.counts['processed']
+        alive = self._worker is not None and self._worker.is_alive()
+        level, message = self.health.level(worker_alive=alive,
+                                           worker_error=self._worker_error)
+        counts = self.health.snapshot()
+        now, processed = time.monotonic(), counts['processed']
         then, processed_then = self._last_rate
         self._last_rate = (now, processed)
         rate_hz = (processed - processed_then) / max(now - then, 1e-9)
-        latency = statistics.median(self._latencies_ms) if self._latencies_ms else float('nan')
-        status = DiagnosticStatus(name=f'{self.get_name()}: pipeline',
-                                  hardware_id=str(self.detector.device))
-        if self.counts['failed']:
-            status.level, status.message = DiagnosticStatus.ERROR, 'frames failed'
-        elif self.counts['rejected']:
-            status.level, status.message = DiagnosticStatus.WARN, 'frames rejected'
-        else:
-            status.level, status.message = DiagnosticStatus.OK, 'running'
+        latencies = self._latencies_ms
+        latency = statistics.median(latencies) if latencies else float('nan')
+        status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: pipeline',
+                                  hardware_id=str(self.detector.device),
+                                  level=bytes([level]), message=message)
+        recent = self.health.recent()
         values = {
             'latency_ms_median': f'{latency:.1f}', 'output_rate_hz': f'{rate_hz:.2f}',
-            **{f'frames_{k}': str(self.counts[k])
-               for k in ('received', 'processed', 'dropped', 'rejected', 'failed')},
-            'backbone': self.detector.info.backbone, 'scorer': self.detector.scorer.name,
-            'threshold': str(self.detector.threshold), 'weights': self.detector.info.source,
+            **{f'frames_{k}': str(v) for k, v in counts.items()},
+            **{f'recent_{k}': str(recent[k]) for k in ('rejected', 'failed', 'nonfinite')},
+            'worker_alive': str(alive).lower(), 'worker_restarts': str(self.worker_restarts),
+            'backbone': self.detector.info.backbone,
+            'scorer': self.detector.scorer.name, 'threshold': str(self.detector.threshold),
+            'precision': self.detector.precision_name, 'weights': self.detector.info.source,
         }
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(msg)
+        if not alive and self._running:  # said above as ERROR; now work again
+            self.get_logger().error('restarting the worker thread')
+            self.worker_restarts += 1
+            self._start_worker()
 
     def destroy_node(self):
         with self._cond:
@@ -205,9 +316,29 @@ class DetectorNode(Node):
         return super().destroy_node()
 
 
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text if isinstance(exc, AnomsegError) else f'{type(exc).__name__}: {text or "-"}'
+
+
+_KINDS = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string'}
+
+
+def _range_text(param) -> str:
+    if param.range is None:
+        return ''
+    return f' from {param.range[0]:g} to {param.range[1]:g}'
+
+
 def main(args=None):
     applied = configure_dds()
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except Exception as exc:  # a params file rcl cannot parse, a bad --ros-args
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        print(f'anomseg_detector: cannot start: the ROS arguments were refused (check the '
+              f'-p values and the YAML of --params-file): {first_line}', file=sys.stderr)
+        sys.exit(2)
     try:
         node = DetectorNode()
     except AnomsegError as exc:

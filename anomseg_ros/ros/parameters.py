@@ -6,9 +6,11 @@ from typing import Any, Optional, Tuple
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from anomseg_ros.backbones import list_backbones
+from anomseg_ros.data.images import DEFAULT_MAX_PIXELS
+from anomseg_ros.obstacles import DEFAULT_MIN_AREA
+from anomseg_ros.ros.outputs import OUTPUTS
 from anomseg_ros.scoring import list_scorers
-
-OUTPUTS = ('semantic', 'semantic_color', 'anomaly_score', 'obstacle_mask', 'overlay')
+from anomseg_ros.scoring.base import MAX_TEMPERATURE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,20 +33,37 @@ PARAMS = (
           'depends on the scorer: msp in [0,1], maxlogit negative logits, ...)', dynamic=True,
           range=(-1000.0, 1000.0, 0.0)),
     Param('temperature', 0.0, 'softmax temperature for scorers that take one (msp, '
-          'temperature, energy); 0 = the checkpoint\'s calibrated value or the scorer default',
-          dynamic=True, range=(0.0, 100.0, 0.0)),
+          'temperature, energy): 0 = the checkpoint\'s calibrated value or the scorer default, '
+          'else 0.01 to 100 (smaller ones overflow to NaN scores)',
+          dynamic=True, range=(0.0, MAX_TEMPERATURE, 0.0)),
     Param('input_width', 0, 'network input width in pixels, multiple of 8; 0 = checkpoint\'s',
           range=(0, 8192, 8)),
     Param('input_height', 0, 'network input height in pixels, multiple of 8; 0 = checkpoint\'s',
           range=(0, 8192, 8)),
     Param('device', 'auto', 'auto (CUDA when available), cpu or cuda'),
+    Param('precision', 'auto', 'forward pass precision: auto (bf16 on CPUs with AMX or '
+          'AVX512-BF16, fp16 on CUDA, else fp32), fp32, bf16, fp16 (CUDA only)'),
     Param('queue_depth', 1, 'depth of the input subscription (sensor-data QoS) and of the output '
           'publishers', range=(1, 100, 1)),
     Param('subscribe_compressed', False, 'also subscribe to image/compressed '
           '(sensor_msgs/CompressedImage)'),
+    Param('max_input_pixels', DEFAULT_MAX_PIXELS, 'frames with more pixels are refused before '
+          'decoding (a compressed image\'s header is read first); 0 = no limit',
+          range=(0, 1 << 31, 1)),
+    Param('lazy', True, 'skip the network while no one subscribes to any output (the frames '
+          'are counted as skipped); it resumes with the next frame once someone does'),
+    Param('publish_compressed', False, 'also publish <output>/compressed (sensor_msgs/'
+          'CompressedImage: PNG for obstacle_mask and semantic_color, JPEG for overlay)'),
+    Param('min_obstacle_area', DEFAULT_MIN_AREA, 'smallest connected component of the mask, in '
+          'input pixels, that is published on obstacles', dynamic=True, range=(1, 1 << 31, 1)),
     Param('diagnostics_period', 1.0, 'seconds between /diagnostics messages',
           range=(0.1, 60.0, 0.0)),
-) + tuple(Param(f'publish.{name}', True, f'publish the {name} topic') for name in OUTPUTS)
+    Param('health_window', 10.0, 'seconds of the window /diagnostics judges by: rejected or '
+          'failed frames in it give WARN (ERROR when all failed)', range=(1.0, 3600.0, 0.0)),
+    Param('stale_timeout', 5.0, 'seconds without any output while frames arrive after which '
+          '/diagnostics reports ERROR (stale)', range=(0.5, 3600.0, 0.0)),
+) + tuple(Param(f'publish.{name}', True, f'publish the {name} topic')
+          for name in OUTPUTS + ('obstacles',))
 
 
 def descriptor(param: Param) -> ParameterDescriptor:

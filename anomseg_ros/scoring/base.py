@@ -45,7 +45,13 @@ class Scorer:
         return f'{type(self).__name__}(num_inlier_classes={self.num_inlier_classes})'
 
 
+# Temperatures that keep logits / T finite for any float32 logit a network gives (|l| < 1e4).
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
+
+
 def check_temperature(temperature: float) -> float:
-    if not temperature > 0:
-        raise ConfigError(f'temperature must be positive, got {temperature}')
+    if not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:  # also refuses NaN
+        raise ConfigError(f'temperature must be between {MIN_TEMPERATURE} and '
+                          f'{MAX_TEMPERATURE} (below, logits / T overflow to NaN scores), got '
+                          f'{temperature}')
     return float(temperature)
