@@ -1,67 +1,99 @@
 """Start the anomseg detector node (and optionally RViz) on a camera topic.
 
     ros2 launch anomseg_ros detector.launch.py image:=/camera/image_raw scorer:=maxlogit
+
+Parameters come from ``params_file``; the launch arguments ``weights``, ``scorer``,
+``threshold``, ``device`` and ``precision`` override the file only when they are given.
 """
 import os
 
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import get_package_share_directory, PackageNotFoundError
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.conditions import IfCondition
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable, \
+    Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
+
+# launch argument -> type of the node parameter it overrides; '' (the default) = not given
+OVERRIDES = {'weights': str, 'scorer': str, 'threshold': float, 'device': str, 'precision': str}
+
+
+def _launch_setup(context):
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+
+    share = get_package_share_directory('anomseg_ros')
+    actions = []
+    if arg('rviz').lower() in ('true', '1', 'yes'):
+        try:  # before anything starts: no detector is left running without its viewer
+            get_package_share_directory('rviz2')
+        except PackageNotFoundError:
+            raise RuntimeError('rviz:=true but rviz2 is not installed (sudo apt install '
+                               'ros-$ROS_DISTRO-rviz2), or launch without rviz:=true') from None
+        from anomseg_ros.ros.rviz import write_rviz_config
+        config = write_rviz_config(os.path.join(share, 'config', 'anomseg.rviz'),
+                                   image=arg('image'), namespace=arg('namespace'))
+        actions.append(Node(package='rviz2', executable='rviz2', name='anomseg_rviz',
+                            arguments=['-d', config], on_exit=Shutdown()))
+    if arg('dds_profile'):  # else the node keeps the user's exported profile, or its own
+        actions.insert(0, SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE',
+                                                 arg('dds_profile')))
+    overrides = {}
+    for name, kind in OVERRIDES.items():
+        value = arg(name)
+        if value == '':
+            continue
+        try:
+            overrides[name] = kind(value)
+        except ValueError:
+            raise RuntimeError(f'launch argument {name}:={value!r} is not a '
+                               f'{kind.__name__}') from None
+    image = arg('image')
+    detector = Node(
+        package='anomseg_ros',
+        executable='detector',
+        name='anomseg_detector',
+        namespace=arg('namespace'),
+        parameters=[arg('params_file')] + ([overrides] if overrides else []),
+        remappings=[('image', image), ('image/compressed', image + '/compressed')],
+        output='screen',
+        emulate_tty=True,
+    )
+    return [detector] + actions
 
 
 def generate_launch_description():
-    share = get_package_share_directory('anomseg_ros')
-    config = os.path.join(share, 'config')
+    config = os.path.join(get_package_share_directory('anomseg_ros'), 'config')
     return LaunchDescription([
         DeclareLaunchArgument('image', default_value='/camera/image_raw',
-                              description='camera topic (sensor_msgs/Image) to segment'),
+                              description='camera topic (sensor_msgs/Image) to segment; its '
+                              'camera_info is read from beside it (/camera/camera_info)'),
         DeclareLaunchArgument('namespace', default_value='anomseg',
                               description='namespace of the node and its output topics'),
         DeclareLaunchArgument('params_file',
                               default_value=os.path.join(config, 'detector.yaml'),
                               description='YAML file with the node parameters'),
         DeclareLaunchArgument('weights', default_value='',
-                              description='checkpoint path; "" = the bundled default model'),
-        DeclareLaunchArgument('scorer', default_value='msp',
+                              description='checkpoint path; overrides params_file when given'),
+        DeclareLaunchArgument('scorer', default_value='',
                               description='msp, temperature, maxlogit, maxentropy, energy, void, '
-                              'pebal, sleeg (the last two need checkpoints trained for them)'),
-        DeclareLaunchArgument('threshold', default_value='0.5',
-                              description='score at or above which a pixel is an obstacle'),
-        DeclareLaunchArgument('device', default_value='auto',
-                              description='auto (CUDA when available), cpu or cuda'),
+                              'pebal, sleeg (the last two need checkpoints trained for them); '
+                              'overrides params_file when given'),
+        DeclareLaunchArgument('threshold', default_value='',
+                              description='score at or above which a pixel is an obstacle; '
+                              'overrides params_file when given'),
+        DeclareLaunchArgument('device', default_value='',
+                              description='auto (CUDA when available), cpu or cuda; overrides '
+                              'params_file when given'),
+        DeclareLaunchArgument('precision', default_value='',
+                              description='auto, fp32, bf16 or fp16; overrides params_file '
+                              'when given'),
         DeclareLaunchArgument('rviz', default_value='false',
-                              description='also start RViz with config/anomseg.rviz'),
-        DeclareLaunchArgument('dds_profile',
-                              default_value=os.path.join(config, 'fastdds_large_images.xml'),
-                              description='Fast DDS profile for camera-sized messages '
-                                          '(default: large shared-memory segments)'),
-        SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE',
-                               LaunchConfiguration('dds_profile')),
-        Node(
-            package='anomseg_ros',
-            executable='detector',
-            name='anomseg_detector',
-            namespace=LaunchConfiguration('namespace'),
-            parameters=[LaunchConfiguration('params_file'), {
-                'weights': ParameterValue(LaunchConfiguration('weights'), value_type=str),
-                'scorer': ParameterValue(LaunchConfiguration('scorer'), value_type=str),
-                'threshold': ParameterValue(LaunchConfiguration('threshold'), value_type=float),
-                'device': ParameterValue(LaunchConfiguration('device'), value_type=str),
-            }],
-            remappings=[('image', LaunchConfiguration('image')),
-                        ('image/compressed', [LaunchConfiguration('image'), '/compressed'])],
-            output='screen',
-            emulate_tty=True,
-        ),
-        Node(
-            package='rviz2',
-            executable='rviz2',
-            name='anomseg_rviz',
-            arguments=['-d', os.path.join(config, 'anomseg.rviz')],
-            condition=IfCondition(LaunchConfiguration('rviz')),
-        ),
+                              description='also start RViz (rviz2) showing this namespace and '
+                              'image; closing it ends the launch'),
+        DeclareLaunchArgument('dds_profile', default_value='',
+                              description='Fast DDS profile to use; "" = the one exported in '
+                              'FASTDDS_DEFAULT_PROFILES_FILE, else the package\'s '
+                              'config/fastdds_large_images.xml'),
+        OpaqueFunction(function=_launch_setup),
     ])

@@ -19,14 +19,32 @@ class Recorded:
         self.args, self.kwargs = args, kwargs
 
 
-def _fake_modules():
+class FakeLaunchConfiguration(Recorded):
+    def perform(self, context):
+        return context[self.args[0]]
+
+
+class PackageNotFoundError(KeyError):
+    pass
+
+
+def _share(installed):
+    def get_package_share_directory(name):
+        if name == 'anomseg_ros':
+            return REPO
+        if name in installed:
+            return f'/opt/ros/kilted/share/{name}'
+        raise PackageNotFoundError(name)
+    return get_package_share_directory
+
+
+def _fake_modules(installed=('rviz2',)):
     names = {
         'launch': ['LaunchDescription'],
-        'launch.actions': ['DeclareLaunchArgument', 'SetEnvironmentVariable'],
-        'launch.conditions': ['IfCondition'],
-        'launch.substitutions': ['LaunchConfiguration'],
+        'launch.actions': ['DeclareLaunchArgument', 'OpaqueFunction', 'SetEnvironmentVariable',
+                           'Shutdown'],
+        'launch.substitutions': [],
         'launch_ros.actions': ['Node'],
-        'launch_ros.parameter_descriptions': ['ParameterValue'],
         'ament_index_python.packages': [],
     }
     modules = {}
@@ -36,13 +54,15 @@ def _fake_modules():
             setattr(mod, cls, type(cls, (Recorded,), {}))
         modules[module] = mod
     modules['launch_ros'] = types.ModuleType('launch_ros')
-    modules['ament_index_python.packages'].get_package_share_directory = lambda name: REPO
+    modules['launch.substitutions'].LaunchConfiguration = FakeLaunchConfiguration
+    packages = modules['ament_index_python.packages']
+    packages.get_package_share_directory = _share(installed)
+    packages.PackageNotFoundError = PackageNotFoundError
     return modules
 
 
-@pytest.fixture
-def description(monkeypatch):
-    for name, module in _fake_modules().items():
+def _load(monkeypatch, installed=('rviz2',)):
+    for name, module in _fake_modules(installed).items():
         monkeypatch.setitem(sys.modules, name, module)
     spec = importlib.util.spec_from_file_location(
         'detector_launch', os.path.join(REPO, 'launch', 'detector.launch.py'))
@@ -51,30 +71,89 @@ def description(monkeypatch):
     return module.generate_launch_description()
 
 
+@pytest.fixture
+def description(monkeypatch):
+    return _load(monkeypatch)
+
+
 def _actions(description, kind):
     return [a for a in description.args[0] if type(a).__name__ == kind]
+
+
+def _run(description, **given):
+    """The actions the launch starts with these ``name:=value`` arguments, as ros2 launch
+    resolves them (declared defaults for the rest)."""
+    context = {a.args[0]: a.kwargs['default_value']
+               for a in _actions(description, 'DeclareLaunchArgument')}
+    unknown = set(given) - set(context)
+    assert not unknown, unknown
+    context.update({k: str(v) for k, v in given.items()})
+    (opaque,) = _actions(description, 'OpaqueFunction')
+    return opaque.kwargs['function'](context)
+
+
+def _node(actions, package):
+    return next(a for a in actions if type(a).__name__ == 'Node' and
+                a.kwargs['package'] == package)
 
 
 def test_every_argument_is_described(description):
     arguments = _actions(description, 'DeclareLaunchArgument')
     names = {a.args[0] for a in arguments}
     assert {'image', 'namespace', 'params_file', 'weights', 'scorer', 'threshold',
-            'rviz'} <= names
+            'rviz', 'precision'} <= names
     for argument in arguments:
         assert argument.kwargs.get('description'), argument.args[0]
         assert 'default_value' in argument.kwargs, argument.args[0]
 
 
 def test_the_node_is_our_entry_point_with_installed_files(description):
-    detector, rviz = _actions(description, 'Node')
-    assert detector.kwargs['package'] == 'anomseg_ros'
+    detector = _node(_run(description), 'anomseg_ros')
     setup_py = open(os.path.join(REPO, 'setup.py')).read()
     assert f"'{detector.kwargs['executable']} = anomseg_ros.ros.detector_node:main'" in setup_py
     assert detector.kwargs['name'] == 'anomseg_detector'
-    source, target = detector.kwargs['remappings'][0]  # image -> the `image` argument
-    assert source == 'image' and target.args[0] == 'image'
-    defaults = {a.args[0]: a.kwargs['default_value']
-                for a in _actions(description, 'DeclareLaunchArgument')}
-    for name in ('params_file', 'dds_profile'):
-        assert os.path.isfile(defaults[name]), defaults[name]
-    assert os.path.isfile(rviz.kwargs['arguments'][1])
+    assert detector.kwargs['remappings'][0] == ('image', '/camera/image_raw')
+    assert detector.kwargs['remappings'][1] == ('image/compressed',
+                                                '/camera/image_raw/compressed')
+    params_file = detector.kwargs['parameters'][0]
+    assert os.path.isfile(params_file), params_file
+
+
+def test_the_params_file_is_not_overridden_by_arguments_not_given(description):
+    detector = _node(_run(description), 'anomseg_ros')
+    assert len(detector.kwargs['parameters']) == 1  # the file alone: its values hold
+    detector = _node(_run(description, scorer='maxlogit', threshold='-5'), 'anomseg_ros')
+    params_file, overrides = detector.kwargs['parameters']
+    assert overrides == {'scorer': 'maxlogit', 'threshold': -5.0}
+
+
+def test_a_bad_argument_is_refused_with_its_name(description):
+    with pytest.raises(RuntimeError, match='threshold'):
+        _run(description, threshold='high')
+
+
+def test_the_users_dds_profile_is_kept_unless_one_is_given(description):
+    assert not [a for a in _run(description) if type(a).__name__ == 'SetEnvironmentVariable']
+    (env,) = [a for a in _run(description, dds_profile='/mine.xml')
+              if type(a).__name__ == 'SetEnvironmentVariable']
+    assert env.args == ('FASTDDS_DEFAULT_PROFILES_FILE', '/mine.xml')
+
+
+def test_rviz_follows_the_namespace_and_image_and_ends_the_launch(description):
+    actions = _run(description, rviz='true', namespace='front', image='/cam_front/image_raw')
+    rviz = _node(actions, 'rviz2')
+    assert type(rviz.kwargs['on_exit']).__name__ == 'Shutdown'
+    text = open(rviz.kwargs['arguments'][1]).read()
+    assert 'Value: /cam_front/image_raw' in text and 'Value: /front/overlay' in text
+    assert '/anomseg/' not in text and '/camera/image_raw' not in text.split('Panels:')[1]
+
+
+def test_rviz_without_rviz2_refuses_before_starting_anything(monkeypatch):
+    description = _load(monkeypatch, installed=())
+    with pytest.raises(RuntimeError, match='rviz2 is not installed'):
+        _run(description, rviz='true')
+    assert _node(_run(description), 'anomseg_ros')  # without rviz it starts
+
+
+def test_package_xml_declares_rviz2():
+    assert '<exec_depend>rviz2</exec_depend>' in open(os.path.join(REPO, 'package.xml')).read()
