@@ -10,7 +10,7 @@ import pytest
 from anomseg_ros.cli.main import main
 from anomseg_ros.data.images import read_label, write_gray, write_rgb
 
-from tiny_data import write_benchmark
+from tiny_data import png_claiming, write_benchmark
 
 
 def test_every_verb_has_help(capsys):
@@ -174,3 +174,35 @@ def test_info_export_drops_the_optimizer_and_keeps_the_record(tmp_path, capsys):
     assert 'optimizer' not in kept and kept['epoch'] == 7 and kept['history'] == [{'miou': 0.5}]
     assert os.path.getsize(exported) < 0.5 * os.path.getsize(source)
     assert 'best_miou' in capsys.readouterr().out
+
+
+def test_eval_names_an_image_that_claims_too_many_pixels(tmp_path, random_checkpoint, capsys):
+    root = write_benchmark(tmp_path / 'RoadAnomaly21', 2)
+    (root / 'images' / '1.png').write_bytes(png_claiming(100_000, 100_000))
+    code = main(['eval', str(root), '--weights', random_checkpoint, '--scorers', 'msp'])
+    err = capsys.readouterr().err
+    assert code == 2 and '1.png' in err and 'refused before decoding' in err, err
+
+
+def test_an_empty_checkpoint_is_named_everywhere(tmp_path, capsys):
+    empty = tmp_path / 'empty.pt'
+    empty.write_bytes(b'')
+    write_rgb(str(tmp_path / 'f.png'), np.zeros((16, 16, 3), np.uint8))
+    runs = [['info', str(empty)],
+            ['detect', str(tmp_path / 'f.png'), '--out', str(tmp_path / 'o'), '--weights',
+             str(empty)],
+            ['train', '--data', str(tmp_path), '--out', str(tmp_path / 'run'), '--resume',
+             str(empty)]]
+    for argv in runs:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert 'empty.pt' in err and 'empty (0 bytes)' in err, (argv, err)
+
+
+def test_writing_where_it_cannot_is_one_line(tmp_path, capsys):
+    (tmp_path / 'a_file').write_text('not a folder')
+    code = main(['synth', str(tmp_path / 'a_file' / 'out'), '--train', '1', '--val', '0',
+                 '--obstacle', '0', '--anomaly', '0', '--blended', '0', '--outliers', '0',
+                 '--size', '64x32', '--workers', '1'])
+    err = capsys.readouterr().err
+    assert code == 2 and 'a_file' in err and len(err.strip().splitlines()) == 1, err

@@ -11,6 +11,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from anomseg_ros.ros.client import DetectorClient, NodeProcess
 from anomseg_ros.ros.conversions import image_msg_to_array
 from anomseg_ros.ros.parameters import OUTPUTS
+from tiny_data import png_claiming
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 NAMESPACE = '/anomseg_test'
@@ -186,19 +187,6 @@ def test_bad_start_up_settings_exit_non_zero_with_one_line_that_says_why(params,
 
 # --- issue: a node a vehicle can trust ---------------------------------------------------------
 
-def _png_claiming(width, height):
-    """A 66-byte PNG whose header claims ``width`` x ``height`` pixels."""
-    import struct
-    import zlib
-
-    def chunk(kind, data):
-        return (struct.pack('>I', len(data)) + kind + data +
-                struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
-    header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
-    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) +
-            chunk(b'IDAT', zlib.compress(b'\x00' * 8)) + chunk(b'IEND', b''))
-
-
 def _peak_rss_mb(pid):
     for line in open(f'/proc/{pid}/status'):
         if line.startswith('VmHWM:'):
@@ -210,7 +198,7 @@ def test_bombs_are_refused_before_decoding_and_the_worker_lives(node):
     import cv2
     before, _ = _counters(node)
     peak_before = _peak_rss_mb(node.process_pid)
-    bomb = _png_claiming(100_000, 100_000)  # cv2.imdecode raised on it and ended the worker
+    bomb = png_claiming(100_000, 100_000)  # cv2.imdecode raised on it and ended the worker
     ok, big = cv2.imencode('.png', np.zeros((6000, 6000, 3), np.uint8))  # 108 MB decoded
     assert len(bomb) < 100 and len(big) < 200_000
     for data in (bomb, big.tobytes()):
@@ -368,3 +356,38 @@ def test_4k_frames_from_a_reliable_publisher_reach_the_node(node):
     received = int(after['frames_received']) - int(before['frames_received'])
     assert received >= 2, received
     assert int(after['frames_rejected']) - int(before['frames_rejected']) == received
+
+
+def test_a_dead_worker_is_an_error_and_is_restarted(rclpy_context, random_checkpoint):
+    """In-process: whatever ends the worker thread, /diagnostics says ERROR with the reason,
+    and the worker is started again and processes frames. Also: an integer is taken for a
+    double parameter (-p threshold:=-5)."""
+    from rclpy.parameter import Parameter
+    from anomseg_ros.ros.detector_node import DetectorNode
+    node = DetectorNode(parameter_overrides=[
+        Parameter('weights', value=random_checkpoint), Parameter('device', value='cpu'),
+        Parameter('threshold', value=-5), Parameter('lazy', value=False)])
+    try:
+        assert node.detector.threshold == -5.0
+        published = []
+        node.diagnostics_pub.publish = published.append
+
+        def die(*args):
+            raise SystemExit('killed by the test')
+        node._handle = die
+        node._offer(_raw(RGB, 'rgb8', 1), lambda msg, **kw: None)
+        node._worker.join(timeout=10)
+        assert not node._worker.is_alive()
+        node._publish_diagnostics()
+        status = published[-1].status[0]
+        assert status.level == status.ERROR and 'killed by the test' in status.message
+        assert node._worker.is_alive() and node.worker_restarts == 1
+        del node._handle  # the real one again
+        from anomseg_ros.ros.conversions import image_msg_to_rgb
+        node._offer(_raw(RGB, 'rgb8', 2), image_msg_to_rgb)
+        deadline = time.monotonic() + 30
+        while node.counts['processed'] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert node.counts['processed'] == 1
+    finally:
+        node.destroy_node()

@@ -29,6 +29,11 @@ def main(argv=None) -> int:
     except AnomsegError as exc:
         print(f'anomseg {args.verb}: error: {exc}', file=sys.stderr)
         return 2
+    except OSError as exc:  # a folder that cannot be written, a disk that is full, ...
+        where = f' {exc.filename!r}' if exc.filename else ''
+        print(f'anomseg {args.verb}: error: {exc.strerror or exc}:{where}; check the path, '
+              f'its permissions and the free space', file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f'anomseg {args.verb}: interrupted', file=sys.stderr)
         return 130

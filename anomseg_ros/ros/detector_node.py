@@ -14,6 +14,7 @@ import statistics
 import sys
 import threading
 import time
+import traceback
 from typing import Optional
 
 import numpy as np
@@ -67,10 +68,11 @@ class DetectorNode(Node):
         self.detector = Detector.from_checkpoint(
             resolve_weights(get('weights')), backbone=get('backbone'), scorer=get('scorer'),
             temperature=temperature, threshold=get('threshold'), device=get('device'),
-            precision=get('precision'), input_size_hw=input_size_hw if all(input_size_hw) else None)
+            precision=get('precision'),
+            input_size_hw=input_size_hw if all(input_size_hw) else None)
         info = self.detector.info
         if not info.pretrained:
-            self.get_logger().warn('weights are RANDOMLY INITIALISED: the outputs are meaningless')
+            self.get_logger().warning('weights are RANDOMLY INITIALISED: the outputs are meaningless')
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.max_pixels = get('max_input_pixels')
@@ -209,10 +211,10 @@ class DetectorNode(Node):
                         return
                     frame, self._slot = self._slot, None
                 self._handle(*frame)
-        except BaseException as exc:  # noqa: B902 - recorded for /diagnostics, then restarted
+        except BaseException as exc:  # noqa: B902 - said in /diagnostics, then restarted
             self._worker_error = f'{type(exc).__name__}: {exc}'
-            self.get_logger().fatal(f'the worker thread stopped: {self._worker_error}')
-            raise
+            self.get_logger().fatal(f'the worker thread stopped: {self._worker_error}\n'
+                                    f'{traceback.format_exc()}')
 
     def _handle(self, msg, decode, arrived: float) -> None:
         """Decode, run and publish one frame; every exception is counted with its reason."""
@@ -242,7 +244,7 @@ class DetectorNode(Node):
         now = time.monotonic()
         if now - self._last_warning.get(kind, -WARN_PERIOD_S) >= WARN_PERIOD_S:
             self._last_warning[kind] = now
-            log = self.get_logger().warn if kind == 'rejected' else self.get_logger().error
+            log = self.get_logger().warning if kind == 'rejected' else self.get_logger().error
             log(f'frame {kind} ({self.counts[kind]} so far): {reason}')
 
     def _process(self, header, image: np.ndarray):
