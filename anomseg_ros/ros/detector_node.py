@@ -72,7 +72,8 @@ class DetectorNode(Node):
             input_size_hw=input_size_hw if all(input_size_hw) else None)
         info = self.detector.info
         if not info.pretrained:
-            self.get_logger().warning('weights are RANDOMLY INITIALISED: the outputs are meaningless')
+            self.get_logger().warning('weights are RANDOMLY INITIALISED: the outputs are '
+                                      'meaningless')
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.max_pixels = get('max_input_pixels')
