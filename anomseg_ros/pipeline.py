@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from anomseg_ros.checkpoint import load_model, ModelInfo
 from anomseg_ros.errors import ConfigError, ImageFormatError
 from anomseg_ros.labels import VOID_LABEL
-from anomseg_ros.precision import autocast, precision_name, resolve_precision, to_fast_layout
+from anomseg_ros.precision import (autocast, keep_input_layers_float32, precision_name,
+                                   resolve_precision, to_fast_layout)
 from anomseg_ros.scoring import create_scorer, Scorer, scorer_params
 
 DEVICES = ('auto', 'cpu', 'cuda')
@@ -65,6 +66,8 @@ class Detector:
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         self.model = to_fast_layout(model.to(self.device).eval())
+        if self.dtype != torch.float32:
+            keep_input_layers_float32(self.model)
         self.input_size_hw = tuple(input_size_hw or info.input_size_hw)
         if any(s <= 0 or s % 8 for s in self.input_size_hw):
             raise ConfigError(f'input size must be positive multiples of 8 (the network '

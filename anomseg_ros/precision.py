@@ -67,6 +67,27 @@ def autocast(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def _float32_forward(module, x, *args, **kwargs):
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return type(module).forward(module, x.float(), *args, **kwargs)
+
+
+def keep_input_layers_float32(model: torch.nn.Module) -> list:
+    """Run the layers on the image (convolutions with 3 input channels) in float32 under
+    autocast. Rounding the image and the first weights to bf16 is what moves the scores' tails:
+    with the Cityscapes ERFNet on RoadAnomaly21 at 1024x512, bf16 throughout moved MaxLogit's
+    FPR95 by +0.71 points, bf16 with a float32 first layer by +0.11, for about 15% more time
+    than bf16 throughout. (The logits layer in float32 as well changed nothing measurable and
+    cost another 10%.) Returns the names of the layers."""
+    kinds = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, kinds) and module.in_channels == 3:
+            module.forward = functools.partial(_float32_forward, module)
+            names.append(name)
+    return names
+
+
 def to_fast_layout(tensor_or_module):
     """``tensor_or_module`` in channels-last layout (4-D tensors and modules' conv weights)."""
     if isinstance(tensor_or_module, torch.Tensor) and tensor_or_module.dim() != 4:

@@ -21,3 +21,28 @@ def test_road_anomaly21_matches_reference_within_one_point(shared_data):
     for scorer, (auprc, fpr95) in REFERENCE_ROAD_ANOMALY21.items():
         assert 100 * results[scorer]['auprc'] == pytest.approx(auprc, abs=1.0), scorer
         assert 100 * results[scorer]['fpr95'] == pytest.approx(fpr95, abs=1.0), scorer
+
+
+@pytest.mark.slow
+def test_bf16_keeps_the_numbers_and_the_labels(shared_data):
+    """The fast CPU path (bf16 autocast, channels-last, float32 input layer) against float32:
+    AuPRC within 0.3 points, FPR95 within 0.5, labels equal on at least 99.5% of pixels.
+    Where the CPU has no native bf16 it is emulated: slow, but the numbers hold all the same."""
+    import numpy as np
+    weights = f'{shared_data}/weights/erfnet_cityscapes_approx.pth'
+    dataset = AnomalyDataset(f'{shared_data}/Validation_Dataset/RoadAnomaly21')
+    scorers = ['msp', 'maxlogit', 'maxentropy', 'energy']
+    detectors = {p: Detector.from_checkpoint(weights, device='cpu', input_size_hw=(512, 1024),
+                                             precision=p) for p in ('fp32', 'bf16')}
+    results = {p: evaluate_anomaly(d, dataset, scorers, resolution='network')
+               for p, d in detectors.items()}
+    for scorer in scorers:
+        fp32, bf16 = results['fp32'][scorer], results['bf16'][scorer]
+        assert abs(100 * (bf16['auprc'] - fp32['auprc'])) <= 0.3, scorer
+        assert abs(100 * (bf16['fpr95'] - fp32['fpr95'])) <= 0.5, scorer
+    agree = total = 0
+    for index, (_, image, _) in zip(range(4), dataset):
+        labels = {p: d.predict(image).labels for p, d in detectors.items()}
+        agree += int((labels['fp32'] == labels['bf16']).sum())
+        total += labels['fp32'].size
+    assert agree / total >= 0.995, agree / total
