@@ -28,7 +28,6 @@ def test_bf16_keeps_the_numbers_and_the_labels(shared_data):
     """The fast CPU path (bf16 autocast, channels-last, float32 input layer) against float32:
     AuPRC within 0.3 points, FPR95 within 0.5, labels equal on at least 99.5% of pixels.
     Where the CPU has no native bf16 it is emulated: slow, but the numbers hold all the same."""
-    import numpy as np
     weights = f'{shared_data}/weights/erfnet_cityscapes_approx.pth'
     dataset = AnomalyDataset(f'{shared_data}/Validation_Dataset/RoadAnomaly21')
     scorers = ['msp', 'maxlogit', 'maxentropy', 'energy']
