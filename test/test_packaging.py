@@ -111,3 +111,27 @@ def test_the_label_table_is_cityscapesscripts_one():
     theirs = [(lb.id, lb.name, 255 if lb.trainId in (-1, 255) else lb.trainId, lb.color)
               for lb in labels]
     assert [tuple(label) for label in CITYSCAPES_LABELS] == theirs
+
+
+def _flatten(tree, prefix=''):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f'{prefix}{key}.')
+        else:
+            yield f'{prefix}{key}', value
+
+
+def test_config_file_and_readme_agree_with_the_parameter_table():
+    """One table of parameters: config/detector.yaml has each with its default, and the README
+    names each (publish.<output> as one row)."""
+    import yaml
+    from anomseg_ros.ros.parameters import PARAMS
+    config = yaml.safe_load(open(os.path.join(REPO, 'config', 'detector.yaml')))
+    values = dict(_flatten(config['/**']['ros__parameters']))
+    assert set(values) == {p.name for p in PARAMS}
+    for param in PARAMS:
+        assert values[param.name] == param.default, param.name
+    readme = open(os.path.join(REPO, 'README.md')).read()
+    for param in PARAMS:
+        name = 'publish.<output>' if param.name.startswith('publish.') else param.name
+        assert f'`{name}`' in readme, name

@@ -13,6 +13,7 @@ from anomseg_ros.data.synthetic import render_track_sample
 from anomseg_ros.evaluation import AnomalyMetrics, SegmentationMetrics
 from anomseg_ros.labels import CITYSCAPES_CLASSES
 from anomseg_ros.paths import default_weights
+from anomseg_ros.precision import PRECISIONS
 from anomseg_ros.visualize import heatmap
 
 DEMO_SCORERS = ('msp', 'maxlogit', 'maxentropy', 'energy')
@@ -38,6 +39,9 @@ def add_parser(verbs):
     parser.add_argument('--input-size', default=None, metavar='WxH',
                         help="network input size (default: the checkpoint's; 512x256 for "
                         'random weights)')
+    parser.add_argument('--precision', default='auto', choices=PRECISIONS,
+                        help='the node\'s forward pass precision (default auto: bf16 on CPUs '
+                        'with AMX or AVX512-BF16, fp16 on CUDA, else fp32)')
     parser.add_argument('--out', default='demo_out', help='output folder (default demo_out)')
     parser.add_argument('--timeout', type=float, default=120.0,
                         help='seconds to wait for each frame')
@@ -75,7 +79,8 @@ def run(args) -> int:
     scorers = [s for s in args.scorers.split(',') if s]
     frames = _frames(args)
     os.makedirs(args.out, exist_ok=True)
-    params = {'weights': weights, 'scorer': scorers[0], 'threshold': args.threshold}
+    params = {'weights': weights, 'scorer': scorers[0], 'threshold': args.threshold,
+              'precision': args.precision}
     if input_size:
         width, height = (int(v) for v in input_size.lower().split('x'))
         params.update(input_width=width, input_height=height)
