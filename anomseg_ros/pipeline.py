@@ -65,9 +65,17 @@ class Detector:
         self.info = info
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
-        self.model = to_fast_layout(model.to(self.device).eval())
-        if self.dtype != torch.float32:
-            keep_input_layers_float32(self.model)
+        self.runtime = getattr(model, 'runtime', 'torch')  # or onnxruntime / openvino
+        if self.runtime == 'onnxruntime':
+            self.dtype = torch.float32  # the file's own types
+        if self.runtime != 'torch' and self.device.type != 'cpu':
+            raise ConfigError(f'{info.source} is run by {self.runtime} on the CPU; use device '
+                              f'"cpu" (or the PyTorch checkpoint for CUDA)')
+        self.model = model.to(self.device).eval()
+        if self.runtime == 'torch':
+            self.model = to_fast_layout(self.model)
+            if self.dtype != torch.float32:
+                keep_input_layers_float32(self.model)
         self.input_size_hw = tuple(input_size_hw or info.input_size_hw)
         if any(s <= 0 or s % 8 for s in self.input_size_hw):
             raise ConfigError(f'input size must be positive multiples of 8 (the network '
@@ -82,7 +90,20 @@ class Detector:
     def from_checkpoint(cls, weights: str, *, backbone: Optional[str] = None,
                         scorer: str = 'msp', temperature: Optional[float] = None,
                         **kwargs) -> 'Detector':
-        model, info = load_model(weights, backbone=backbone)
+        """A Detector for a PyTorch checkpoint, or an exported ``.onnx`` (ONNX Runtime) or
+        ``.xml`` (OpenVINO IR, compiled for the input size and precision)."""
+        from anomseg_ros.runtimes import is_exported, load_exported
+        if is_exported(weights):
+            device = resolve_device(kwargs.get('device', 'auto'))
+            device = torch.device('cpu') if kwargs.get('device', 'auto') == 'auto' else device
+            kwargs['device'] = str(device)
+            precision = kwargs.get('precision', 'auto')  # auto: fp32, see load_exported
+            dtype = resolve_precision('fp32' if precision == 'auto' else precision, device)
+            kwargs['precision'] = precision_name(dtype)
+            model, info = load_exported(weights, precision=precision_name(dtype),
+                                        input_size_hw=kwargs.get('input_size_hw'))
+        else:
+            model, info = load_model(weights, backbone=backbone)
         return cls(model, info, make_scorer(scorer, info, temperature=temperature), **kwargs)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:

@@ -45,3 +45,70 @@ def test_bf16_keeps_the_numbers_and_the_labels(shared_data):
         agree += int((labels['fp32'] == labels['bf16']).sum())
         total += labels['fp32'].size
     assert agree / total >= 0.995, agree / total
+
+
+@pytest.fixture(scope='module')
+def fp32_reference(shared_data):
+    weights = f'{shared_data}/weights/erfnet_cityscapes_approx.pth'
+    detector = Detector.from_checkpoint(weights, device='cpu', input_size_hw=(512, 1024),
+                                        precision='fp32')
+    dataset = AnomalyDataset(f'{shared_data}/Validation_Dataset/RoadAnomaly21')
+    return weights, dataset, detector, evaluate_anomaly(detector, dataset, SCORERS,
+                                                        resolution='network')
+
+
+SCORERS = ['msp', 'maxlogit', 'maxentropy', 'energy']
+
+
+def _within(results, reference, auprc_points, fpr95_points):
+    for scorer in SCORERS:
+        ours, theirs = results[scorer], reference[scorer]
+        assert abs(100 * (ours['auprc'] - theirs['auprc'])) <= auprc_points, scorer
+        assert abs(100 * (ours['fpr95'] - theirs['fpr95'])) <= fpr95_points, scorer
+
+
+@pytest.mark.slow
+def test_onnx_runtime_logits_equal_pytorch(fp32_reference, tmp_path):
+    pytest.importorskip('onnxruntime', reason='ONNX Runtime is not installed')
+    from anomseg_ros.runtimes import export_model
+    weights, dataset, detector, _ = fp32_reference
+    path = str(tmp_path / 'erfnet.onnx')
+    export_model(weights, 'onnx', path, input_size_hw=(512, 1024))
+    onnx = Detector.from_checkpoint(path)
+    for _, (_, image, _) in zip(range(2), dataset):
+        difference = (onnx.logits([image]) - detector.logits([image])).abs().max().item()
+        assert difference < 1e-4, difference
+
+
+@pytest.mark.slow
+def test_openvino_keeps_the_numbers_in_fp32_and_nearly_in_bf16(fp32_reference, tmp_path):
+    """OpenVINO's default here (auto = f32) equals PyTorch; its bf16 rounds the first layer
+    too and moves FPR95 by about 0.6 points (measured 0.60-0.63), over the 0.5 the PyTorch bf16
+    path keeps: that is why auto does not take it. This pins both facts."""
+    pytest.importorskip('openvino', reason='OpenVINO is not installed')
+    from anomseg_ros.runtimes import export_model
+    weights, dataset, _, reference = fp32_reference
+    path = str(tmp_path / 'erfnet.xml')
+    export_model(weights, 'openvino', path, input_size_hw=(512, 1024))
+    detector = Detector.from_checkpoint(path)
+    assert detector.precision_name == 'fp32'
+    _within(evaluate_anomaly(detector, dataset, SCORERS, resolution='network'), reference,
+            0.05, 0.05)
+    detector = Detector.from_checkpoint(path, precision='bf16')
+    _within(evaluate_anomaly(detector, dataset, SCORERS, resolution='network'), reference,
+            0.3, 1.0)
+
+
+@pytest.mark.slow
+def test_int8_keeps_auprc_within_1_and_fpr95_within_2(fp32_reference, shared_data, tmp_path):
+    """NNCF int8 calibrated on another benchmark's images (RoadAnomaly), never the test set's."""
+    pytest.importorskip('nncf', reason='NNCF is not installed')
+    from anomseg_ros.runtimes import export_model
+    weights, dataset, _, reference = fp32_reference
+    path = str(tmp_path / 'erfnet_int8.xml')
+    export_model(weights, 'openvino', path, input_size_hw=(512, 1024),
+                 calibration_dir=f'{shared_data}/Validation_Dataset/RoadAnomaly/images',
+                 calibration_limit=60)
+    detector = Detector.from_checkpoint(path, precision='fp32')
+    _within(evaluate_anomaly(detector, dataset, SCORERS, resolution='network'), reference,
+            1.0, 2.0)

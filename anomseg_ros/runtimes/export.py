@@ -1,0 +1,105 @@
+"""``anomseg export``'s core: a checkpoint to ONNX or OpenVINO IR, int8 by NNCF (ROS-free)."""
+import glob
+import json
+import os
+from typing import List, Optional, Tuple
+
+import torch
+
+from anomseg_ros.checkpoint import load_model
+from anomseg_ros.data.images import IMAGE_EXTENSIONS, read_rgb
+from anomseg_ros.errors import ConfigError, DatasetError
+from anomseg_ros.runtimes.exported import METADATA_KEY
+
+FORMATS = ('onnx', 'openvino')
+ONNX_OPSET = 17
+
+
+def calibration_images(folder: str, *, limit: int = 300) -> List[str]:
+    """Up to ``limit`` image files under ``folder`` (recursively), evenly spread."""
+    paths = sorted(p for p in glob.glob(os.path.join(folder, '**', '*'), recursive=True)
+                   if p.lower().endswith(IMAGE_EXTENSIONS))
+    if not paths:
+        raise DatasetError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) under {folder!r} to '
+                           f'calibrate the int8 model with; give a folder of frames from your '
+                           f'camera (a few hundred), or anomseg synth ones')
+    step = max(1, len(paths) // limit)
+    return paths[::step][:limit]
+
+
+def _export_onnx(model, info, out: str, size_hw: Tuple[int, int], dynamic: bool) -> None:
+    import onnx
+    example = torch.rand(1, 3, *size_hw)
+    axes = {'image': {0: 'batch', 2: 'height', 3: 'width'},
+            'logits': {0: 'batch', 2: 'height', 3: 'width'}} if dynamic else None
+    torch.onnx.export(model, (example,), out, opset_version=ONNX_OPSET, input_names=['image'],
+                      output_names=['logits'], dynamic_axes=axes, dynamo=False)
+    proto = onnx.load(out)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(info.to_dict())
+    onnx.checker.check_model(proto)
+    onnx.save(proto, out)
+
+
+def _export_openvino(model, info, out: str, size_hw: Tuple[int, int],
+                     calibration: Optional[tuple], subset_size: int) -> None:
+    import openvino
+    ov_model = openvino.convert_model(model, example_input=torch.rand(1, 3, *size_hw),
+                                      input=[1, 3, *size_hw])
+    if calibration is not None:
+        import nncf
+        ov_model = nncf.quantize(ov_model, nncf.Dataset(*calibration),
+                                 subset_size=subset_size,
+                                 preset=nncf.QuantizationPreset.MIXED,
+                                 ignored_scope=nncf.IgnoredScope(names=_ends(ov_model)))
+    ov_model.set_rt_info(json.dumps(info.to_dict()), [METADATA_KEY])
+    openvino.save_model(ov_model, out, compress_to_fp16=False)
+
+
+_CONVOLUTIONS = ('Convolution', 'ConvolutionBackpropData', 'GroupConvolution')
+
+
+def _ends(ov_model) -> List[str]:
+    """The convolutions int8 must not touch: those on the image (3 input channels) and the
+    last one (the logits). Quantizing them moved FPR95 most (as bf16 did for the first)."""
+    convolutions = [op for op in ov_model.get_ordered_ops()
+                    if op.get_type_name() in _CONVOLUTIONS]
+    first = [op for op in convolutions
+             if op.input(0).get_partial_shape()[1].get_length() == 3]
+    return sorted({op.get_friendly_name() for op in first + convolutions[-1:]})
+
+
+def export_model(weights: str, fmt: str, out: str, *,
+                 input_size_hw: Optional[Tuple[int, int]] = None, dynamic: bool = False,
+                 calibration_dir: Optional[str] = None, calibration_limit: int = 300) -> dict:
+    """Write the model of ``weights`` to ``out`` as ``fmt`` (onnx or openvino); with
+    ``calibration_dir`` (OpenVINO only) quantize it to int8 on those images. Returns what was
+    written."""
+    if fmt not in FORMATS:
+        raise ConfigError(f'format must be one of {", ".join(FORMATS)}, got {fmt!r}')
+    suffix = '.onnx' if fmt == 'onnx' else '.xml'
+    if not out.lower().endswith(suffix):
+        raise ConfigError(f'a {fmt} model is written to a {suffix} file, got {out!r}')
+    if calibration_dir and fmt != 'openvino':
+        raise ConfigError('int8 quantization (--int8) writes OpenVINO IR: use --format openvino')
+    model, info = load_model(weights)
+    size_hw = tuple(input_size_hw or info.input_size_hw)
+    if any(s <= 0 or s % 8 for s in size_hw):
+        raise ConfigError(f'input size must be positive multiples of 8, got '
+                          f'{size_hw[1]}x{size_hw[0]}')
+    info.input_size_hw = size_hw
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    if fmt == 'onnx':
+        _export_onnx(model, info, out, size_hw, dynamic)
+        return {'format': 'onnx', 'path': out, 'input_size_hw': size_hw, 'dynamic': dynamic}
+    calibration, paths = None, []
+    if calibration_dir:
+        from anomseg_ros.pipeline import Detector
+        from anomseg_ros.scoring import create_scorer
+        paths = calibration_images(calibration_dir, limit=calibration_limit)
+        feeder = Detector(model, info, create_scorer('msp'), device='cpu', precision='fp32',
+                          input_size_hw=size_hw)
+        calibration = (paths, lambda path: feeder.preprocess([read_rgb(path)]).numpy())
+    _export_openvino(model, info, out, size_hw, calibration, len(paths) or 1)
+    return {'format': 'openvino', 'path': out, 'input_size_hw': size_hw,
+            'int8': bool(calibration_dir), 'calibration_images': len(paths)}

@@ -1,0 +1,83 @@
+"""Exported models: ONNX (ONNX Runtime) and OpenVINO IR, run by the Detector like checkpoints."""
+import numpy as np
+import pytest
+import torch
+
+from anomseg_ros.cli.main import main
+from anomseg_ros.errors import CheckpointError
+from anomseg_ros.pipeline import Detector
+
+pytest.importorskip('onnxruntime', reason='ONNX Runtime is not installed (pip install -r '
+                    'requirements.txt installs it)')
+pytest.importorskip('openvino', reason='OpenVINO is not installed (pip install -r '
+                    'requirements.txt installs it)')
+
+RNG = np.random.default_rng(0)
+IMAGES = [RNG.integers(0, 256, (50, 90, 3), dtype=np.uint8) for _ in range(2)]
+
+
+@pytest.fixture(scope='module')
+def reference(random_checkpoint):
+    return Detector.from_checkpoint(random_checkpoint, device='cpu', precision='fp32')
+
+
+def _export(tmp_path, checkpoint, fmt, *extra):
+    out = str(tmp_path / ('model.onnx' if fmt == 'onnx' else 'model.xml'))
+    assert main(['export', checkpoint, '--format', fmt, '--out', out, *extra]) == 0
+    return out
+
+
+def test_onnx_runs_in_onnxruntime_with_the_same_logits_and_metadata(tmp_path,
+                                                                    random_checkpoint,
+                                                                    reference):
+    path = _export(tmp_path, random_checkpoint, 'onnx', '--dynamic')
+    detector = Detector.from_checkpoint(path)
+    assert detector.runtime == 'onnxruntime' and detector.device.type == 'cpu'
+    assert detector.info.input_size_hw == reference.info.input_size_hw == (64, 128)
+    assert detector.info.class_names == reference.info.class_names
+    np.testing.assert_allclose(detector.logits(IMAGES).numpy(), reference.logits(IMAGES).numpy(),
+                               atol=1e-4, rtol=1e-4)
+    wide = Detector.from_checkpoint(path, input_size_hw=(64, 256))  # dynamic: another size
+    assert wide.logits(IMAGES[:1]).shape[-2:] == (64, 256)
+    for ours, theirs in zip(detector.predict_batch(IMAGES), reference.predict_batch(IMAGES)):
+        assert (ours.labels == theirs.labels).mean() > 0.99
+
+
+def test_openvino_runs_fp32_and_bf16(tmp_path, random_checkpoint, reference):
+    path = _export(tmp_path, random_checkpoint, 'openvino')
+    fp32 = Detector.from_checkpoint(path, precision='fp32')
+    assert fp32.runtime == 'openvino' and fp32.precision_name == 'fp32'
+    np.testing.assert_allclose(fp32.logits(IMAGES).numpy(), reference.logits(IMAGES).numpy(),
+                               atol=1e-4, rtol=1e-4)
+    bf16 = Detector.from_checkpoint(path, precision='bf16')
+    assert torch.isfinite(bf16.logits(IMAGES)).all()
+
+
+def test_int8_needs_calibration_images_and_runs(tmp_path, random_checkpoint, capsys):
+    from anomseg_ros.data.images import write_rgb
+    assert main(['export', random_checkpoint, '--format', 'onnx', '--out',
+                 str(tmp_path / 'x.onnx'), '--int8', '--calibration', str(tmp_path)]) == 2
+    assert '--format openvino' in capsys.readouterr().err
+    assert main(['export', random_checkpoint, '--format', 'openvino', '--out',
+                 str(tmp_path / 'x.xml'), '--int8', '--calibration', str(tmp_path)]) == 2
+    assert 'no images' in capsys.readouterr().err
+    for index, image in enumerate(IMAGES * 3):
+        write_rgb(str(tmp_path / 'calib' / f'{index}.png'), image)
+    path = _export(tmp_path, random_checkpoint, 'openvino', '--int8', '--calibration',
+                   str(tmp_path / 'calib'))
+    detector = Detector.from_checkpoint(path, precision='fp32')
+    assert detector.predict(IMAGES[0]).score_map.shape == (50, 90)
+    import openvino
+    types = {op.get_type_name() for op in openvino.Core().read_model(path).get_ordered_ops()}
+    assert 'FakeQuantize' in types  # quantized
+
+
+def test_exported_models_are_refused_clearly(tmp_path, random_checkpoint, capsys):
+    with pytest.raises(CheckpointError, match='does not exist'):
+        Detector.from_checkpoint(str(tmp_path / 'absent.onnx'))
+    (tmp_path / 'junk.onnx').write_bytes(b'not onnx')
+    with pytest.raises(CheckpointError, match='junk.onnx'):
+        Detector.from_checkpoint(str(tmp_path / 'junk.onnx'))
+    assert main(['export', random_checkpoint, '--format', 'openvino', '--out',
+                 str(tmp_path / 'wrong.onnx')]) == 2
+    assert '.xml file' in capsys.readouterr().err
