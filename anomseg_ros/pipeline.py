@@ -72,7 +72,8 @@ class Detector:
             raise ConfigError(f'{info.source} is run by {self.runtime} on the CPU; use device '
                               f'"cpu" (or the PyTorch checkpoint for CUDA)')
         self.model = model.to(self.device).eval()
-        if self.runtime == 'torch':
+        self.channels_last = self.runtime == 'torch'
+        if self.channels_last:
             self.model = to_fast_layout(self.model)
             if self.dtype != torch.float32:
                 keep_input_layers_float32(self.model)
@@ -132,8 +133,9 @@ class Detector:
     @torch.inference_mode()
     def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Raw logits ``(B,C,h,w)`` at the network's input size, float32."""
+        batch = self.preprocess(images)
         with autocast(self.device, self.dtype):
-            return self.model(to_fast_layout(self.preprocess(images))).float()
+            return self.model(to_fast_layout(batch) if self.channels_last else batch).float()
 
     @torch.inference_mode()
     def semantic(self, logits: torch.Tensor) -> torch.Tensor:
