@@ -81,3 +81,41 @@ def test_exported_models_are_refused_clearly(tmp_path, random_checkpoint, capsys
     assert main(['export', random_checkpoint, '--format', 'openvino', '--out',
                  str(tmp_path / 'wrong.onnx')]) == 2
     assert '.xml file' in capsys.readouterr().err
+
+
+def test_runtime_openvino_converts_a_checkpoint_once_and_caches_it(tmp_path, monkeypatch,
+                                                                   random_checkpoint, reference):
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+    detector = Detector.from_checkpoint(random_checkpoint, runtime='openvino')
+    assert detector.runtime == 'openvino' and detector.info.source == random_checkpoint
+    np.testing.assert_allclose(detector.logits(IMAGES).numpy(), reference.logits(IMAGES).numpy(),
+                               atol=1e-4, rtol=1e-4)
+    cached = sorted(p.name for p in (tmp_path / 'cache' / 'anomseg_ros' / 'openvino').iterdir()
+                    if p.suffix == '.xml')
+    assert len(cached) == 1 and cached[0].endswith('_128x64.xml')
+    Detector.from_checkpoint(random_checkpoint, runtime='openvino')  # from the cache
+    assert len([p for p in (tmp_path / 'cache' / 'anomseg_ros' / 'openvino').iterdir()
+                if p.suffix == '.xml']) == 1
+
+
+@pytest.mark.parametrize('backbone', ['erfnet', 'enet', 'bisenetv1', 'bisenetv2', 'resnet50'])
+def test_every_backbone_exports_to_onnx_with_the_same_logits(tmp_path, backbone, capsys):
+    """ENet's max-unpooling with an output size does not trace: it is refused with the
+    reason; the others give PyTorch's logits."""
+    from anomseg_ros.backbones import create_backbone
+    from anomseg_ros.checkpoint import ModelInfo, save_checkpoint
+    torch.manual_seed(0)
+    path = str(tmp_path / f'{backbone}.pt')
+    save_checkpoint(path, create_backbone(backbone, num_classes=19),
+                    ModelInfo(backbone=backbone, num_classes=19, void_channel=None,
+                              input_size_hw=(64, 128)))
+    reference = Detector.from_checkpoint(path, precision='fp32')
+    if backbone == 'enet':
+        assert main(['export', path, '--format', 'onnx', '--out',
+                     str(tmp_path / 'enet.onnx')]) == 2
+        err = capsys.readouterr().err
+        assert 'enet cannot be exported to ONNX' in err and 'runtime torch' in err
+        return
+    onnx = Detector.from_checkpoint(_export(tmp_path, path, 'onnx'))
+    np.testing.assert_allclose(onnx.logits(IMAGES).numpy(), reference.logits(IMAGES).numpy(),
+                               atol=1e-3, rtol=1e-3)

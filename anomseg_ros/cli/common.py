@@ -5,6 +5,7 @@ from anomseg_ros.backbones import list_backbones
 from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import Detector, DEVICES
 from anomseg_ros.precision import PRECISIONS
+from anomseg_ros.runtimes import RUNTIMES
 from anomseg_ros.scoring import list_scorers
 
 
@@ -19,6 +20,9 @@ def add_model_args(parser: argparse.ArgumentParser, *, scorer: bool = True) -> N
     group.add_argument('--precision', default='auto', choices=PRECISIONS,
                        help='forward pass precision: auto (default) = bf16 on CPUs with AMX or '
                        'AVX512-BF16, fp16 on CUDA, else fp32')
+    group.add_argument('--runtime', default='auto', choices=RUNTIMES,
+                       help='torch, or openvino (the checkpoint converted once, cached); auto = '
+                       'torch; .onnx / .xml weights pick their own')
     group.add_argument('--input-size', default=None, metavar='WxH', type=parse_size,
                        help="network input size, e.g. 1024x512 (default: the checkpoint's)")
     if scorer:
@@ -44,7 +48,8 @@ def build_detector(args, *, scorer: str = 'msp') -> Detector:
         resolve_weights(args.weights), backbone=args.backbone,
         scorer=getattr(args, 'scorer', scorer), temperature=getattr(args, 'temperature', None),
         threshold=getattr(args, 'threshold', 0.5), device=args.device,
-        precision=getattr(args, 'precision', 'auto'), input_size_hw=args.input_size)
+        precision=getattr(args, 'precision', 'auto'), runtime=getattr(args, 'runtime', 'auto'),
+        input_size_hw=args.input_size)
 
 
 def warn_if_untrained(detector: Detector) -> None:

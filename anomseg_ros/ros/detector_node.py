@@ -68,7 +68,7 @@ class DetectorNode(Node):
         self.detector = Detector.from_checkpoint(
             resolve_weights(get('weights')), backbone=get('backbone'), scorer=get('scorer'),
             temperature=temperature, threshold=get('threshold'), device=get('device'),
-            precision=get('precision'),
+            precision=get('precision'), runtime=get('runtime'),
             input_size_hw=input_size_hw if all(input_size_hw) else None)
         info = self.detector.info
         if not info.pretrained:
@@ -112,9 +112,9 @@ class DetectorNode(Node):
         self._start_worker()
         self.get_logger().info(
             f'{info.backbone} ({info.source}) on {self.detector.device} in '
-            f'{self.detector.precision_name}, scorer {self.detector.scorer.name}, threshold '
-            f'{self.detector.threshold}, input {self.detector.input_size_hw[1]}x'
-            f'{self.detector.input_size_hw[0]}')
+            f'{self.detector.precision_name} ({self.detector.runtime}), scorer '
+            f'{self.detector.scorer.name}, threshold {self.detector.threshold}, input '
+            f'{self.detector.input_size_hw[1]}x{self.detector.input_size_hw[0]}')
 
     # -- parameters, declared once from PARAMS --------------------------------------------------
     def _declare(self, param) -> None:

@@ -41,6 +41,8 @@ PARAMS = (
     Param('input_height', 0, 'network input height in pixels, multiple of 8; 0 = checkpoint\'s',
           range=(0, 8192, 8)),
     Param('device', 'auto', 'auto (CUDA when available), cpu or cuda'),
+    Param('runtime', 'auto', 'torch, openvino (a PyTorch checkpoint converted once, cached '
+          'on disk) or auto (torch); .onnx / .xml weights pick their own'),
     Param('precision', 'auto', 'forward pass precision: auto (bf16 on CPUs with AMX or '
           'AVX512-BF16, fp16 on CUDA, else fp32), fp32, bf16, fp16 (CUDA only)'),
     Param('queue_depth', 1, 'depth of the input subscription (sensor-data QoS) and of the output '

@@ -5,7 +5,9 @@ post-training quantization), with its ``ModelInfo`` in the file's metadata; ``lo
 reads one back as a module the ``Detector`` runs like a PyTorch model. OpenVINO, ONNX and
 ONNX Runtime are imported only when used.
 """
-from anomseg_ros.runtimes.exported import EXPORTED_SUFFIXES, is_exported, load_exported
+from anomseg_ros.runtimes.exported import (EXPORTED_SUFFIXES, is_exported, load_exported,
+                                           openvino_from_checkpoint, RUNTIMES)
 from anomseg_ros.runtimes.export import export_model, FORMATS
 
-__all__ = ['EXPORTED_SUFFIXES', 'export_model', 'FORMATS', 'is_exported', 'load_exported']
+__all__ = ['EXPORTED_SUFFIXES', 'export_model', 'FORMATS', 'is_exported', 'load_exported',
+           'openvino_from_checkpoint', 'RUNTIMES']

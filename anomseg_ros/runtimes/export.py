@@ -56,6 +56,10 @@ def _export_openvino(model, info, out: str, size_hw: Tuple[int, int],
     openvino.save_model(ov_model, out, compress_to_fp16=False)
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or ['-'])[0][:200]
+
+
 _CONVOLUTIONS = ('Convolution', 'ConvolutionBackpropData', 'GroupConvolution')
 
 
@@ -90,7 +94,14 @@ def export_model(weights: str, fmt: str, out: str, *,
     info.input_size_hw = size_hw
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     if fmt == 'onnx':
-        _export_onnx(model, info, out, size_hw, dynamic)
+        try:
+            _export_onnx(model, info, out, size_hw, dynamic)
+        except ImportError:
+            raise
+        except Exception as exc:  # an operation the exporter cannot trace
+            raise ConfigError(f'{info.backbone} cannot be exported to ONNX '
+                              f'({type(exc).__name__}: {_first_line(exc)}); run it in PyTorch '
+                              f'(runtime torch) instead') from None
         return {'format': 'onnx', 'path': out, 'input_size_hw': size_hw, 'dynamic': dynamic}
     calibration, paths = None, []
     if calibration_dir:
@@ -100,6 +111,13 @@ def export_model(weights: str, fmt: str, out: str, *,
         feeder = Detector(model, info, create_scorer('msp'), device='cpu', precision='fp32',
                           input_size_hw=size_hw)
         calibration = (paths, lambda path: feeder.preprocess([read_rgb(path)]).numpy())
-    _export_openvino(model, info, out, size_hw, calibration, len(paths) or 1)
+    try:
+        _export_openvino(model, info, out, size_hw, calibration, len(paths) or 1)
+    except ImportError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f'{info.backbone} cannot be converted to OpenVINO '
+                          f'({type(exc).__name__}: {_first_line(exc)}); run it in PyTorch '
+                          f'(runtime torch) instead') from None
     return {'format': 'openvino', 'path': out, 'input_size_hw': size_hw,
             'int8': bool(calibration_dir), 'calibration_images': len(paths)}
