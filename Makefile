@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.anomseg-installed
 DEMO_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: setup demo test lint bench colcon clean
 
@@ -27,6 +28,7 @@ lint: setup
 	$(BIN)/flake8 anomseg_ros rosbag_tools launch test bench setup.py
 
 bench: setup
+	$(BIN)/python bench/bench_precision.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_node.py
 	$(BIN)/python bench/bench_backbones.py
 

@@ -92,9 +92,10 @@ class Detector:
         ``.xml`` (OpenVINO IR, compiled for the input size and precision).
 
         ``runtime`` runs a PyTorch checkpoint in PyTorch (``torch``) or converts it to OpenVINO
-        once (``openvino``, cached on disk). ``auto`` is PyTorch: on the CPUs measured
-        (bench/bench_precision.py) its bf16 path with a float32 input layer was as fast as
-        OpenVINO's bf16 and kept the scores, where OpenVINO's bf16 moved FPR95 by 0.6 points.
+        once (``openvino``, cached on disk). ``auto`` is PyTorch, for the scores: measured with
+        bench/bench_precision.py on a 2-core AMX CPU, OpenVINO's bf16 was 10% faster than
+        PyTorch's bf16 path at 1024x512 (35% at 512x256) but, rounding the first layer too,
+        moved FPR95 by 0.6 points where PyTorch's (first layer in float32) moved it by 0.1.
         """
         from anomseg_ros.runtimes import (is_exported, load_exported,
                                           openvino_from_checkpoint, RUNTIMES)

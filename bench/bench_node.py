@@ -13,19 +13,22 @@ import time
 import numpy as np
 import torch
 
-from anomseg_ros.checkpoint import load_model
-from anomseg_ros.pipeline import resolve_device
+from anomseg_ros.pipeline import Detector, resolve_device
+from anomseg_ros.precision import autocast, to_fast_layout
 
 SIZES_WH = ((512, 256), (1024, 512))
 
 
-def bench_forward(model, device, size_wh, frames):
-    x = torch.rand(1, 3, size_wh[1], size_wh[0], device=device)
+def bench_forward(detector, device, size_wh, frames):
+    """The network alone, in the precision and layout the node uses (``precision`` auto)."""
+    image = np.random.default_rng(0).integers(0, 256, (size_wh[1], size_wh[0], 3),
+                                              dtype=np.uint8)
+    batch = detector.preprocess([image])
     times = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, detector.dtype):
         for i in range(frames + 2):
             start = time.perf_counter()
-            model(x)
+            detector.model(to_fast_layout(batch))
             if device.type == 'cuda':
                 torch.cuda.synchronize()
             if i >= 2:  # warm-up
@@ -71,13 +74,13 @@ def main():
     from anomseg_ros.ros.dds import configure_dds
     configure_dds(localhost_only=True)
     device = resolve_device(args.device)
-    model, info = load_model(args.weights)
-    model = model.to(device).eval()
+    detector = Detector.from_checkpoint(args.weights, device=str(device))
+    info = detector.info
     rclpy.init()
     rows = []
     try:
         for size_wh in SIZES_WH:
-            forward = bench_forward(model, device, size_wh, args.frames)
+            forward = bench_forward(detector, device, size_wh, args.frames)
             score_only = bench_node(args.weights, device, size_wh, args.frames,
                                     ('anomaly_score',))
             all_five = bench_node(args.weights, device, size_wh, args.frames,
@@ -87,8 +90,9 @@ def main():
     finally:
         rclpy.try_shutdown()
 
-    print(f'\n{info.backbone} on {device} ({torch.get_num_threads()} CPU threads), '
-          f'median of {args.frames} frames, ms per frame')
+    print(f'\n{info.backbone} on {device} in {detector.precision_name} '
+          f'({torch.get_num_threads()} CPU threads), median of {args.frames} frames, ms per '
+          f'frame')
     print('| input | bare forward | node path, score only | ratio | node path, all 5 outputs '
           '| ratio |')
     print('| --- | --- | --- | --- | --- | --- |')
