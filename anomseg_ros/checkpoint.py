@@ -36,6 +36,9 @@ class ModelInfo:
     # after the classes; 'sleeg': two OoD-head outputs last) and what its scorer needs
     method: str = ''
     method_params: dict = dataclasses.field(default_factory=dict)
+    # calibrated obstacle thresholds by scorer (anomseg calibrate --thresholds), for
+    # threshold "auto"
+    thresholds: dict = dataclasses.field(default_factory=dict)
     source: str = ''
     pretrained: bool = True
 
@@ -197,7 +200,8 @@ def save_checkpoint(path: str, model: nn.Module, info: ModelInfo, **extra) -> No
 
 
 # what a deployable checkpoint keeps besides the weights: provenance, not training state
-EXPORTED_KEYS = ('epoch', 'best_miou', 'history', 'args', 'calibration')
+EXPORTED_KEYS = ('epoch', 'best_miou', 'history', 'args', 'calibration',
+                 'threshold_calibration')
 
 
 def export_checkpoint(source: str, destination: str) -> dict:

@@ -18,6 +18,21 @@ from anomseg_ros.precision import (autocast, keep_input_layers_float32, precisio
 from anomseg_ros.scoring import create_scorer, Scorer, scorer_params
 
 DEVICES = ('auto', 'cpu', 'cuda')
+DEFAULT_THRESHOLD = 0.5  # for a scorer the checkpoint has no calibrated threshold for
+
+
+def parse_threshold(value) -> object:
+    """``"auto"`` or a finite number (a string from a command line or launch file too)."""
+    if isinstance(value, str) and value.strip().lower() == 'auto':
+        return 'auto'
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float('nan')
+    if not np.isfinite(number) or isinstance(value, bool):
+        raise ConfigError(f'threshold must be "auto" (the checkpoint\'s calibrated one for the '
+                          f'scorer) or a finite number, got {value!r}')
+    return number
 
 
 @dataclasses.dataclass
@@ -60,7 +75,7 @@ class Detector:
     """
 
     def __init__(self, model: torch.nn.Module, info: ModelInfo, scorer: Scorer, *,
-                 threshold: float = 0.5, device: str = 'auto',
+                 threshold='auto', device: str = 'auto',
                  input_size_hw: Optional[Tuple[int, int]] = None, precision: str = 'auto'):
         self.info = info
         self.device = resolve_device(device)
@@ -79,8 +94,8 @@ class Detector:
             raise ConfigError(f'input size must be positive multiples of 8 (the network '
                               f'downsamples 8x), got {self.input_size_hw[1]}x'
                               f'{self.input_size_hw[0]}')
-        self.threshold = float(threshold)
         self.scorer = scorer
+        self.set_threshold(threshold)
         self._mean = torch.tensor(info.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(info.std, device=self.device).view(1, 3, 1, 1)
 
@@ -187,6 +202,22 @@ class Detector:
 
     def set_scorer(self, name: str, *, temperature: Optional[float] = None) -> None:
         self.scorer = make_scorer(name, self.info, temperature=temperature)
+        self.set_threshold(self.threshold_setting)  # "auto" follows the scorer
+
+    def set_threshold(self, threshold) -> None:
+        """A number, or ``"auto"``: the threshold ``anomseg calibrate --thresholds`` wrote into
+        the checkpoint for the current scorer, else ``DEFAULT_THRESHOLD``
+        (``threshold_source`` says which)."""
+        self.threshold_setting = parse_threshold(threshold)
+        if self.threshold_setting != 'auto':
+            self.threshold, self.threshold_source = self.threshold_setting, 'given'
+        elif self.scorer.name in self.info.thresholds:
+            self.threshold = float(self.info.thresholds[self.scorer.name])
+            self.threshold_source = 'calibrated'
+        else:
+            self.threshold = DEFAULT_THRESHOLD
+            self.threshold_source = (f'default: no calibrated threshold for '
+                                     f'{self.scorer.name} in the checkpoint')
 
 
 def make_scorer(name: str, info: ModelInfo, *, temperature: Optional[float] = None) -> Scorer:

@@ -14,8 +14,15 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironment
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+
+def _threshold(text):
+    """"auto" or a number."""
+    return 'auto' if text.strip().lower() == 'auto' else float(text)
+
+
 # launch argument -> type of the node parameter it overrides; '' (the default) = not given
-OVERRIDES = {'weights': str, 'scorer': str, 'threshold': float, 'device': str, 'precision': str}
+OVERRIDES = {'weights': str, 'scorer': str, 'threshold': _threshold, 'device': str,
+             'precision': str}
 
 
 def _launch_setup(context):
@@ -46,8 +53,9 @@ def _launch_setup(context):
         try:
             overrides[name] = kind(value)
         except ValueError:
-            raise RuntimeError(f'launch argument {name}:={value!r} is not a '
-                               f'{kind.__name__}') from None
+            raise RuntimeError(f'launch argument {name}:={value!r} is not '
+                               f'{"auto or a number" if name == "threshold" else kind.__name__}'
+                               ) from None
     image = arg('image')
     detector = Node(
         package='anomseg_ros',
@@ -80,8 +88,9 @@ def generate_launch_description():
                               'pebal, sleeg (the last two need checkpoints trained for them); '
                               'overrides params_file when given'),
         DeclareLaunchArgument('threshold', default_value='',
-                              description='score at or above which a pixel is an obstacle; '
-                              'overrides params_file when given'),
+                              description='score at or above which a pixel is an obstacle, or '
+                              'auto (the checkpoint\'s calibrated one); overrides params_file '
+                              'when given'),
         DeclareLaunchArgument('device', default_value='',
                               description='auto (CUDA when available), cpu or cuda; overrides '
                               'params_file when given'),

@@ -125,6 +125,8 @@ def test_the_params_file_is_not_overridden_by_arguments_not_given(description):
     detector = _node(_run(description, scorer='maxlogit', threshold='-5'), 'anomseg_ros')
     params_file, overrides = detector.kwargs['parameters']
     assert overrides == {'scorer': 'maxlogit', 'threshold': -5.0}
+    detector = _node(_run(description, threshold='auto'), 'anomseg_ros')
+    assert detector.kwargs['parameters'][1] == {'threshold': 'auto'}
 
 
 def test_a_bad_argument_is_refused_with_its_name(description):

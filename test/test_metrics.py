@@ -91,3 +91,16 @@ def test_miou_by_hand():
     assert result['per_class_iou'] == pytest.approx({'a': 0.5, 'b': 0.75, 'c': 0.5})
     assert result['miou'] == pytest.approx((0.5 + 0.75 + 0.5) / 3)
     assert result['pixel_accuracy'] == pytest.approx(5 / 7)
+
+
+def test_operating_points_by_hand():
+    from anomseg_ros.evaluation.metrics import AnomalyMetrics
+    metrics = AnomalyMetrics()
+    metrics.update(np.array([[0.9, 0.8, 0.7, 0.6, 0.5]], np.float32),
+                   np.array([[1, 1, 0, 0, 1]], np.uint8))
+    tpr95 = metrics.operating_point('tpr95')  # all three anomaly pixels need 0.5
+    assert tpr95['threshold'] == pytest.approx(0.5, rel=1e-3)  # scores are binned
+    assert (tpr95['tpr'], tpr95['fpr'], tpr95['precision']) == pytest.approx((1.0, 1.0, 0.6))
+    f1 = metrics.operating_point('f1')  # 2 of 3 found with no false positive: F1 0.8
+    assert f1['threshold'] == pytest.approx(0.8, rel=1e-3) and f1['f1'] == pytest.approx(0.8)
+    assert (f1['tpr'], f1['fpr'], f1['precision']) == pytest.approx((2 / 3, 0.0, 1.0))

@@ -138,6 +138,10 @@ def test_scorer_and_threshold_change_at_run_time_and_bad_values_are_refused(node
     refused = node.set_parameters(scorer='nonsense')
     assert 'maxlogit' in refused['scorer']  # the reason lists the valid scorers
     assert 'temperature' in node.set_parameters(temperature=-1.0)
+    assert 'auto' in node.set_parameters(threshold='bogus')['threshold']
+    assert node.set_parameters(threshold='auto') == {}  # no calibrated one: 0.5
+    counters, _ = _counters(node)
+    assert counters['threshold'] == '0.5'
     assert 'weights' in node.set_parameters(weights='/elsewhere.pth')  # read-only
     assert node.set_parameters(scorer='msp', threshold=0.9) == {}
     counters, _ = _counters(node)
@@ -345,15 +349,14 @@ def test_4k_frames_from_a_reliable_publisher_reach_the_node(node):
     the next arrives): the README says so, and the client's lost_frames() lists such frames."""
     before, _ = _counters(node)
     big = np.zeros((2160, 3840, 3), np.uint8)
-    for i in range(3):
+    received = 0
+    for i in range(8):  # until two have arrived; on a busy machine one more may be lost
         node.publish(_raw(big, 'rgb8', 36_000_000_000 + i))
-        time.sleep(1.0)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+        time.sleep(1.5)
         after, _ = _counters(node, timeout=1.0)
-        if int(after['frames_received']) - int(before['frames_received']) >= 2:
+        received = int(after['frames_received']) - int(before['frames_received'])
+        if received >= 2:
             break
-    received = int(after['frames_received']) - int(before['frames_received'])
     assert received >= 2, received
     assert int(after['frames_rejected']) - int(before['frames_rejected']) == received
 

@@ -165,6 +165,36 @@ def test_calibrate_writes_the_temperature_the_node_then_uses(tmp_path, random_ch
     assert 'add --out CKPT or --in-place' in capsys.readouterr().out
 
 
+def test_calibrated_thresholds_are_what_threshold_auto_uses(tmp_path, random_checkpoint,
+                                                            capsys):
+    from anomseg_ros.pipeline import Detector
+    track = _track(tmp_path / 'track')
+    out = str(tmp_path / 'thresholds.pt')
+    assert main(['calibrate', track, '--weights', random_checkpoint, '--thresholds',
+                 '--scorers', 'msp,maxlogit', '--out', out, '--device', 'cpu', '--json',
+                 str(tmp_path / 't.json')]) == 0
+    printed = capsys.readouterr().out
+    record = json.load(open(tmp_path / 't.json'))
+    assert record['rule'] == 'tpr95' and set(record['points']) == {'msp', 'maxlogit'}
+    assert 'thresholds written to' in printed
+    _, info = load_model(out)
+    assert info.thresholds == {k: p['threshold'] for k, p in record['points'].items()}
+    for point in record['points'].values():  # the rule: 95% of the anomaly pixels found
+        assert point['tpr'] >= 0.95
+    detector = Detector.from_checkpoint(out, scorer='maxlogit', device='cpu')
+    assert detector.threshold == info.thresholds['maxlogit']
+    assert detector.threshold_source == 'calibrated'
+    detector.set_scorer('msp')  # auto follows the scorer
+    assert detector.threshold == info.thresholds['msp']
+    detector.set_threshold(0.25)
+    detector.set_scorer('maxentropy')  # a given number stays
+    assert detector.threshold == 0.25 and detector.threshold_source == 'given'
+    detector.set_threshold('auto')  # no calibrated value for maxentropy: the default
+    assert detector.threshold == 0.5 and 'no calibrated threshold' in detector.threshold_source
+    assert main(['info', out]) == 0
+    assert 'thresholds' in capsys.readouterr().out
+
+
 # --- the study -----------------------------------------------------------------------------------
 
 def test_study_trains_evaluates_times_and_resumes(tmp_path, cityscapes_root, capsys):

@@ -1,5 +1,7 @@
 """``anomseg calibrate DATASET --weights CKPT``: choose the MSP temperature on a validation
-anomaly track and write it into the checkpoint (paper 000 section IV.A)."""
+anomaly track and write it into the checkpoint (paper 000 section IV.A); with ``--thresholds``,
+choose every scorer's obstacle threshold there instead (the node's ``threshold: auto``)."""
+import itertools
 import json
 import os
 
@@ -11,7 +13,8 @@ from anomseg_ros.errors import ConfigError
 from anomseg_ros.evaluation.anomaly import RESOLUTIONS
 from anomseg_ros.evaluation.calibration import (calibration_record, DEFAULT_GRID, METRICS,
                                                 parse_grid, search_temperature,
-                                                write_temperature)
+                                                search_thresholds, THRESHOLD_RULES,
+                                                write_temperature, write_thresholds)
 
 
 def add_parser(verbs):
@@ -21,7 +24,8 @@ def add_parser(verbs):
         '+ labels_masks/), in one pass over its images, and reports the best by --metric. '
         'With --out (or --in-place) the chosen temperature is written into the checkpoint\'s '
         'metadata; the node and "anomseg eval" then use it for msp unless told otherwise.')
-    parser.add_argument('dataset', metavar='DATASET')
+    parser.add_argument('dataset', metavar='DATASET', nargs='+',
+                        help='validation anomaly track(s), pooled; never the test track')
     add_model_args(parser, scorer=False)
     parser.add_argument('--grid', type=parse_grid, default=DEFAULT_GRID, metavar='GRID',
                         help='temperatures: start:stop:step or a comma list (default '
@@ -35,6 +39,14 @@ def add_parser(verbs):
     parser.add_argument('--in-place', action='store_true',
                         help='update the --weights checkpoint itself')
     parser.add_argument('--json', default=None, metavar='FILE', help='write the search here')
+    parser.add_argument('--thresholds', action='store_true',
+                        help='choose each scorer\'s obstacle threshold instead of the '
+                        'temperature, by --rule, and write them for the node\'s threshold auto')
+    parser.add_argument('--rule', choices=THRESHOLD_RULES, default='tpr95',
+                        help='tpr95 (default): the highest threshold that finds 95%% of the '
+                        'anomaly pixels; f1: the best pixel F1')
+    parser.add_argument('--scorers', default='msp,temperature,maxlogit,maxentropy,energy',
+                        help='scorers to choose thresholds for (comma list)')
     parser.set_defaults(run=run)
 
 
@@ -45,7 +57,12 @@ def run(args) -> int:
     warn_if_untrained(detector)
     if args.in_place and detector.info.source in ('', 'random'):
         raise ConfigError('--in-place needs a checkpoint file in --weights')
-    dataset = AnomalyDataset(args.dataset, convention=args.convention)
+    if args.thresholds:
+        return _thresholds(args, detector)
+    dataset = AnomalyDataset(args.dataset[0], convention=args.convention)
+    if len(args.dataset) > 1:
+        raise ConfigError('the temperature is chosen on one track; pool several only with '
+                          '--thresholds')
     with tqdm(total=len(dataset), desc=dataset.name, unit='image', leave=False,
               disable=None) as bar:
         search = search_temperature(detector, dataset, args.grid, metric=args.metric,
@@ -64,6 +81,35 @@ def run(args) -> int:
     else:
         print(f'chosen temperature {best:g}; add --out CKPT or --in-place to store it, or run '
               f'with --temperature {best:g}')
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, 'w') as f:
+            json.dump(record, f, indent=2)
+    return 0
+
+
+def _thresholds(args, detector) -> int:
+    datasets = [AnomalyDataset(path, convention=args.convention) for path in args.dataset]
+    scorers = [name for name in args.scorers.split(',') if name]
+    total = sum(len(d) for d in datasets)
+    with tqdm(total=total, unit='image', leave=False, disable=None) as bar:
+        points = search_thresholds(detector, itertools.chain(*datasets), scorers,
+                                   rule=args.rule, resolution=args.resolution, progress=bar)
+    names = ', '.join(d.name for d in datasets)
+    print(f'obstacle thresholds by {args.rule} on {names} ({total} images; TPR, FPR and '
+          f'precision of the mask there, in %):')
+    print(f'{"scorer":<12} {"threshold":>10} {"TPR":>7} {"FPR":>7} {"precision":>9}')
+    for name, p in points.items():
+        print(f'{name:<12} {p["threshold"]:10.4g} {100 * p["tpr"]:7.2f} {100 * p["fpr"]:7.2f} '
+              f'{100 * p["precision"]:9.2f}')
+    record = {'datasets': [os.path.abspath(d.root) for d in datasets], 'images': total,
+              'rule': args.rule, 'resolution': args.resolution, 'points': points}
+    destination = detector.info.source if args.in_place else args.out
+    if destination:
+        write_thresholds(detector.info.source, destination, points, record)
+        print(f'thresholds written to {destination}; the node\'s threshold auto uses them')
+    else:
+        print('add --out CKPT or --in-place to store them')
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, 'w') as f:

@@ -3,7 +3,7 @@ import argparse
 
 from anomseg_ros.backbones import list_backbones
 from anomseg_ros.paths import resolve_weights
-from anomseg_ros.pipeline import Detector, DEVICES
+from anomseg_ros.pipeline import Detector, DEVICES, parse_threshold
 from anomseg_ros.precision import PRECISIONS
 from anomseg_ros.runtimes import RUNTIMES
 from anomseg_ros.scoring import list_scorers
@@ -29,8 +29,10 @@ def add_model_args(parser: argparse.ArgumentParser, *, scorer: bool = True) -> N
         group.add_argument('--scorer', default='msp', choices=list_scorers())
         group.add_argument('--temperature', type=float, default=None,
                            help='temperature for msp / temperature / energy')
-        group.add_argument('--threshold', type=float, default=0.5,
-                           help='score at or above which a pixel is an obstacle')
+        group.add_argument('--threshold', type=parse_threshold, default='auto',
+                           help='score at or above which a pixel is an obstacle; auto '
+                           '(default) = the checkpoint\'s calibrated threshold for the scorer '
+                           '(anomseg calibrate --thresholds), else 0.5')
 
 
 def parse_size(text: str):
@@ -47,7 +49,7 @@ def build_detector(args, *, scorer: str = 'msp') -> Detector:
     return Detector.from_checkpoint(
         resolve_weights(args.weights), backbone=args.backbone,
         scorer=getattr(args, 'scorer', scorer), temperature=getattr(args, 'temperature', None),
-        threshold=getattr(args, 'threshold', 0.5), device=args.device,
+        threshold=getattr(args, 'threshold', 'auto'), device=args.device,
         precision=getattr(args, 'precision', 'auto'), runtime=getattr(args, 'runtime', 'auto'),
         input_size_hw=args.input_size)
 

@@ -13,6 +13,7 @@ from anomseg_ros.data.synthetic import render_track_sample
 from anomseg_ros.evaluation import AnomalyMetrics, SegmentationMetrics
 from anomseg_ros.labels import CITYSCAPES_CLASSES
 from anomseg_ros.paths import default_weights
+from anomseg_ros.pipeline import parse_threshold
 from anomseg_ros.precision import PRECISIONS
 from anomseg_ros.visualize import heatmap
 
@@ -34,8 +35,9 @@ def add_parser(verbs):
                         help='checkpoint (default: the bundled model, else random weights)')
     parser.add_argument('--scorers', default=','.join(DEMO_SCORERS),
                         help='scorers to run, switched at run time (first one draws overlays)')
-    parser.add_argument('--threshold', type=float, default=0.5,
-                        help='obstacle threshold of the first scorer (for the overlays)')
+    parser.add_argument('--threshold', type=parse_threshold, default='auto',
+                        help='obstacle threshold: auto (default) = the checkpoint\'s calibrated '
+                        'one for each scorer, else 0.5; or a number for the first scorer')
     parser.add_argument('--input-size', default=None, metavar='WxH',
                         help="network input size (default: the checkpoint's; 512x256 for "
                         'random weights)')

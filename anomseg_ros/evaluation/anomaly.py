@@ -24,7 +24,8 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
                      skip_without_anomaly: bool = False,
                      temperature: Optional[float] = None,
                      components: bool = False, min_gt_size: int = 0, min_pred_size: int = 0,
-                     curves: bool = False, examples: Optional[List] = None,
+                     curves: bool = False, operating_point: Optional[str] = None,
+                     examples: Optional[List] = None,
                      num_examples: int = 0,
                      progress=None) -> Dict[str, Dict[str, object]]:
     """Pool pixels over ``samples`` (``(name, rgb, label 0/1/255)``) and return, per scorer,
@@ -37,8 +38,10 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
 
     ``components`` adds SegmentMeIfYouCan's component metrics at the threshold of the best pixel
     F1 (a second pass over score maps kept on disk as float16); ``curves`` adds thinned PR / ROC
-    points; the first ``num_examples`` images go to ``examples`` as ``(name, rgb, label,
-    {scorer: score map})`` at the compared resolution, for pictures.
+    points; ``operating_point`` (``tpr95`` or ``f1``) the threshold of that rule with the
+    mask's TPR, FPR, precision and F1 there; the first ``num_examples`` images go to
+    ``examples`` as ``(name, rgb, label, {scorer: score map})`` at the compared resolution, for
+    pictures.
     """
     if resolution not in RESOLUTIONS:
         raise ValueError(f'resolution must be one of {RESOLUTIONS}, got {resolution!r}')
@@ -76,6 +79,9 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
             result['images_skipped_without_anomaly'] = skipped
             if curves:
                 result['curve'] = metrics[name].curve_points()
+            if operating_point:
+                result['operating_point'] = {'rule': operating_point,
+                                             **metrics[name].operating_point(operating_point)}
             if components:
                 result['components'] = _components(cache, kept, name, metrics[name],
                                                    min_gt_size, min_pred_size)

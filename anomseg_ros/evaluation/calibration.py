@@ -99,3 +99,39 @@ def write_temperature(source: str, destination: str, temperature: float,
     info.temperature = float(temperature)
     kept['calibration'] = record
     save_checkpoint(destination, model, info, **kept)
+
+
+THRESHOLD_RULES = ('tpr95', 'f1')
+
+
+def search_thresholds(detector: Detector, samples: Iterable, scorers: Sequence[str], *,
+                      rule: str = 'tpr95', resolution: str = 'network', progress=None) -> dict:
+    """Per scorer, the obstacle threshold of ``rule`` on ``samples`` (an anomaly track) and
+    the mask's TPR / FPR / precision there: ``{scorer: {"threshold": ..., ...}}``."""
+    if rule not in THRESHOLD_RULES:
+        raise ConfigError(f'threshold rule must be one of {", ".join(THRESHOLD_RULES)}, got '
+                          f'{rule!r}')
+    raw = evaluate_anomaly(detector, samples, scorers, resolution=resolution,
+                           operating_point=rule, progress=progress)
+    points = {name: result['operating_point'] for name, result in raw.items()}
+    if all(p['threshold'] != p['threshold'] for p in points.values()):
+        raise ConfigError('the calibration images have no anomaly and inlier pixels to compare; '
+                          'give an anomaly track with both')
+    return points
+
+
+def write_thresholds(source: str, destination: str, points: dict, record: dict) -> None:
+    """Write the model of ``source`` to ``destination`` with the thresholds of ``points`` in
+    its metadata (``threshold: auto`` uses them) and ``record`` under
+    ``threshold_calibration``; everything else in the checkpoint is kept."""
+    model, info = load_model(source)
+    try:
+        kept = {k: v for k, v in read_checkpoint(source).items()
+                if k not in ('format', 'model_state', 'model_info')}
+    except CheckpointError:
+        kept = {}
+    info.thresholds = {**info.thresholds, **{name: float(p['threshold'])
+                                             for name, p in points.items()
+                                             if p['threshold'] == p['threshold']}}
+    kept['threshold_calibration'] = record
+    save_checkpoint(destination, model, info, **kept)

@@ -78,6 +78,27 @@ class AnomalyMetrics:
         f1 = 2 * tp / (tp + fp + num_pos)
         return float(curves['threshold'][int(np.argmax(f1))])
 
+    def operating_point(self, rule: str = 'tpr95') -> Dict[str, float]:
+        """The obstacle threshold for ``rule`` and what the mask does there: ``tpr95`` is the
+        highest threshold that finds 95% of the anomaly pixels, ``f1`` the best pixel F1.
+        Returns threshold, tpr (recall), fpr, precision and f1; NaN without both classes."""
+        curves = self.curves()
+        num_pos, num_neg = int(self.positives.sum()), int(self.negatives.sum())
+        if num_pos == 0 or num_neg == 0:
+            return {k: float('nan') for k in ('threshold', 'tpr', 'fpr', 'precision', 'f1')}
+        tp, fp = curves['tp'].astype(np.float64), curves['fp'].astype(np.float64)
+        f1 = 2 * tp / (tp + fp + num_pos)
+        if rule == 'f1':
+            index = int(np.argmax(f1))
+        elif rule == 'tpr95':
+            index = min(int(np.searchsorted(tp / num_pos, 0.95, side='left')), len(tp) - 1)
+        else:
+            raise ValueError(f'rule must be tpr95 or f1, got {rule!r}')
+        return {'threshold': float(curves['threshold'][index]),
+                'tpr': float(tp[index] / num_pos), 'fpr': float(fp[index] / num_neg),
+                'precision': float(tp[index] / (tp[index] + fp[index])),
+                'f1': float(f1[index])}
+
     def curve_points(self, *, max_points: int = 400) -> Dict[str, list]:
         """Precision-recall and ROC curves thinned to at most ``max_points`` for plotting."""
         curves = self.curves()

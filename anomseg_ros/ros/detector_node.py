@@ -31,7 +31,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from anomseg_ros.errors import AnomsegError, ConfigError
 from anomseg_ros.obstacles import find_obstacles
 from anomseg_ros.paths import resolve_weights
-from anomseg_ros.pipeline import Detector, make_scorer
+from anomseg_ros.pipeline import Detector, make_scorer, parse_threshold
 from anomseg_ros.ros.conversions import array_to_image_msg, compressed_msg_to_rgb, \
     image_msg_to_rgb, obstacles_to_msg
 from anomseg_ros.ros.dds import configure_dds
@@ -65,9 +65,13 @@ class DetectorNode(Node):
         get = self._get
         input_size_hw = (get('input_height'), get('input_width'))
         temperature = get('temperature') or None
+        try:
+            threshold = parse_threshold(get('threshold'))
+        except ConfigError as exc:
+            raise ConfigError(f'parameter \'threshold\': {exc}') from None
         self.detector = Detector.from_checkpoint(
             resolve_weights(get('weights')), backbone=get('backbone'), scorer=get('scorer'),
-            temperature=temperature, threshold=get('threshold'), device=get('device'),
+            temperature=temperature, threshold=threshold, device=get('device'),
             precision=get('precision'), runtime=get('runtime'),
             input_size_hw=input_size_hw if all(input_size_hw) else None)
         info = self.detector.info
@@ -113,7 +117,8 @@ class DetectorNode(Node):
         self.get_logger().info(
             f'{info.backbone} ({info.source}) on {self.detector.device} in '
             f'{self.detector.precision_name} ({self.detector.runtime}), scorer '
-            f'{self.detector.scorer.name}, threshold {self.detector.threshold}, input '
+            f'{self.detector.scorer.name}, threshold {self.detector.threshold:g} '
+            f'({self.detector.threshold_source}), input '
             f'{self.detector.input_size_hw[1]}x{self.detector.input_size_hw[0]}')
 
     # -- parameters, declared once from PARAMS --------------------------------------------------
@@ -143,6 +148,8 @@ class DetectorNode(Node):
         temperature = values.get('temperature', self._get('temperature'))
         try:
             make_scorer(scorer, self.detector.info, temperature=temperature or None)
+            if 'threshold' in values:
+                parse_threshold(values['threshold'])
         except AnomsegError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
@@ -153,11 +160,12 @@ class DetectorNode(Node):
             self.detector.set_scorer(self._get('scorer'),
                                      temperature=self._get('temperature') or None)
         if 'threshold' in names:
-            self.detector.threshold = float(self._get('threshold'))
+            self.detector.set_threshold(self._get('threshold'))
         if 'min_obstacle_area' in names:
             self.min_obstacle_area = self._get('min_obstacle_area')
         self.get_logger().info(f'now scorer {self.detector.scorer.name}, threshold '
-                               f'{self.detector.threshold}')
+                               f'{self.detector.threshold:g} '
+                               f'({self.detector.threshold_source})')
 
     # -- input: keep only the newest frame --------------------------------------------------
     def _subscribe_camera_info(self, image_topic: str, qos) -> None:

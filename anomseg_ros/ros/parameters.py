@@ -20,6 +20,7 @@ class Param:
     description: str
     dynamic: bool = False
     range: Optional[Tuple[float, float, float]] = None  # from, to, step
+    any_type: bool = False  # a string or a number (threshold: "auto" or a value)
 
 
 PARAMS = (
@@ -29,9 +30,11 @@ PARAMS = (
           '"random" = untrained (outputs meaningless); relative paths are also looked up in the '
           'package share folder'),
     Param('scorer', 'msp', f'anomaly scorer: {", ".join(list_scorers())}', dynamic=True),
-    Param('threshold', 0.5, 'anomaly score at or above which a pixel is an obstacle (its scale '
-          'depends on the scorer: msp in [0,1], maxlogit negative logits, ...)', dynamic=True,
-          range=(-1000.0, 1000.0, 0.0)),
+    Param('threshold', 'auto', 'anomaly score at or above which a pixel is an obstacle (its '
+          'scale depends on the scorer: msp in [0,1], maxlogit negative logits, ...); "auto" = '
+          'the checkpoint\'s calibrated threshold for the active scorer (anomseg calibrate '
+          '--thresholds), re-applied when the scorer changes, else 0.5', dynamic=True,
+          any_type=True),
     Param('temperature', 0.0, 'softmax temperature for scorers that take one (msp, '
           'temperature, energy): 0 = the checkpoint\'s calibrated value or the scorer default, '
           'else 0.01 to 100 (smaller ones overflow to NaN scores)',
@@ -69,7 +72,8 @@ PARAMS = (
 
 
 def descriptor(param: Param) -> ParameterDescriptor:
-    desc = ParameterDescriptor(description=param.description, read_only=not param.dynamic)
+    desc = ParameterDescriptor(description=param.description, read_only=not param.dynamic,
+                               dynamic_typing=param.any_type)
     if param.range is not None:
         low, high, step = param.range
         if isinstance(param.default, int) and not isinstance(param.default, bool):
