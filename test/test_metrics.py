@@ -104,3 +104,13 @@ def test_operating_points_by_hand():
     f1 = metrics.operating_point('f1')  # 2 of 3 found with no false positive: F1 0.8
     assert f1['threshold'] == pytest.approx(0.8, rel=1e-3) and f1['f1'] == pytest.approx(0.8)
     assert (f1['tpr'], f1['fpr'], f1['precision']) == pytest.approx((2 / 3, 0.0, 1.0))
+
+
+def test_the_mask_at_a_threshold_by_hand():
+    from anomseg_ros.evaluation.metrics import AnomalyMetrics
+    metrics = AnomalyMetrics()
+    metrics.update(np.array([[0.9, 0.8, 0.7, 0.6, 0.5]], np.float32),
+                   np.array([[1, 1, 0, 0, 1]], np.uint8))
+    mask = metrics.at_threshold(0.7)  # flags 0.9, 0.8, 0.7: two right, one wrong
+    assert (mask['precision'], mask['recall'], mask['fpr']) == pytest.approx((2 / 3, 2 / 3, 0.5))
+    assert mask['iou'] == pytest.approx(2 / 4)  # 2 / (3 anomaly pixels + 1 false positive)

@@ -94,6 +94,8 @@ def run(args) -> int:
     segmentation = SegmentationMetrics(len(CITYSCAPES_CLASSES), class_names=CITYSCAPES_CLASSES)
     sent = received = 0
     latencies = []
+    masks = {name: np.zeros(3, np.int64) for name in scorers}  # tp, fp, fn of the masks
+    thresholds = {}
     try:
         with NodeProcess(namespace=namespace, params=params, log_path=log_path) as node:
             client = DetectorClient(namespace)
@@ -101,6 +103,8 @@ def run(args) -> int:
                 client.wait_for_node(timeout=args.timeout, process=node)
                 for pass_index, scorer in enumerate(scorers):
                     refused = client.set_parameters(scorer=scorer)
+                    if pass_index and not refused and args.threshold != 'auto':
+                        refused = client.set_parameters(threshold='auto')
                     if refused:
                         print(f'scorer {scorer} refused: {refused["scorer"]}')
                         continue
@@ -118,22 +122,54 @@ def run(args) -> int:
                         score = image_msg_to_array(outputs['anomaly_score'])[0]
                         if label is not None:
                             anomaly[scorer].update(score, label)
+                            mask = image_msg_to_array(outputs['obstacle_mask'])[0] == 255
+                            masks[scorer] += _mask_counts(mask, label)
                         if pass_index == 0:
                             labels = image_msg_to_array(outputs['semantic'])[0]
                             if semantic is not None:
                                 segmentation.update(labels, semantic)
                             _save(args.out, name, outputs, score, image_msg_to_array)
+                    thresholds[scorer] = _node_threshold(client)
             finally:
                 client.close()
             exit_code = node.stop()
     finally:
         rclpy.try_shutdown()
     _report(anomaly, segmentation, frames)
+    _report_masks(masks, thresholds, frames)
     print(f'{received} of {sent} frames answered over DDS'
           + (f', median round trip {1000 * float(np.median(latencies)):.0f} ms' if latencies
              else '') + f'; node exited with code {exit_code}')
     print(f'overlays, score heat maps and labels are in {os.path.abspath(args.out)}')
     return 0 if received == sent and exit_code == 0 else 1
+
+
+def _mask_counts(mask: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """tp, fp, fn of an obstacle mask against a 0 / 1 / 255 label (255 not evaluated)."""
+    valid, anomaly = label != 255, label == 1
+    return np.array([np.sum(mask & anomaly), np.sum(mask & valid & ~anomaly),
+                     np.sum(~mask & anomaly)], np.int64)
+
+
+def _node_threshold(client, timeout: float = 3.0) -> str:
+    """The threshold the node reports in /diagnostics, once it has one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and 'threshold' not in client.node_counters():
+        time.sleep(0.1)
+    return client.node_counters().get('threshold', '?')
+
+
+def _report_masks(masks, thresholds, frames):
+    if all(label is None for _, _, label, _ in frames):
+        return
+    print('obstacle masks the node published, pixels of all frames (in %):')
+    print(f'{"scorer":<12} {"threshold":>10} {"precision":>9} {"recall":>7} {"IoU":>7}')
+    for name, (tp, fp, fn) in masks.items():
+        precision = 100 * tp / (tp + fp) if tp + fp else float('nan')
+        recall = 100 * tp / (tp + fn) if tp + fn else float('nan')
+        iou = 100 * tp / (tp + fp + fn) if tp + fp + fn else float('nan')
+        print(f'{name:<12} {thresholds.get(name, "?"):>10} {precision:9.2f} {recall:7.2f} '
+              f'{iou:7.2f}')
 
 
 def _save(out, name, outputs, score, to_array):

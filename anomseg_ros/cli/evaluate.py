@@ -110,7 +110,8 @@ def run(args) -> int:
                 components=bool(args.report), curves=bool(args.report),
                 min_gt_size=args.min_gt_size, min_pred_size=args.min_pred_size,
                 examples=examples[dataset.name], num_examples=args.examples if args.report
-                else 0, progress=bar)
+                else 0, mask_thresholds=_mask_thresholds(detector, scorers, args),
+                progress=bar)
         report['results'][dataset.name] = {'path': dataset.root,
                                            'labels': dataset.describe_convention(),
                                            'scorers': results}
@@ -121,12 +122,29 @@ def run(args) -> int:
     return _write(report, args.json)
 
 
+def _mask_thresholds(detector, scorers, args) -> dict:
+    """Each scorer's obstacle threshold as the node would use it: --threshold, else the
+    checkpoint's calibrated one; scorers with neither get no mask columns."""
+    given = getattr(args, 'threshold', 'auto')
+    if given != 'auto':
+        return {name: float(given) for name in scorers}
+    return {name: detector.info.thresholds[name] for name in scorers
+            if name in detector.info.thresholds}
+
+
 def print_anomaly_table(name, results):
-    """AuPRC / FPR95 / AUROC of each scorer on one dataset, in %."""
-    print(f'{"dataset":<20} {"scorer":<12} {"AuPRC":>7} {"FPR95":>7} {"AUROC":>7}  (in %)')
+    """AuPRC / FPR95 / AUROC of each scorer on one dataset, and the obstacle mask's pixel
+    precision / recall / IoU at its threshold where there is one, in %."""
+    masks = any('mask' in r for r in results.values())
+    print(f'{"dataset":<20} {"scorer":<12} {"AuPRC":>7} {"FPR95":>7} {"AUROC":>7}' +
+          (f'  {"mask at threshold: precision":>28} {"recall":>7} {"IoU":>7}' if masks else '')
+          + '  (in %)')
     for scorer, r in results.items():
+        mask = r.get('mask')
+        extra = (f'  {mask["threshold"]:>12.4g}: {100 * mask["precision"]:13.2f} '
+                 f'{100 * mask["recall"]:7.2f} {100 * mask["iou"]:7.2f}') if mask else ''
         print(f'{name:<20} {scorer:<12} {100 * r["auprc"]:7.2f} {100 * r["fpr95"]:7.2f} '
-              f'{100 * r["auroc"]:7.2f}')
+              f'{100 * r["auroc"]:7.2f}{extra}')
 
 
 def _write(report, path) -> int:

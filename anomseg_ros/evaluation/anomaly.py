@@ -25,6 +25,7 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
                      temperature: Optional[float] = None,
                      components: bool = False, min_gt_size: int = 0, min_pred_size: int = 0,
                      curves: bool = False, operating_point: Optional[str] = None,
+                     mask_thresholds: Optional[Mapping[str, float]] = None,
                      examples: Optional[List] = None,
                      num_examples: int = 0,
                      progress=None) -> Dict[str, Dict[str, object]]:
@@ -39,9 +40,10 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
     ``components`` adds SegmentMeIfYouCan's component metrics at the threshold of the best pixel
     F1 (a second pass over score maps kept on disk as float16); ``curves`` adds thinned PR / ROC
     points; ``operating_point`` (``tpr95`` or ``f1``) the threshold of that rule with the
-    mask's TPR, FPR, precision and F1 there; the first ``num_examples`` images go to
-    ``examples`` as ``(name, rgb, label, {scorer: score map})`` at the compared resolution, for
-    pictures.
+    mask's TPR, FPR, precision and F1 there; ``mask_thresholds`` ({scorer: threshold}) the
+    precision, recall, FPR and IoU of the obstacle mask at those thresholds; the first
+    ``num_examples`` images go to ``examples`` as ``(name, rgb, label, {scorer: score map})`` at
+    the compared resolution, for pictures.
     """
     if resolution not in RESOLUTIONS:
         raise ValueError(f'resolution must be one of {RESOLUTIONS}, got {resolution!r}')
@@ -79,6 +81,8 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
             result['images_skipped_without_anomaly'] = skipped
             if curves:
                 result['curve'] = metrics[name].curve_points()
+            if mask_thresholds and name in mask_thresholds:
+                result['mask'] = metrics[name].at_threshold(mask_thresholds[name])
             if operating_point:
                 result['operating_point'] = {'rule': operating_point,
                                              **metrics[name].operating_point(operating_point)}

@@ -99,6 +99,19 @@ class AnomalyMetrics:
                 'precision': float(tp[index] / (tp[index] + fp[index])),
                 'f1': float(f1[index])}
 
+    def at_threshold(self, threshold: float) -> Dict[str, float]:
+        """The obstacle mask ``score >= threshold``: its pixel precision, recall (TPR), FPR and
+        IoU with the anomaly pixels (scores are compared in the metric's float32 bins)."""
+        key = int(_ordered_keys(np.array([threshold], np.float32))[0])
+        tp, fp = int(self.positives[key:].sum()), int(self.negatives[key:].sum())
+        num_pos, num_neg = int(self.positives.sum()), int(self.negatives.sum())
+        nan = float('nan')
+        return {'threshold': float(threshold),
+                'precision': tp / (tp + fp) if tp + fp else nan,
+                'recall': tp / num_pos if num_pos else nan,
+                'fpr': fp / num_neg if num_neg else nan,
+                'iou': tp / (num_pos + fp) if num_pos + fp else nan}
+
     def curve_points(self, *, max_points: int = 400) -> Dict[str, list]:
         """Precision-recall and ROC curves thinned to at most ``max_points`` for plotting."""
         curves = self.curves()
