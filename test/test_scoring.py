@@ -84,5 +84,7 @@ def test_unknown_scorer_lists_the_valid_ones():
 def test_bad_parameters_are_refused_with_the_accepted_ones():
     with pytest.raises(ConfigError, match='temperature'):
         create_scorer('maxlogit', temperature=2.0)
-    with pytest.raises(ConfigError, match='positive'):
+    with pytest.raises(ConfigError, match='between 0.01 and 100'):
         create_scorer('msp', temperature=0.0)
+    with pytest.raises(ConfigError, match='NaN'):  # logits / 1e-40 overflow
+        create_scorer('energy', temperature=1e-40)
