@@ -68,6 +68,7 @@ def _within(results, reference, auprc_points, fpr95_points):
 
 
 @pytest.mark.slow
+@pytest.mark.runtimes
 def test_onnx_runtime_logits_equal_pytorch(fp32_reference, tmp_path):
     pytest.importorskip('onnxruntime', reason='ONNX Runtime is not installed')
     from anomseg_ros.runtimes import export_model
@@ -81,6 +82,7 @@ def test_onnx_runtime_logits_equal_pytorch(fp32_reference, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.runtimes
 def test_openvino_keeps_the_numbers_in_fp32_and_nearly_in_bf16(fp32_reference, tmp_path):
     """OpenVINO's default here (auto = f32) equals PyTorch; its bf16 rounds the first layer
     too and moves FPR95 by about 0.6 points (measured 0.60-0.63), over the 0.5 the PyTorch bf16
@@ -100,6 +102,7 @@ def test_openvino_keeps_the_numbers_in_fp32_and_nearly_in_bf16(fp32_reference, t
 
 
 @pytest.mark.slow
+@pytest.mark.runtimes
 def test_int8_keeps_auprc_within_1_and_fpr95_within_2(fp32_reference, shared_data, tmp_path):
     """NNCF int8 calibrated on another benchmark's images (RoadAnomaly), never the test set's."""
     pytest.importorskip('nncf', reason='NNCF is not installed')

@@ -12,6 +12,9 @@ pytest.importorskip('onnxruntime', reason='ONNX Runtime is not installed (pip in
 pytest.importorskip('openvino', reason='OpenVINO is not installed (pip install -r '
                     'requirements.txt installs it)')
 
+# OpenVINO and NNCF (which patches torch when imported) run in a pytest process of their own:
+# see the Makefile's test target
+pytestmark = pytest.mark.runtimes
 RNG = np.random.default_rng(0)
 IMAGES = [RNG.integers(0, 256, (50, 90, 3), dtype=np.uint8) for _ in range(2)]
 
