@@ -156,7 +156,11 @@ def _node_threshold(client, timeout: float = 3.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and 'threshold' not in client.node_counters():
         time.sleep(0.1)
-    return client.node_counters().get('threshold', '?')
+    value = client.node_counters().get('threshold', '?')
+    try:
+        return f'{float(value):.4g}'
+    except ValueError:
+        return value
 
 
 def _report_masks(masks, thresholds, frames):

@@ -1,5 +1,6 @@
 """``anomseg export CHECKPOINT --format onnx|openvino --out PATH``: a model for other runtimes."""
 import json
+import sys
 
 from anomseg_ros.cli.common import parse_size
 from anomseg_ros.paths import resolve_weights
@@ -32,7 +33,8 @@ def add_parser(verbs):
 
 def run(args) -> int:
     if args.int8 and not args.calibration:
-        print('anomseg export: error: --int8 needs --calibration DIR (images to calibrate on)')
+        print('anomseg export: error: --int8 needs --calibration DIR (images to calibrate on)',
+              file=sys.stderr)
         return 2
     written = export_model(resolve_weights(args.checkpoint), args.format, args.out,
                            input_size_hw=args.input_size, dynamic=args.dynamic,
