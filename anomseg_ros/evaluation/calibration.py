@@ -90,15 +90,22 @@ def write_temperature(source: str, destination: str, temperature: float,
     ``source`` may be a plain state dict; ``destination`` is then an anomseg_ros checkpoint."""
     if not temperature > 0 or not np.isfinite(temperature):
         raise ConfigError(f'temperature must be positive, got {temperature}')
+    model, info, kept = _read_for_rewrite(source)
+    info.temperature = float(temperature)
+    kept['calibration'] = record
+    save_checkpoint(destination, model, info, **kept)
+
+
+def _read_for_rewrite(source: str):
+    """``(model, info, kept)`` of ``source``: ``kept`` is every record of the checkpoint but
+    the model itself (empty for a plain state dict), to be saved again beside a new info."""
     model, info = load_model(source)
     try:
         kept = {k: v for k, v in read_checkpoint(source).items()
                 if k not in ('format', 'model_state', 'model_info')}
     except CheckpointError:  # a plain state dict: nothing more to keep
         kept = {}
-    info.temperature = float(temperature)
-    kept['calibration'] = record
-    save_checkpoint(destination, model, info, **kept)
+    return model, info, kept
 
 
 THRESHOLD_RULES = ('tpr95', 'f1')
@@ -124,12 +131,7 @@ def write_thresholds(source: str, destination: str, points: dict, record: dict) 
     """Write the model of ``source`` to ``destination`` with the thresholds of ``points`` in
     its metadata (``threshold: auto`` uses them) and ``record`` under
     ``threshold_calibration``; everything else in the checkpoint is kept."""
-    model, info = load_model(source)
-    try:
-        kept = {k: v for k, v in read_checkpoint(source).items()
-                if k not in ('format', 'model_state', 'model_info')}
-    except CheckpointError:
-        kept = {}
+    model, info, kept = _read_for_rewrite(source)
     info.thresholds = {**info.thresholds, **{name: float(p['threshold'])
                                              for name, p in points.items()
                                              if p['threshold'] == p['threshold']}}
