@@ -15,7 +15,7 @@ from anomseg_ros.errors import ConfigError, ImageFormatError
 from anomseg_ros.labels import VOID_LABEL
 from anomseg_ros.precision import (autocast, keep_input_layers_float32, precision_name,
                                    resolve_precision, to_fast_layout)
-from anomseg_ros.scoring import create_scorer, Scorer, scorer_params
+from anomseg_ros.scoring import create_scorer, Scorer, scorer_method, scorer_params
 
 DEVICES = ('auto', 'cpu', 'cuda')
 DEFAULT_THRESHOLD = 0.5  # for a scorer the checkpoint has no calibrated threshold for
@@ -221,28 +221,42 @@ class Detector:
 
 
 def make_scorer(name: str, info: ModelInfo, *, temperature: Optional[float] = None) -> Scorer:
-    """Build scorer ``name`` for a model described by ``info``; ``temperature`` goes to the
-    scorers that take one (default: the checkpoint's calibrated temperature, written by
-    ``anomseg calibrate``, for ``msp`` and ``temperature``)."""
-    params = {}
+    """Build scorer ``name`` for a model described by ``info``.
+
+    ``temperature`` goes to every scorer that takes one. Without it, ``msp`` uses the
+    checkpoint's calibrated temperature (written by ``anomseg calibrate``) and the others keep
+    their documented defaults (``temperature``: T = 1.5, paper 000). A learned method's score
+    is refused on a checkpoint that method did not train, and takes the settings it trained
+    with. ``scorer.sources`` says where each setting came from.
+    """
+    params, sources = {}, {}
     accepted = scorer_params(name)
     if 'num_inlier_classes' in accepted:
         params['num_inlier_classes'] = info.num_inlier_classes
     if 'void_channel' in accepted:
         params['void_channel'] = info.void_channel
+        sources['void_channel'] = 'checkpoint'
         if info.void_channel is None:
             raise ConfigError(f"scorer 'void' needs a model with a void output; "
                               f'{info.source or "this model"} has {info.num_classes} outputs '
                               f'and no void channel')
+    method = scorer_method(name)
+    if method and info.method != method:
+        trained = f'trained with {info.method}' if info.method else 'a plain segmentation model'
+        raise ConfigError(f'scorer {name!r} is the score of a {method.upper()}-trained model and '
+                          f'means nothing on {info.source or "this model"} ({trained}); train '
+                          f'one with anomseg train-anomaly --method {method}, or use a post-hoc '
+                          f'scorer (msp, maxlogit, maxentropy, energy)')
+    if method:  # a learned method's own scorer takes the settings it trained with
+        for key, value in info.method_params.items():
+            if key in accepted:
+                params[key], sources[key] = value, f'{method} training'
     if 'temperature' in accepted:
         if temperature is not None:
-            params['temperature'] = temperature
-        elif name in ('msp', 'temperature') and info.temperature != 1.0:
+            params['temperature'], sources['temperature'] = temperature, 'given'
+        elif name == 'msp' and info.temperature != 1.0:
             params['temperature'] = info.temperature
-    if name == 'sleeg' and info.method != 'sleeg':
-        raise ConfigError(f"scorer 'sleeg' needs a SLEEG checkpoint (with its OoD head); "
-                          f'{info.source or "this model"} has none: train one with anomseg '
-                          f'train-anomaly --method sleeg')
-    if name == info.method:  # a learned method's own scorer takes the settings it trained with
-        params.update({k: v for k, v in info.method_params.items() if k in accepted})
-    return create_scorer(name, **params)
+            sources['temperature'] = 'checkpoint calibration'
+    scorer = create_scorer(name, **params)
+    scorer.sources = sources
+    return scorer

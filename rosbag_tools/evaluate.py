@@ -1,13 +1,17 @@
 """Measure the detector on a bag: live through the real node over DDS, or offline with the same
-pipeline in-process. Both pool the pixels of all frames at the camera resolution, so their
-numbers agree; the live run also accounts for every frame it sent."""
+pipeline in-process. Both pool the pixels of all frames at the camera resolution (or, with
+``size_hw``, shrink the published maps and the ground truth to the network's input size, as
+``anomseg eval --resolution network`` compares), so their numbers agree; the live run also
+accounts for every frame it sent."""
 import contextlib
 import dataclasses
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
+import cv2
 import numpy as np
 
+from anomseg_ros.data.images import resize_label
 from anomseg_ros.evaluation import AnomalyMetrics, SegmentationMetrics
 from anomseg_ros.labels import CITYSCAPES_CLASSES
 from anomseg_ros.ros.conversions import image_msg_to_array
@@ -27,16 +31,34 @@ class BagScore:
     sent: int = 0
     received: int = 0
     missing_stamps: List[int] = dataclasses.field(default_factory=list)
+    # compare at this (height, width) instead of the camera's: scores shrunk by area, labels
+    # (published and ground truth) by PIL's nearest
+    size_hw: Optional[Tuple[int, int]] = None
 
     def add(self, frame, score_map: np.ndarray, labels: np.ndarray) -> None:
         self.received += 1
-        if frame.anomaly is not None:
-            self.anomaly.update(score_map, frame.anomaly)
-        if frame.semantic is not None:
-            self.segmentation.update(labels, frame.semantic)
+        anomaly, semantic = frame.anomaly, frame.semantic
+        if self.size_hw is not None:
+            size_wh = self.size_hw[::-1]
+            if score_map.shape != tuple(self.size_hw):
+                score_map = cv2.resize(score_map, size_wh, interpolation=cv2.INTER_AREA)
+            labels = resize_label(labels, size_wh)
+            anomaly = None if anomaly is None else resize_label(anomaly, size_wh)
+            semantic = None if semantic is None else resize_label(semantic, size_wh)
+        if anomaly is not None:
+            self.anomaly.update(score_map, anomaly)
+        if semantic is not None:
+            self.segmentation.update(labels, semantic)
+
+    @property
+    def resolution(self) -> str:
+        if self.size_hw is None:
+            return 'camera resolution, as published'
+        return f'network resolution {self.size_hw[1]}x{self.size_hw[0]}'
 
     def report(self) -> Dict[str, object]:
-        result = {'frames_sent': self.sent, 'frames_received': self.received,
+        result = {'resolution': self.resolution,
+                  'frames_sent': self.sent, 'frames_received': self.received,
                   'frames_missing': len(self.missing_stamps),
                   'missing_stamps_ns': self.missing_stamps[:20]}
         if self.anomaly.num_images:
@@ -46,9 +68,11 @@ class BagScore:
         return result
 
 
-def evaluate_offline(path: str, detector) -> Dict[str, object]:
-    """The node's pipeline run in-process on every frame of the bag (no ROS)."""
-    score = BagScore()
+def evaluate_offline(path: str, detector, *,
+                     size_hw: Optional[Tuple[int, int]] = None) -> Dict[str, object]:
+    """The node's pipeline run in-process on every frame of the bag (no ROS); ``size_hw`` as
+    in ``BagScore``."""
+    score = BagScore(size_hw=size_hw)
     for frame in read_frames(path):
         score.sent += 1
         detection = detector.predict(frame.image)
@@ -59,13 +83,15 @@ def evaluate_offline(path: str, detector) -> Dict[str, object]:
 def evaluate_live(path: str, *, params: Optional[Dict[str, object]] = None,
                   namespace: str = '/anomseg_bag_eval', rate_hz: Optional[float] = None,
                   timeout: float = 60.0, record: Optional[str] = None, connect: bool = False,
-                  log_path: Optional[str] = None) -> Dict[str, object]:
+                  log_path: Optional[str] = None,
+                  size_hw: Optional[Tuple[int, int]] = None) -> Dict[str, object]:
     """Replay the bag's frames to the detector node and score what it publishes.
 
     ``rate_hz=None`` paces the replay on the node (each frame waits for its outputs), so no
     frame is dropped; a rate replays on the clock, and frames the node skipped to stay current
     come back as missing. ``connect`` uses a node already running in ``namespace`` instead of
-    starting one with ``params``. ``record`` writes the node's outputs to a new bag.
+    starting one with ``params``. ``record`` writes the node's outputs to a new bag;
+    ``size_hw`` as in ``BagScore``.
     """
     import rclpy
     from anomseg_ros.ros.client import DetectorClient, NodeProcess
@@ -73,7 +99,7 @@ def evaluate_live(path: str, *, params: Optional[Dict[str, object]] = None,
 
     configure_dds(localhost_only=True)
     rclpy.init()
-    score = BagScore()
+    score = BagScore(size_hw=size_hw)
     try:
         with contextlib.ExitStack() as stack:  # leaves what was entered, in reverse order
             # the record bag first: an existing one is refused before any node starts

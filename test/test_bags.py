@@ -65,6 +65,39 @@ def test_from_dataset_cli_writes_images_and_ground_truth(tmp_path):
     assert main(['bag', 'from-dataset', str(root), str(tmp_path / 'bag')]) == 2  # exists
 
 
+def test_bag_eval_says_and_takes_the_resolution_it_compares_at(tmp_path, random_checkpoint,
+                                                               capsys):
+    """By default the published camera-size maps; with --resolution network, maps and ground
+    truth shrunk to the network input, as anomseg eval compares."""
+    root = _benchmark(tmp_path / 'RoadAnomaly21')  # 64x48 frames
+    bag = str(tmp_path / 'bag')
+    assert main(['bag', 'from-dataset', str(root), bag]) == 0
+    reports = {}
+    for resolution, size in (('label', '64x48'), ('network', '64x48'), ('network', '32x24')):
+        path = tmp_path / f'{resolution}_{size}.json'
+        assert main(['bag', 'eval', bag, '--offline', '--weights', random_checkpoint,
+                     '--device', 'cpu', '--scorer', 'maxlogit', '--input-size', size,
+                     '--resolution', resolution, '--json', str(path)]) == 0
+        reports[resolution, size] = json.loads(path.read_text())
+        assert reports[resolution, size]['resolution'] in capsys.readouterr().out
+    camera = reports['label', '64x48']
+    assert camera['resolution'] == 'camera resolution, as published'
+    assert reports['network', '32x24']['resolution'] == 'network resolution 32x24'
+    pixels = {key: r['anomaly']['num_anomaly_pixels'] + r['anomaly']['num_inlier_pixels']
+              for key, r in reports.items()}
+    assert pixels['label', '64x48'] == pixels['network', '64x48'] == 3 * (48 - 4) * 64
+    assert pixels['network', '32x24'] == 3 * (24 - 2) * 32
+    # network size = camera size: nothing to shrink, the same numbers as anomseg eval
+    assert main(['eval', str(root), '--weights', random_checkpoint, '--device', 'cpu',
+                 '--scorers', 'maxlogit', '--input-size', '64x48', '--json',
+                 str(tmp_path / 'eval.json')]) == 0
+    offline = json.loads((tmp_path / 'eval.json').read_text())
+    expected = offline['results']['RoadAnomaly21']['scorers']['maxlogit']
+    for key in ('auprc', 'fpr95'):
+        assert reports['network', '64x48']['anomaly'][key] == pytest.approx(expected[key],
+                                                                            abs=1e-6)
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 def test_live_replay_equals_offline_and_accounts_for_every_frame(tmp_path,

@@ -326,3 +326,45 @@ def test_helper_thresholds_scores_inclusively():
         component_metrics_at_threshold([(score, label)], 0.5)
     label[0, 0] = 255
     assert component_metrics_at_threshold([(score, label)], 0.5)['mean_f1'] == 1.0
+
+
+def test_segmentmeifyoucan_track_sizes_drop_specks_and_small_objects():
+    """The obstacle track's sizes (objects of 10 pixels, segments of 50) on a hand-made 12x20
+    image: a 3x3 object (9 pixels) is ignored, a 4x4 one (16) is kept; of the predictions, an
+    8-pixel speck is dropped and a 10x6 block (60 pixels) covering the kept object is kept."""
+    from anomseg_ros.evaluation.components import SMIYC_MIN_SIZES, track_of
+    assert SMIYC_MIN_SIZES == {'anomaly': (100, 500), 'obstacle': (10, 50)}
+    label = np.zeros((12, 20), np.uint8)
+    label[1:4, 1:4] = 1          # 9 pixels: under 10, ignored (its pixels become void)
+    label[6:10, 6:10] = 1        # 16 pixels: evaluated
+    prediction = np.zeros_like(label, dtype=bool)
+    prediction[0:2, 14:18] = True  # 8 pixels: a speck under 50, dropped
+    prediction[5:11, 4:14] = True  # 60 pixels over the 16-pixel object
+    metrics = ComponentMetrics(min_gt_size=10, min_pred_size=50)
+    metrics.update(prediction, label)
+    result = metrics.compute()
+    # one object: sIoU = 16 / 60; one segment: PPV = 16 / 60 = 0.267
+    assert result['num_gt_components'] == 1 and result['num_pred_components'] == 1
+    assert result['siou_gt'] == pytest.approx(16 / 60)
+    assert result['ppv'] == pytest.approx(16 / 60)
+    # tau 0.25: TP 1 (0.267 > 0.25), FP 0 (PPV 0.267 > 0.25); tau >= 0.3: FN 1, FP 1
+    assert result['tp'][0] == 1 and result['fp'][0] == 0
+    assert result['f1'][0] == 1.0 and result['f1'][1:] == [0.0] * 10
+    assert result['mean_f1'] == pytest.approx(1 / 11)
+    # with nothing removed, the speck and the small object count: 2 objects, 2 segments
+    everything = ComponentMetrics()
+    everything.update(prediction, label)
+    assert everything.compute()['num_gt_components'] == 2
+    assert everything.compute()['num_pred_components'] == 2
+    # at a quarter of the area (a 2048x1024 label compared at 1024x512) the sizes are 3 and 13
+    from anomseg_ros.evaluation.components import scaled_size
+    assert (scaled_size(10, 0.25), scaled_size(50, 0.25), scaled_size(0, 0.25)) == (3, 13, 0)
+    assert scaled_size(1, 0.01) == 1
+    small = ComponentMetrics(min_gt_size=40, min_pred_size=200)
+    small.update(prediction, label, size_scale=0.25)  # 10 and 50 at this image's scale
+    assert small.compute()['siou_gt'] == pytest.approx(16 / 60)
+    for name, track in (('RoadObstacle21', 'obstacle'), ('RoadObsticle21', 'obstacle'),
+                        ('LostAndFound', 'obstacle'), ('fs_lost_and_found', 'obstacle'),
+                        ('RoadAnomaly21', 'anomaly'), ('fs_static', 'anomaly'),
+                        ('RoadAnomaly', 'anomaly')):
+        assert track_of(name) == track, name

@@ -278,8 +278,10 @@ def test_train_anomaly_errors(tmp_path, cityscapes_root, random_checkpoint, caps
                  '--data', cityscapes_root, '--out', str(tmp_path), *TINY]) == 2
     assert 'give --outliers DIR' in capsys.readouterr().err
     _, info = load_model(random_checkpoint)
-    with pytest.raises(ConfigError, match="needs a SLEEG checkpoint"):
-        make_scorer('sleeg', info)  # refused up front, as the node refuses the parameter
+    for method in ('sleeg', 'pebal'):  # refused up front, as the node refuses the parameter
+        with pytest.raises(ConfigError, match=f"score of a {method.upper()}-trained model .*"
+                           f"plain segmentation model.*--method {method}"):
+            make_scorer(method, info)
     with pytest.raises(ConfigError, match='tae, tore or tae\\+tore'):
         sleeg.parse_estimators('tea')
     with pytest.raises(ConfigError, match="needs a SLEEG checkpoint"):

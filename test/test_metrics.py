@@ -114,3 +114,25 @@ def test_the_mask_at_a_threshold_by_hand():
     mask = metrics.at_threshold(0.7)  # flags 0.9, 0.8, 0.7: two right, one wrong
     assert (mask['precision'], mask['recall'], mask['fpr']) == pytest.approx((2 / 3, 2 / 3, 0.5))
     assert mask['iou'] == pytest.approx(2 / 4)  # 2 / (3 anomaly pixels + 1 false positive)
+
+
+def test_labels_shrink_as_pil_does_keeping_the_odd_pixels_of_an_exact_2x():
+    """The benchmarks' reference code shrinks labels with PIL's nearest: on an exact 2x the
+    pixel under each output centre, the odd rows and columns (OpenCV's INTER_NEAREST keeps the
+    even ones, which moves FPR95 on 2048x1024 sets)."""
+    import cv2
+    from PIL import Image
+    from anomseg_ros.data.images import resize_label
+    label = np.zeros((4, 8), np.uint8)
+    label[1::2, 1::2] = 1      # anomaly on the odd pixels only
+    label[0::2, 0::2] = 255    # void on the even ones
+    shrunk = resize_label(label, (4, 2))
+    assert (shrunk == 1).all()
+    assert (cv2.resize(label, (4, 2), interpolation=cv2.INTER_NEAREST) == 255).all()
+    rng = np.random.default_rng(0)
+    for src_hw, dst_wh in (((1024, 2048), (1024, 512)), ((720, 1280), (1024, 512)),
+                           ((37, 53), (20, 11)), ((10, 10), (25, 17))):
+        label = rng.integers(0, 3, size=src_hw, dtype=np.uint8)
+        pil = np.asarray(Image.fromarray(label).resize(dst_wh, Image.NEAREST))
+        np.testing.assert_array_equal(resize_label(label, dst_wh), pil)
+    assert resize_label(label, label.shape[::-1]) is label

@@ -159,10 +159,35 @@ def test_calibrate_writes_the_temperature_the_node_then_uses(tmp_path, random_ch
     assert read_checkpoint(out)['calibration']['results'].keys() == {'0.5', '1.5', '3'}
     assert make_scorer('msp', info).temperature == best        # the node's default
     assert make_scorer('msp', info, temperature=2.0).temperature == 2.0  # unless told
+    assert make_scorer('msp', info).sources == {'temperature': 'checkpoint calibration'}
+    # the temperature scorer keeps its documented T = 1.5 (paper 000) whatever was calibrated
+    assert make_scorer('temperature', info).temperature == 1.5
+    assert make_scorer('temperature', info).describe() == 'temperature=1.5 (default)'
     # without --out nothing is written, and it says how to keep the result
     assert main(['calibrate', track, '--weights', random_checkpoint, '--grid', '1,2',
                  '--device', 'cpu']) == 0
     assert 'add --out CKPT or --in-place' in capsys.readouterr().out
+
+
+def test_calibration_warns_when_the_best_temperature_is_the_edge_of_its_grid(
+        tmp_path, random_checkpoint, capsys):
+    from anomseg_ros.evaluation.calibration import grid_edge, wider_grid
+    assert grid_edge(2.0, (0.5, 1.0, 2.0)) == 'high' and grid_edge(0.5, (0.5, 2.0)) == 'low'
+    assert grid_edge(1.0, (0.5, 1.0, 2.0)) == '' and grid_edge(1.0, (1.0,)) == ''
+    assert wider_grid(2.0, (0.5, 1.0, 2.0), 'high') == '2:3.5:0.15'
+    assert wider_grid(0.5, (0.5, 2.0), 'low') == '0.05:0.5:0.045'
+    track = _track(tmp_path / 'track')
+    out = str(tmp_path / 'calibrated.pt')
+    # a grid of two: whichever wins sits on an edge
+    assert main(['calibrate', track, '--weights', random_checkpoint, '--grid', '0.5,3',
+                 '--out', out, '--device', 'cpu']) == 0
+    captured = capsys.readouterr()
+    best = read_checkpoint(out)['calibration']['temperature']
+    edge = 'low' if best == 0.5 else 'high'
+    assert f'WARNING: the best temperature {best:g} is the {edge}est of the grid (0.5-3)' \
+        in captured.err
+    assert '--grid ' in captured.err
+    assert read_checkpoint(out)['calibration']['grid_edge'] == edge
 
 
 def test_calibrated_thresholds_are_what_threshold_auto_uses(tmp_path, random_checkpoint,

@@ -50,6 +50,12 @@ def add_parser(verbs):
     evaluate.add_argument('--timeout', type=float, default=60.0, help='seconds per frame')
     evaluate.add_argument('--record', default=None, metavar='OUT',
                           help="also write the node's outputs to this new bag")
+    evaluate.add_argument('--resolution', choices=('label', 'network'), default='label',
+                          help='compare at the camera (label) resolution the node publishes '
+                          '(default), or shrink its maps and the ground truth to the network '
+                          'input size, as anomseg eval does by default (close to, not bit-equal '
+                          'with, anomseg eval: the node has resampled the scores to the camera '
+                          'size first)')
     evaluate.add_argument('--json', default=None, metavar='FILE', help='write the report here')
     evaluate.set_defaults(run=run_eval)
 
@@ -76,10 +82,11 @@ def run_from_dataset(args) -> int:
 
 def run_eval(args) -> int:
     from rosbag_tools.evaluate import evaluate_live, evaluate_offline
+    detector = build_detector(args) if args.offline or args.resolution == 'network' else None
+    size_hw = detector.input_size_hw if args.resolution == 'network' else None
     if args.offline:
-        detector = build_detector(args)
         warn_if_untrained(detector)
-        report = evaluate_offline(args.bag, detector)
+        report = evaluate_offline(args.bag, detector, size_hw=size_hw)
         mode = 'offline'
     else:
         params = {'weights': resolve_weights(args.weights), 'scorer': args.scorer,
@@ -92,7 +99,7 @@ def run_eval(args) -> int:
             params.update(input_height=args.input_size[0], input_width=args.input_size[1])
         report = evaluate_live(args.bag, params=params, namespace=args.namespace,
                                rate_hz=args.rate, timeout=args.timeout, record=args.record,
-                               connect=args.connect)
+                               connect=args.connect, size_hw=size_hw)
         mode = 'live'
     report.update(mode=mode, bag=args.bag, scorer=args.scorer)
     print(f'{mode}: {report["frames_sent"]} frames sent, {report["frames_received"]} received, '
@@ -103,9 +110,10 @@ def run_eval(args) -> int:
     if 'anomaly' in report:
         a = report['anomaly']
         print(f'{args.scorer}: AuPRC {100 * a["auprc"]:.2f}  FPR95 {100 * a["fpr95"]:.2f}  '
-              f'AUROC {100 * a["auroc"]:.2f}  (%, {a["num_images"]} frames pooled)')
+              f'AUROC {100 * a["auroc"]:.2f}  (%, {a["num_images"]} frames pooled, at '
+              f'{report["resolution"]})')
     if 'segmentation' in report:
-        print(f'mIoU {100 * report["segmentation"]["miou"]:.2f}')
+        print(f'mIoU {100 * report["segmentation"]["miou"]:.2f} (at {report["resolution"]})')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(report, f, indent=2)

@@ -4,6 +4,7 @@ choose every scorer's obstacle threshold there instead (the node's ``threshold: 
 import itertools
 import json
 import os
+import sys
 
 from tqdm import tqdm
 
@@ -14,7 +15,8 @@ from anomseg_ros.evaluation.anomaly import RESOLUTIONS
 from anomseg_ros.evaluation.calibration import (calibration_record, DEFAULT_GRID, METRICS,
                                                 parse_grid, search_temperature,
                                                 search_thresholds, THRESHOLD_RULES,
-                                                write_temperature, write_thresholds)
+                                                wider_grid, write_temperature,
+                                                write_thresholds)
 
 
 def add_parser(verbs):
@@ -73,6 +75,11 @@ def run(args) -> int:
     for t, r in search['results'].items():
         print(f'{t:6g} {100 * r["auprc"]:7.2f} {100 * r["fpr95"]:7.2f} {100 * r["auroc"]:7.2f}'
               f'{"  <- best " + args.metric if t == best else ""}')
+    if search['grid_edge']:
+        print(f'WARNING: the best temperature {best:g} is the {search["grid_edge"]}est of the '
+              f'grid ({min(args.grid):g}-{max(args.grid):g}), so a better one may lie outside '
+              f'it; search further with --grid '
+              f'{wider_grid(best, args.grid, search["grid_edge"])}', file=sys.stderr)
     record = calibration_record(search, dataset)
     destination = detector.info.source if args.in_place else args.out
     if destination:

@@ -186,6 +186,7 @@ def _report(anomaly, segmentation, frames):
     if all(label is None for _, _, label, _ in frames):
         return
     print(f'\nlive node on {len(frames)} synthetic frames (pixels of all frames pooled):')
-    print_anomaly_table('demo drive', {name: m.compute() for name, m in anomaly.items()})
+    print_anomaly_table('demo drive', {name: m.compute() for name, m in anomaly.items()},
+                        'camera resolution, as published')
     if segmentation.num_images:
         print(f'mIoU of the published labels: {100 * segmentation.compute()["miou"]:.2f}')

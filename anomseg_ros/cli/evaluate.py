@@ -11,6 +11,7 @@ from anomseg_ros.data.anomaly import AnomalyDataset, CONVENTIONS
 from anomseg_ros.data.cityscapes import CityscapesDataset
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.evaluation.anomaly import evaluate_anomaly, evaluate_score_maps, RESOLUTIONS
+from anomseg_ros.evaluation.components import SMIYC_MIN_SIZES, track_of, TRACKS
 from anomseg_ros.evaluation.report import write_report
 from anomseg_ros.evaluation.segmentation import evaluate_segmentation
 from anomseg_ros.scoring import list_scorers
@@ -33,8 +34,9 @@ def add_parser(verbs):
                         help='evaluate precomputed float score maps <stem>.npy (label size) '
                         'of a single anomaly DATASET; no model is run')
     parser.add_argument('--resolution', choices=RESOLUTIONS, default='network',
-                        help='compare at the network input size with labels resized by nearest '
-                        'neighbour (the papers\' protocol), or at the label size')
+                        help='compare at the network input size with labels resized by PIL\'s '
+                        'nearest neighbour (the papers\' protocol; default), or at the label '
+                        'size (as the node publishes)')
     parser.add_argument('--split', default=None,
                         help='split of a Cityscapes-layout DATASET (default val) or of Lost and '
                         'Found (default: all)')
@@ -48,10 +50,17 @@ def add_parser(verbs):
                         'curves, example overlays and SegmentMeIfYouCan component metrics')
     parser.add_argument('--examples', type=int, default=3,
                         help='example overlays per dataset in --report')
-    parser.add_argument('--min-gt-size', type=int, default=0,
-                        help='component metrics: ignore ground-truth objects smaller than this')
-    parser.add_argument('--min-pred-size', type=int, default=0,
-                        help='component metrics: drop predicted segments smaller than this')
+    parser.add_argument('--component-track', choices=('auto',) + TRACKS, default='auto',
+                        help='component metrics: SegmentMeIfYouCan\'s minimum sizes of this '
+                        'track (anomaly: objects of 100 pixels, segments of 500; obstacle: 10 '
+                        'and 50, in pixels of the label resolution); auto: obstacle for '
+                        'folders named like RoadObstacle21 or Lost and Found, else anomaly')
+    parser.add_argument('--min-gt-size', type=int, default=None,
+                        help='component metrics: ignore ground-truth objects smaller than this '
+                        '(pixels at the label resolution; default: the track\'s)')
+    parser.add_argument('--min-pred-size', type=int, default=None,
+                        help='component metrics: drop predicted segments smaller than this '
+                        '(default: the track\'s)')
     parser.set_defaults(run=run)
 
 
@@ -80,7 +89,7 @@ def run(args) -> int:
         report['results'][dataset.name] = {'path': dataset.root,
                                            'labels': dataset.describe_convention(),
                                            'scorers': {'scores': result}}
-        print_anomaly_table(dataset.name, {'scores': result})
+        print_anomaly_table(dataset.name, {'scores': result}, 'label')
         return _write(report, args.json)
 
     detector = build_detector(args, scorer=scorers[0])
@@ -97,54 +106,80 @@ def run(args) -> int:
                 result = evaluate_segmentation(detector, dataset, resolution=args.resolution,
                                                progress=bar)
             report['results'][name] = {'path': path, 'segmentation': result}
-            print(f'{name}: mIoU {100 * result["miou"]:.2f} over {result["num_images"]} images')
+            result['resolution'] = args.resolution
+            print(f'{name}: mIoU {100 * result["miou"]:.2f} over {result["num_images"]} images '
+                  f'(at {_resolution_text(args.resolution, detector)})')
             for cls, iou in result['per_class_iou'].items():
                 print(f'  {cls:<14} {100 * iou:6.2f}')
             continue
         dataset = AnomalyDataset(path, convention=args.convention, split=args.split)
         examples[dataset.name] = []
+        track, min_gt_size, min_pred_size = component_sizes(args, dataset.name)
+        thresholds, threshold_source = _mask_thresholds(detector, scorers, args)
         with _bar(len(dataset), dataset.name) as bar:
             results = evaluate_anomaly(
                 detector, dataset, scorers, resolution=args.resolution,
                 skip_without_anomaly=args.skip_without_anomaly, temperature=args.temperature,
                 components=bool(args.report), curves=bool(args.report),
-                min_gt_size=args.min_gt_size, min_pred_size=args.min_pred_size,
+                min_gt_size=min_gt_size, min_pred_size=min_pred_size,
                 examples=examples[dataset.name], num_examples=args.examples if args.report
-                else 0, mask_thresholds=_mask_thresholds(detector, scorers, args),
-                progress=bar)
+                else 0, mask_thresholds=thresholds, progress=bar)
+        for result in results.values():
+            if 'mask' in result:
+                result['mask']['threshold_source'] = threshold_source
+            if 'components' in result:
+                result['components']['track'] = track
         report['results'][dataset.name] = {'path': dataset.root,
                                            'labels': dataset.describe_convention(),
                                            'scorers': results}
-        print_anomaly_table(dataset.name, results)
+        print_anomaly_table(dataset.name, results, _resolution_text(args.resolution, detector))
     if args.report:
         path = write_report(report, args.report, examples=examples)
         print(f'report written to {os.path.abspath(path)}')
     return _write(report, args.json)
 
 
-def _mask_thresholds(detector, scorers, args) -> dict:
-    """Each scorer's obstacle threshold as the node would use it: --threshold, else the
-    checkpoint's calibrated one; scorers with neither get no mask columns."""
+def component_sizes(args, dataset_name: str) -> tuple:
+    """``(track, min_gt_size, min_pred_size)`` of the component metrics on a dataset: the
+    SegmentMeIfYouCan track's sizes unless given."""
+    track = track_of(dataset_name) if args.component_track == 'auto' else args.component_track
+    gt, pred = SMIYC_MIN_SIZES[track]
+    return (track, gt if args.min_gt_size is None else args.min_gt_size,
+            pred if args.min_pred_size is None else args.min_pred_size)
+
+
+def _resolution_text(resolution: str, detector) -> str:
+    if resolution == 'network':
+        return f'network resolution {detector.input_size_hw[1]}x{detector.input_size_hw[0]}'
+    return 'label resolution'
+
+
+def _mask_thresholds(detector, scorers, args) -> tuple:
+    """Each scorer's obstacle threshold as the node would use it, and where it comes from:
+    --threshold, else the checkpoint's calibrated one; scorers with neither get no mask
+    columns."""
     given = getattr(args, 'threshold', 'auto')
     if given != 'auto':
-        return {name: float(given) for name in scorers}
-    return {name: detector.info.thresholds[name] for name in scorers
-            if name in detector.info.thresholds}
+        return {name: float(given) for name in scorers}, 'given'
+    return ({name: detector.info.thresholds[name] for name in scorers
+             if name in detector.info.thresholds}, 'checkpoint calibration')
 
 
-def print_anomaly_table(name, results):
-    """AuPRC / FPR95 / AUROC of each scorer on one dataset, and the obstacle mask's pixel
-    precision / recall / IoU at its threshold where there is one, in %."""
+def print_anomaly_table(name, results, resolution: str):
+    """AuPRC / FPR95 / AUROC of each scorer on one dataset, the obstacle mask's pixel
+    precision / recall / IoU at its threshold where there is one (in %), and the settings each
+    scorer used; the header says the resolution compared at."""
     masks = any('mask' in r for r in results.values())
     print(f'{"dataset":<20} {"scorer":<12} {"AuPRC":>7} {"FPR95":>7} {"AUROC":>7}' +
           (f'  {"mask at threshold: precision":>28} {"recall":>7} {"IoU":>7}' if masks else '')
-          + '  (in %)')
+          + f'  (in %, at {resolution})  settings')
     for scorer, r in results.items():
         mask = r.get('mask')
         extra = (f'  {mask["threshold"]:>12.4g}: {100 * mask["precision"]:13.2f} '
-                 f'{100 * mask["recall"]:7.2f} {100 * mask["iou"]:7.2f}') if mask else ''
+                 f'{100 * mask["recall"]:7.2f} {100 * mask["iou"]:7.2f}') if mask else \
+            (' ' * 45 if masks else '')
         print(f'{name:<20} {scorer:<12} {100 * r["auprc"]:7.2f} {100 * r["fpr95"]:7.2f} '
-              f'{100 * r["auroc"]:7.2f}{extra}')
+              f'{100 * r["auroc"]:7.2f}{extra}  {r.get("settings_text", "-")}')
 
 
 def _write(report, path) -> int:

@@ -1,6 +1,7 @@
 """``anomseg report REPORT.json --out DIR``: render a saved evaluation report again."""
 import json
 import os
+import shutil
 
 from anomseg_ros.errors import DatasetError
 from anomseg_ros.evaluation.report import write_report
@@ -21,6 +22,7 @@ def add_parser(verbs):
 def run(args) -> int:
     merged = None
     for path in args.reports:
+        _copy_examples(os.path.dirname(os.path.abspath(path)), args.out)
         try:
             with open(path) as f:
                 report = json.load(f)
@@ -35,3 +37,10 @@ def run(args) -> int:
     path = write_report(merged, args.out)
     print(f'report written to {os.path.abspath(path)}')
     return 0
+
+
+def _copy_examples(source: str, out: str) -> None:
+    """The example figures the report links, copied beside the new report.md."""
+    examples = os.path.join(source, 'examples')
+    if os.path.isdir(examples) and os.path.abspath(source) != os.path.abspath(out):
+        shutil.copytree(examples, os.path.join(out, 'examples'), dirs_exist_ok=True)

@@ -69,8 +69,28 @@ def search_temperature(detector: Detector, samples: Iterable, grid: Sequence[flo
     if all(r['auprc'] != r['auprc'] for r in results.values()):
         raise ConfigError('the calibration images have no anomaly and inlier pixels to compare; '
                           'give an anomaly track with both')
-    return {'temperature': choose_temperature(results, metric), 'metric': metric,
-            'resolution': resolution, 'results': results}
+    best = choose_temperature(results, metric)
+    return {'temperature': best, 'metric': metric, 'resolution': resolution,
+            'results': results, 'grid_edge': grid_edge(best, grid)}
+
+
+def grid_edge(best: float, grid: Sequence[float]) -> str:
+    """``"low"`` or ``"high"`` when ``best`` is the grid's lowest or highest temperature (the
+    best may then lie outside it), else ``""``."""
+    if len(set(grid)) < 2:
+        return ''
+    return 'low' if best == min(grid) else 'high' if best == max(grid) else ''
+
+
+def wider_grid(best: float, grid: Sequence[float], edge: str) -> str:
+    """A ``--grid`` that continues past the edge ``best`` sits on, as wide as the old one."""
+    span = max(grid) - min(grid)
+    if edge == 'high':
+        start, stop = best, best + span
+    else:
+        start, stop = max(0.05, best - span), best
+    step = (stop - start) / 10 or 0.1
+    return f'{start:g}:{stop:g}:{step:.3g}'
 
 
 def calibration_record(search: dict, dataset) -> dict:
@@ -78,7 +98,7 @@ def calibration_record(search: dict, dataset) -> dict:
     temperature, how it was chosen, and each temperature's AuPRC / FPR95 / AUROC."""
     return {'dataset': os.path.abspath(dataset.root), 'metric': search['metric'],
             'resolution': search['resolution'], 'images': len(dataset),
-            'temperature': search['temperature'],
+            'temperature': search['temperature'], 'grid_edge': search.get('grid_edge', ''),
             'results': {f'{t:g}': {k: r[k] for k in ('auprc', 'fpr95', 'auroc')}
                         for t, r in search['results'].items()}}
 

@@ -26,8 +26,9 @@ image, with a predicted mask (score >= threshold) and a label (1 anomaly, 0 inli
   with nothing to average (no components at all, an empty dataset) are NaN.
 
 Comparing with the benchmark: SegmentMeIfYouCan's evaluation removes small predicted segments
-and small ground-truth objects, so pass the benchmark's sizes to compare with published numbers;
-the defaults (0, nothing removed) are not the benchmark's. The public evaluation code
+and small ground-truth objects (``SMIYC_MIN_SIZES``), which ``anomseg eval`` applies by default
+by the dataset's track (``track_of``); this class's own defaults (0, nothing removed) are not
+the benchmark's. The public evaluation code
 (github.com/SegmentMeIfYouCan/road-anomaly-benchmark, file
 road_anomaly_benchmark/metrics/instance_segmentation.py, as stored at commit 7bf85bf) configures
 ``thresh_segsize=500, thresh_instsize=100`` for the anomaly track and ``50, 10`` for the obstacle
@@ -50,6 +51,31 @@ from anomseg_ros.evaluation.metrics import IGNORE_LABEL
 # ratio such as 3/10 compares with 0.3 as exactly as it does on paper
 DEFAULT_THRESHOLDS = tuple(round(0.25 + 0.05 * i, 2) for i in range(11))
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+# SegmentMeIfYouCan's minimum sizes in pixels at the label's own resolution, per track:
+# (min_gt_size, min_pred_size) = (thresh_instsize, thresh_segsize) of the configs
+# 'SegEval-AnomalyTrack' and 'SegEval-ObstacleTrack' of class MetricSegment in
+# road_anomaly_benchmark/metrics/instance_segmentation.py (commit 7bf85bf).
+SMIYC_MIN_SIZES = {'anomaly': (100, 500), 'obstacle': (10, 50)}
+TRACKS = tuple(SMIYC_MIN_SIZES)
+# dataset folder names of the obstacle track (RoadObstacle21, as "RoadObsticle21" in the course
+# bundle too; Lost and Found and Fishyscapes Lost & Found, whose anomalies are road obstacles)
+_OBSTACLE_NAMES = ('obstacle', 'obstic', 'lost')
+
+
+def track_of(dataset_name: str) -> str:
+    """The SegmentMeIfYouCan track whose settings fit a dataset, by its folder name:
+    ``obstacle`` for road-obstacle sets, else ``anomaly``."""
+    name = dataset_name.lower()
+    return 'obstacle' if any(key in name for key in _OBSTACLE_NAMES) else 'anomaly'
+
+
+def scaled_size(size: int, scale: float) -> int:
+    """A minimum size meant at one resolution, at a resolution ``scale`` times its area
+    (rounded half up; a positive size stays at least 1)."""
+    if size <= 0 or scale == 1.0:
+        return size
+    return max(1, int(size * scale + 0.5))
 
 
 def _components(mask: np.ndarray, min_size: int) -> Tuple[np.ndarray, int, np.ndarray]:
@@ -137,9 +163,11 @@ class ComponentMetrics:
         self.num_pred_components = 0
         self.num_images = 0
 
-    def update(self, prediction_mask: np.ndarray, label: np.ndarray) -> None:
+    def update(self, prediction_mask: np.ndarray, label: np.ndarray, *,
+               size_scale: float = 1.0) -> None:
         """Add one image: ``prediction_mask`` bool (H,W) (or 0/1 integers), ``label`` (H,W) with
-        1 = anomaly, 0 = inlier, 255 = void."""
+        1 = anomaly, 0 = inlier, 255 = void. ``size_scale`` is the image's area over the area
+        the minimum sizes are meant at (0.25 for a 2048x1024 label compared at 1024x512)."""
         prediction_mask, label = np.asarray(prediction_mask), np.asarray(label)
         _check_pair(prediction_mask, label, 'prediction mask')
         if prediction_mask.dtype != bool:
@@ -149,8 +177,9 @@ class ComponentMetrics:
                                  f'{prediction_mask.dtype}; threshold score maps first, e.g. '
                                  f'with component_metrics_at_threshold')
             prediction_mask = prediction_mask.astype(bool)
-        siou, ppv = component_scores(prediction_mask, label, min_gt_size=self.min_gt_size,
-                                     min_pred_size=self.min_pred_size)
+        siou, ppv = component_scores(prediction_mask, label,
+                                     min_gt_size=scaled_size(self.min_gt_size, size_scale),
+                                     min_pred_size=scaled_size(self.min_pred_size, size_scale))
         detected = siou[:, None] > self._tau[None, :]
         self.true_positives += detected.sum(axis=0)
         self.false_negatives += (~detected).sum(axis=0)

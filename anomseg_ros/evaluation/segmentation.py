@@ -1,11 +1,11 @@
 """Semantic segmentation evaluation (mIoU) of a detector."""
 from typing import Dict, Iterable, Tuple
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from anomseg_ros.data.images import resize_label
 from anomseg_ros.evaluation.metrics import SegmentationMetrics
 from anomseg_ros.pipeline import Detector
 
@@ -20,7 +20,7 @@ def evaluate_segmentation(detector: Detector, samples: Iterable[Tuple[np.ndarray
             prediction = detector.semantic(detector.logits([image]))
             if resolution == 'network':
                 h, w = prediction.shape[-2:]
-                label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
+                label = resize_label(label, (w, h))
             elif prediction.shape[-2:] != label.shape:
                 prediction = F.interpolate(prediction[None].float(), size=label.shape,
                                            mode='nearest')[0].to(torch.uint8)

@@ -155,6 +155,8 @@ def freeze_all_but_last_block(model: nn.Module, backbone: str) -> int:
 class PebalEnergy(Scorer):
     """PEBAL's score: the inlier free energy (eq. 4) smoothed with a Gaussian kernel."""
 
+    method = 'pebal'
+
     def __init__(self, *, num_inlier_classes: Optional[int] = None, kernel_size: int = 7,
                  sigma: float = 1.0):
         super().__init__(num_inlier_classes=num_inlier_classes)

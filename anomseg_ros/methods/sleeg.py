@@ -110,6 +110,8 @@ def anomaly_score(logits: torch.Tensor, num_inlier: int, *, lam: float = LAMBDA,
 class SleegScore(Scorer):
     """SLEEG's score (eq. 9) on a SLEEG checkpoint's outputs."""
 
+    method = 'sleeg'
+
     def __init__(self, *, num_inlier_classes: Optional[int] = None, lam: float = LAMBDA,
                  estimators: str = 'tae+tore'):
         super().__init__(num_inlier_classes=num_inlier_classes)

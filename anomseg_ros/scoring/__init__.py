@@ -2,8 +2,9 @@
 anomalous."""
 from anomseg_ros.scoring.base import Scorer
 from anomseg_ros.scoring.registry import create_scorer, list_scorers, register_scorer, \
-    scorer_params
+    scorer_method, scorer_params
 from anomseg_ros.scoring import classic  # noqa: F401  (registers the classic scorers)
 
-__all__ = ['Scorer', 'create_scorer', 'list_scorers', 'register_scorer', 'scorer_params']
+__all__ = ['Scorer', 'create_scorer', 'list_scorers', 'register_scorer', 'scorer_method',
+           'scorer_params']
 from anomseg_ros import methods  # noqa: F401,E402  (registers pebal and sleeg)

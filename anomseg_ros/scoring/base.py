@@ -1,6 +1,7 @@
 """The scorer contract: logits ``(B,C,H,W)`` in, anomaly scores ``(B,H,W)`` out, higher = more
 anomalous."""
-from typing import Optional
+import inspect
+from typing import Dict, Optional
 
 import torch
 
@@ -13,11 +14,15 @@ class Scorer:
     ``num_inlier_classes`` says how many leading logit channels are inlier classes; a Cityscapes
     model with a void output has 20 channels of which the first 19 are inliers. ``None`` means
     every channel is an inlier. Scorers that need the backbone's features set
-    ``requires_features``.
+    ``requires_features``; the score of a learned method (PEBAL, SLEEG) names it in ``method``
+    and runs only on a checkpoint that method trained (its numbers mean nothing elsewhere).
     """
 
     name = ''
     requires_features = False
+    method = ''
+    # where each setting came from ("given", "checkpoint calibration", ...), set by its builder
+    sources: Dict[str, str] = {}
 
     def __init__(self, *, num_inlier_classes: Optional[int] = None):
         if num_inlier_classes is not None and num_inlier_classes < 2:
@@ -40,6 +45,27 @@ class Scorer:
         if logits.dim() != 4:
             raise ValueError(f'logits must be (B,C,H,W), got shape {tuple(logits.shape)}')
         return self.score(logits.float())
+
+    def settings(self) -> Dict[str, object]:
+        """Every setting the score is computed with (its keyword parameters but the model's
+        shape), as plain values, for reports: ``{"temperature": 1.5}``."""
+        signature = inspect.signature(type(self).__init__)
+        values = {}
+        for p in signature.parameters.values():
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != 'num_inlier_classes' \
+                    and hasattr(self, p.name):
+                value = getattr(self, p.name)
+                values[p.name] = '+'.join(value) if isinstance(value, tuple) else value
+        return values
+
+    def describe(self) -> str:
+        """``"temperature=2 (checkpoint calibration)"``; ``"none"`` without settings."""
+        parts = []
+        for key, value in self.settings().items():
+            source = self.sources.get(key, 'default')
+            parts.append(f'{key}={value:g}' if isinstance(value, float) else f'{key}={value}')
+            parts[-1] += f' ({source})'
+        return ', '.join(parts) or 'none'
 
     def __repr__(self):
         return f'{type(self).__name__}(num_inlier_classes={self.num_inlier_classes})'

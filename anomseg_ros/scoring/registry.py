@@ -30,5 +30,10 @@ def scorer_params(name: str) -> Dict[str, object]:
             if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
+def scorer_method(name: str) -> str:
+    """The learned method whose checkpoints scorer ``name`` needs ("" for the post-hoc ones)."""
+    return getattr(SCORERS.get(name), 'method', '')
+
+
 def list_scorers() -> List[str]:
     return SCORERS.names()
