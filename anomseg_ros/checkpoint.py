@@ -11,10 +11,12 @@ from typing import List, Optional, Tuple
 import torch
 from torch import nn
 
-from anomseg_ros.backbones import create_backbone
+from anomseg_ros.backbones import (backbone_class, create_backbone, list_backbones,  # noqa: F401
+                                   with_num_classes)  # (with_num_classes: still importable here)
 from anomseg_ros.backbones.heads import HEADS, WithIsoMaxPlus
 from anomseg_ros.errors import CheckpointError
 from anomseg_ros.labels import CITYSCAPES_CLASSES
+from anomseg_ros.methods import get_method
 
 CHECKPOINT_FORMAT = 'anomseg_ros.checkpoint/1'
 
@@ -79,11 +81,8 @@ def build_model(info: ModelInfo) -> nn.Module:
     if info.head not in HEADS:
         raise CheckpointError(f'unknown classifier head {info.head!r} in the checkpoint; this '
                               f'version knows {", ".join(HEADS)}')
-    if info.method == 'sleeg':
-        from anomseg_ros.methods.sleeg import SleegModel  # the method builds on this module
-        base = ModelInfo.from_dict({**info.to_dict(), 'method': '',
-                                    'num_classes': info.num_classes - 2})
-        return SleegModel(build_model(base), **info.method_params.get('head', {}))
+    if info.method:  # a learned method's network: the method builds it
+        return get_method(info.method).build_model(info, build_model)
     model = create_backbone(info.backbone, num_classes=info.num_classes)
     return WithIsoMaxPlus(model, info.num_classes) if info.head == 'isomax+' else model
 
@@ -110,19 +109,13 @@ def _strip_prefix(state: dict, prefix: str = 'module.') -> dict:
     return state
 
 
-# the classifier of each backbone in a plain state dict: (backbone, key, output dimension)
-CLASSIFIER_KEYS = (('erfnet', 'decoder.output_conv.weight', 1),
-                   ('enet', 'transposed_conv.weight', 1),
-                   ('bisenetv1', 'conv_out.conv_out.weight', 0),
-                   ('bisenetv2', 'head.conv_out.weight', 0),
-                   ('resnet50', 'classifier.weight', 0))
-
-
 def _infer_architecture(state: dict, path: str, backbone: Optional[str]) -> Tuple[str, int]:
-    """The backbone (unless given) and number of classes of a plain state dict."""
-    for name, key, dim in CLASSIFIER_KEYS:
-        if key in state and backbone in (None, name):
-            return name, int(state[key].shape[dim])
+    """The backbone (unless given) and number of classes of a plain state dict, from the
+    classifier each backbone declares."""
+    for name in ([backbone] if backbone else list_backbones()):
+        cls = backbone_class(name)
+        if cls.classifier_key in state:
+            return name, int(state[cls.classifier_key].shape[cls.classifier_axis])
     raise CheckpointError(f'cannot tell the {"backbone and " if backbone is None else ""}number'
                           f' of classes of {path!r}: none of its keys is the classifier of '
                           f'{backbone or "a known backbone"}; check the file or --backbone')
@@ -212,26 +205,6 @@ def export_checkpoint(source: str, destination: str) -> dict:
     model, info = load_model(source)
     save_checkpoint(destination, model, info, **kept)
     return kept
-
-
-def with_num_classes(model: nn.Module, backbone: str, num_classes: int) -> Tuple[nn.Module, list]:
-    """``model`` rebuilt as ``backbone`` with ``num_classes`` outputs: every weight is kept,
-    a layer with the classes on one axis keeps the classes both have (dropped ones go, added
-    ones keep their fresh initialisation). Returns the model and ``(key, axis)`` of each layer
-    that changed size."""
-    resized = create_backbone(backbone, num_classes=num_classes)
-    state, changed = resized.state_dict(), []
-    for key, value in model.state_dict().items():
-        target = state[key]
-        if value.shape != target.shape:
-            axis = next(d for d in range(value.dim()) if value.shape[d] != target.shape[d])
-            common = min(value.shape[axis], target.shape[axis])
-            target.narrow(axis, 0, common).copy_(value.narrow(axis, 0, common))
-            changed.append((key, axis))
-        else:
-            state[key] = value
-    resized.load_state_dict(state)
-    return resized, changed
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:

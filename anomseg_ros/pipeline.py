@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from anomseg_ros.checkpoint import load_model, ModelInfo
-from anomseg_ros.errors import ConfigError, ImageFormatError
+from anomseg_ros.errors import ConfigError
 from anomseg_ros.labels import VOID_LABEL
 from anomseg_ros.precision import (autocast, keep_input_layers_float32, precision_name,
                                    resolve_precision, to_fast_layout)
+from anomseg_ros.preprocessing import check_rgb, to_network_input  # noqa: F401 (API)
 from anomseg_ros.scoring import create_scorer, Scorer, scorer_method, scorer_params
 
 DEVICES = ('auto', 'cpu', 'cuda')
@@ -53,16 +54,6 @@ def resolve_device(device: str) -> torch.device:
         raise ConfigError('device "cuda" was asked for but PyTorch sees no CUDA GPU; '
                           'use device "auto" or "cpu"')
     return torch.device(device)
-
-
-def check_rgb(image: np.ndarray) -> np.ndarray:
-    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
-            and image.shape[2] == 3 and image.shape[0] > 0 and image.shape[1] > 0):
-        shape = getattr(image, 'shape', None)
-        dtype = getattr(image, 'dtype', type(image).__name__)
-        raise ImageFormatError(f'expected an RGB image as a (H,W,3) uint8 array, got shape '
-                               f'{shape} of {dtype}')
-    return image
 
 
 class Detector:
@@ -134,23 +125,10 @@ class Detector:
         return cls(model, info, make_scorer(scorer, info, temperature=temperature), **kwargs)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """RGB uint8 images to a normalised ``(B,3,h,w)`` batch at the network's input size.
-
-        The resize runs on uint8 on the CPU, where PyTorch's antialiased bilinear matches PIL's
-        (the reference protocol) to within rounding; only the smaller result goes to the device.
-        """
-        batch = []
-        for image in images:
-            image = check_rgb(image)
-            if not image.flags.writeable:  # e.g. a view of a message buffer
-                image = image.copy()
-            tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-            if tuple(tensor.shape[-2:]) != self.input_size_hw:
-                tensor = F.interpolate(tensor[None], size=self.input_size_hw, mode='bilinear',
-                                       align_corners=False, antialias=True)[0]
-            batch.append(tensor)
-        batch = torch.stack(batch).to(self.device, non_blocking=True).float().div_(255.0)
-        return (batch - self._mean) / self._std
+        """RGB uint8 images to a normalised ``(B,3,h,w)`` batch at the network's input size
+        (``preprocessing.to_network_input``)."""
+        return to_network_input(images, self.input_size_hw, self._mean, self._std,
+                                device=self.device)
 
     @property
     def precision_name(self) -> str:

@@ -73,7 +73,7 @@ def _refuse_existing(out: str) -> None:
                            f'choose another path')
 
 
-class _BagWriter:
+class BagWriter:
     """A rosbags Writer with one connection per topic, created on first use."""
 
     def __init__(self, out: str, storage: str):
@@ -109,7 +109,7 @@ def write_dataset_bag(frames: Iterable[Tuple[np.ndarray, Optional[np.ndarray],
         raise DatasetError(f'rate must be positive, got {rate_hz} Hz')
     period_ns = int(round(1e9 / rate_hz))
     count = 0
-    with _BagWriter(out, storage) as bag:
+    with BagWriter(out, storage) as bag:
         for index, (image, anomaly, semantic) in enumerate(frames):
             stamp_ns = start_ns + index * period_ns
             if compressed:
@@ -130,7 +130,7 @@ def write_image_bag(messages: Iterable[Tuple[str, np.ndarray, int]], out: str, *
                     storage: str = 'mcap', frame_id: str = 'camera') -> int:
     """Write ``(topic, array, stamp_ns)`` images (e.g. the node's outputs) to a new bag."""
     count = 0
-    with _BagWriter(out, storage) as bag:
+    with BagWriter(out, storage) as bag:
         for topic, array, stamp_ns in messages:
             bag.write(topic, image_message(array, stamp_ns, frame_id), stamp_ns)
             count += 1

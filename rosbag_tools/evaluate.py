@@ -15,7 +15,7 @@ from anomseg_ros.data.images import resize_label
 from anomseg_ros.evaluation import AnomalyMetrics, SegmentationMetrics
 from anomseg_ros.labels import CITYSCAPES_CLASSES
 from anomseg_ros.ros.conversions import image_msg_to_array
-from rosbag_tools.bags import _BagWriter, image_message, read_frames
+from rosbag_tools.bags import BagWriter, image_message, read_frames
 
 RECORD_TOPICS = {'anomaly_score': '/anomseg/anomaly_score', 'semantic': '/anomseg/semantic'}
 
@@ -103,7 +103,7 @@ def evaluate_live(path: str, *, params: Optional[Dict[str, object]] = None,
     try:
         with contextlib.ExitStack() as stack:  # leaves what was entered, in reverse order
             # the record bag first: an existing one is refused before any node starts
-            recorder = stack.enter_context(_BagWriter(record, 'mcap')) if record else None
+            recorder = stack.enter_context(BagWriter(record, 'mcap')) if record else None
             process = None if connect else stack.enter_context(
                 NodeProcess(namespace=namespace, params=params, log_path=log_path))
             client = DetectorClient(namespace, outputs=tuple(RECORD_TOPICS))

@@ -1,5 +1,6 @@
 """Training on Cityscapes: dataset layout and label mapping, transforms, class weights, the
 engine, and ``anomseg train`` end to end on a tiny dataset written by the test."""
+import importlib
 import math
 import os
 import signal
@@ -22,7 +23,8 @@ from anomseg_ros.pipeline import Detector
 from anomseg_ros.training.engine import (evaluate, make_optimizer, make_poly_scheduler,
                                          train_one_epoch)
 from anomseg_ros.training.losses import enet_class_weights, label_histogram, make_criterion
-from anomseg_ros.training.train import get_args_parser, load_init_weights, resolve_amp
+from anomseg_ros.cli.train import get_args_parser
+from anomseg_ros.training.train import load_init_weights, resolve_amp
 from anomseg_ros.training.transforms import EvalTransform, TrainTransform
 
 # class name -> RGB colour drawn in the images of the tiny dataset
@@ -321,7 +323,7 @@ def test_train_help_names_torchrun_for_multi_gpu(capsys):
     assert 'usage: anomseg train' in verb_help
     module_help = get_args_parser().format_help()
     for text in (verb_help, module_help):
-        assert 'torchrun --nproc_per_node=N -m anomseg_ros.training.train' in text
+        assert 'torchrun --nproc_per_node=N -m anomseg_ros.cli.train' in text
         assert '--time-budget-min' in text and '--resume' in text
 
 
@@ -371,7 +373,7 @@ def test_an_existing_run_is_not_overwritten(trained, cityscapes_root, capsys):
 
 def test_interrupt_leaves_the_last_completed_epoch(cityscapes_root, tmp_path, monkeypatch,
                                                    capsys):
-    from anomseg_ros.training import train as train_module
+    train_module = importlib.import_module('anomseg_ros.training.train')  # not train()
     calls = []
 
     def evaluate_then_interrupt(*args, **kwargs):
@@ -403,7 +405,7 @@ def test_time_budget_stops_after_the_epoch(cityscapes_root, tmp_path, capsys):
 def test_torchrun_two_processes_on_the_cpu(cityscapes_root, tmp_path):
     """DistributedDataParallel over gloo: the sharded validation equals a one-process one."""
     torchrun = os.path.join(os.path.dirname(sys.executable), 'torchrun')
-    command = [torchrun, '--standalone', '--nproc_per_node=2', '-m', 'anomseg_ros.training.train',
+    command = [torchrun, '--standalone', '--nproc_per_node=2', '-m', 'anomseg_ros.cli.train',
                '--data', cityscapes_root, '--out', str(tmp_path), *TRAIN_ARGS,
                '--batch-size', '1', '--no-class-weights']
     # its own process group, so that a hang is ended with the workers torchrun started

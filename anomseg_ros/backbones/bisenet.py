@@ -17,6 +17,7 @@ from torch import nn
 import torch.nn.functional as F
 import torchvision
 
+from anomseg_ros.backbones.base import Backbone
 from anomseg_ros.backbones.registry import register_backbone
 
 
@@ -122,14 +123,16 @@ class FeatureFusionModule(nn.Module):
         return feat * atten + feat
 
 
-class BiSeNetV1(nn.Module):
+@register_backbone('bisenetv1')
+class BiSeNetV1(Backbone):
     """BiSeNet V1 with a ResNet-18 context path; two auxiliary heads on the context path."""
 
+    classifier_key, classifier_axis = 'conv_out.conv_out.weight', 0
+    last_block = ('ffm.', 'conv_out.')
     aux_weight = 1.0  # alpha of paper 000 eq. 5, as in the BiSeNet paper
 
     def __init__(self, num_classes: int = 19):
-        super().__init__()
-        self.num_classes = num_classes
+        super().__init__(num_classes)
         self.cp = ContextPath()
         self.sp = SpatialPath()
         self.ffm = FeatureFusionModule(256, 256)
@@ -144,13 +147,6 @@ class BiSeNetV1(nn.Module):
         if not self.training:
             return logits
         return logits, self.conv_out16(context8, size), self.conv_out32(context16, size)
-
-
-@register_backbone('bisenetv1')
-def bisenetv1(*, num_classes: int = 19, **unused) -> BiSeNetV1:
-    """BiSeNet V1, ResNet-18 context path (12.8 M parameters at 19 classes without the
-    auxiliary heads)."""
-    return BiSeNetV1(num_classes)
 
 
 # ----------------------------------------------------------------------------- BiSeNet V2
@@ -283,14 +279,16 @@ class BilateralGuidedAggregation(nn.Module):
         return self.conv(left + _resize(right, size))
 
 
-class BiSeNetV2(nn.Module):
+@register_backbone('bisenetv2')
+class BiSeNetV2(Backbone):
     """BiSeNet V2; four booster heads on the semantic branch in training."""
 
+    classifier_key, classifier_axis = 'head.conv_out.weight', 0
+    last_block = ('bga.', 'head.')
     aux_weight = 1.0  # the booster losses' weight in the BiSeNet V2 paper
 
     def __init__(self, num_classes: int = 19):
-        super().__init__()
-        self.num_classes = num_classes
+        super().__init__(num_classes)
         self.detail = DetailBranch()
         self.segment = SegmentBranch()
         self.bga = BilateralGuidedAggregation()
@@ -308,12 +306,6 @@ class BiSeNetV2(nn.Module):
             return logits
         return (logits, self.aux2(feat2, size), self.aux3(feat3, size), self.aux4(feat4, size),
                 self.aux5_4(feat5_4, size))
-
-
-@register_backbone('bisenetv2')
-def bisenetv2(*, num_classes: int = 19, **unused) -> BiSeNetV2:
-    """BiSeNet V2 (3.34 M parameters at 19 classes without the booster heads)."""
-    return BiSeNetV2(num_classes)
 
 
 AUX_HEAD_PREFIXES = ('conv_out16.', 'conv_out32.', 'aux2.', 'aux3.', 'aux4.', 'aux5_4.')

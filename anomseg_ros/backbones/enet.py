@@ -11,6 +11,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from anomseg_ros.backbones.base import Backbone
 from anomseg_ros.backbones.registry import register_backbone
 
 
@@ -136,12 +137,16 @@ def _stage_2_or_3(prefix: str, dropout: float) -> dict:
     }
 
 
-class ENet(nn.Module):
+@register_backbone('enet')
+class ENet(Backbone):
     """ENet: ``(B,3,H,W)`` float to logits ``(B,C,H,W)``; H and W multiples of 8."""
 
+    classifier_key, classifier_axis = 'transposed_conv.weight', 1
+    last_block = ('upsample5_0.', 'regular5_1.', 'transposed_conv.')
+    has_features = True
+
     def __init__(self, num_classes: int = 20):
-        super().__init__()
-        self.num_classes = num_classes
+        super().__init__(num_classes)
         self.initial_block = InitialBlock(3, 16)
         self.downsample1_0 = DownsamplingBottleneck(16, 64, dropout_prob=0.01)
         for i in range(1, 5):
@@ -181,9 +186,3 @@ class ENet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-@register_backbone('enet')
-def enet(*, num_classes: int = 20, **unused) -> ENet:
-    """ENet of Paszke et al. (0.35 M parameters at 19 classes)."""
-    return ENet(num_classes)

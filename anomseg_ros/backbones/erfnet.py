@@ -7,6 +7,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from anomseg_ros.backbones.base import Backbone
 from anomseg_ros.backbones.registry import register_backbone
 
 
@@ -103,12 +104,16 @@ class Decoder(nn.Module):
         return self.output_conv(self.forward_features(x))
 
 
-class ERFNet(nn.Module):
+@register_backbone('erfnet')
+class ERFNet(Backbone):
     """ERFNet: ``(B,3,H,W)`` float to logits ``(B,C,H,W)``; H and W multiples of 8."""
 
+    classifier_key, classifier_axis = 'decoder.output_conv.weight', 1
+    last_block = ('decoder.',)
+    has_features = True
+
     def __init__(self, num_classes: int = 20):
-        super().__init__()
-        self.num_classes = num_classes
+        super().__init__(num_classes)
         self.encoder = Encoder(num_classes)
         self.decoder = Decoder(num_classes)
 
@@ -121,9 +126,3 @@ class ERFNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-@register_backbone('erfnet')
-def erfnet(*, num_classes: int = 20, **unused) -> ERFNet:
-    """ERFNet of Romera et al. (2.06 M parameters at 20 classes)."""
-    return ERFNet(num_classes)

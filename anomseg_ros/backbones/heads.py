@@ -55,8 +55,10 @@ class WithIsoMaxPlus(nn.Module):
         self.backbone = backbone
         self.head = IsoMaxPlusHead(num_classes, num_classes)
         self.num_classes = num_classes
-        if hasattr(backbone, 'aux_weight'):
-            self.aux_weight = backbone.aux_weight
+        # what the backbone declares holds for the whole model (backbones/base.py); any module
+        # may sit under the head, a plain one declares nothing
+        self.aux_weight = getattr(backbone, 'aux_weight', 0.0)
+        self.has_features = getattr(backbone, 'has_features', False)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_features(x)

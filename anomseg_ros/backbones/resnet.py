@@ -21,6 +21,7 @@ from torch import nn
 import torch.nn.functional as F
 import torchvision
 
+from anomseg_ros.backbones.base import Backbone
 from anomseg_ros.backbones.registry import register_backbone
 from anomseg_ros.errors import CheckpointError
 
@@ -31,12 +32,16 @@ SSL_FORMATS = {  # name: the prefix of the ResNet-50 keys in its state dict
 }
 
 
-class ResNet50Seg(nn.Module):
+@register_backbone('resnet50')
+class ResNet50Seg(Backbone):
     """ResNet-50 features at 1/32, a 1x1 classifier, bilinear upsampling to the input."""
 
+    classifier_key, classifier_axis = 'classifier.weight', 0
+    last_block = ('backbone.layer4.2.', 'classifier.')
+    has_pretrained_encoder = True
+
     def __init__(self, num_classes: int = 20):
-        super().__init__()
-        self.num_classes = num_classes
+        super().__init__(num_classes)
         resnet = torchvision.models.resnet50(weights=None)
         del resnet.avgpool, resnet.fc  # the classification layers the paper removes
         self.backbone = resnet
@@ -117,9 +122,3 @@ def load_pretrained_backbone(model: ResNet50Seg, path: str, ssl_format: str = 'a
         raise CheckpointError(f'{path!r} does not fit ResNet-50: '
                               f'{str(exc).splitlines()[-1].strip()}') from None
     return ssl_format
-
-
-@register_backbone('resnet50')
-def resnet50(*, num_classes: int = 20, **unused) -> ResNet50Seg:
-    """ResNet-50 with a 1x1 classifier (23.5 M parameters + 2049 per class)."""
-    return ResNet50Seg(num_classes)

@@ -5,9 +5,9 @@ import os
 from tqdm import tqdm
 
 from anomseg_ros.cli.common import add_model_args, build_detector, warn_if_untrained
-from anomseg_ros.cli.evaluate import is_cityscapes_layout
 from anomseg_ros.data.anomaly import AnomalyDataset
 from anomseg_ros.data.cityscapes import CityscapesDataset
+from anomseg_ros.data.layouts import is_cityscapes_layout
 from anomseg_ros.paths import resolve_weights
 
 

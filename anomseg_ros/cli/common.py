@@ -1,7 +1,9 @@
 """Arguments shared by several verbs."""
 import argparse
 
+from anomseg_ros import sizes
 from anomseg_ros.backbones import list_backbones
+from anomseg_ros.errors import ConfigError
 from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import Detector, DEVICES, parse_threshold
 from anomseg_ros.precision import PRECISIONS
@@ -36,13 +38,19 @@ def add_model_args(parser: argparse.ArgumentParser, *, scorer: bool = True) -> N
 
 
 def parse_size(text: str):
-    """'1024x512' -> (512, 1024) as (height, width)."""
+    """An argparse type: '1024x512' -> (512, 1024) as (height, width)."""
     try:
-        width, height = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must be WIDTHxHEIGHT, e.g. 1024x512, got '
-                                         f'{text!r}') from None
-    return height, width
+        return sizes.parse_size(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_vector(text: str):
+    """An argparse type: 'R,G,B' -> three floats."""
+    try:
+        return sizes.parse_vector(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_detector(args, *, scorer: str = 'msp') -> Detector:

@@ -7,14 +7,16 @@ import time
 
 import numpy as np
 
+from anomseg_ros.checkpoint import load_model
 from anomseg_ros.cli.evaluate import print_anomaly_table
 from anomseg_ros.data.images import read_rgb, write_rgb
 from anomseg_ros.data.synthetic import render_track_sample
 from anomseg_ros.evaluation import AnomalyMetrics, SegmentationMetrics
 from anomseg_ros.labels import CITYSCAPES_CLASSES
 from anomseg_ros.paths import default_weights
-from anomseg_ros.pipeline import parse_threshold
+from anomseg_ros.pipeline import make_scorer, parse_threshold
 from anomseg_ros.precision import PRECISIONS
+from anomseg_ros.runtimes import is_exported
 from anomseg_ros.visualize import heatmap
 
 DEMO_SCORERS = ('msp', 'maxlogit', 'maxentropy', 'energy')
@@ -135,7 +137,7 @@ def run(args) -> int:
             exit_code = node.stop()
     finally:
         rclpy.try_shutdown()
-    _report(anomaly, segmentation, frames)
+    _report(anomaly, segmentation, frames, weights)
     _report_masks(masks, thresholds, frames)
     print(f'{received} of {sent} frames answered over DDS'
           + (f', median round trip {1000 * float(np.median(latencies)):.0f} ms' if latencies
@@ -182,11 +184,15 @@ def _save(out, name, outputs, score, to_array):
     write_rgb(os.path.join(out, f'{name}_semantic.png'), to_array(outputs['semantic_color'])[0])
 
 
-def _report(anomaly, segmentation, frames):
+def _report(anomaly, segmentation, frames, weights):
     if all(label is None for _, _, label, _ in frames):
         return
     print(f'\nlive node on {len(frames)} synthetic frames (pixels of all frames pooled):')
-    print_anomaly_table('demo drive', {name: m.compute() for name, m in anomaly.items()},
-                        'camera resolution, as published')
+    results = {name: m.compute() for name, m in anomaly.items()}
+    if weights != 'random' and not is_exported(weights):  # the node's scorers' settings
+        info = load_model(weights)[1]
+        for name, result in results.items():
+            result['settings_text'] = make_scorer(name, info).describe()
+    print_anomaly_table('demo drive', results, 'camera resolution, as published')
     if segmentation.num_images:
         print(f'mIoU of the published labels: {100 * segmentation.compute()["miou"]:.2f}')

@@ -9,6 +9,7 @@ from anomseg_ros import __version__
 from anomseg_ros.cli.common import add_model_args, build_detector, warn_if_untrained
 from anomseg_ros.data.anomaly import AnomalyDataset, CONVENTIONS
 from anomseg_ros.data.cityscapes import CityscapesDataset
+from anomseg_ros.data.layouts import is_cityscapes_layout
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.evaluation.anomaly import evaluate_anomaly, evaluate_score_maps, RESOLUTIONS
 from anomseg_ros.evaluation.components import SMIYC_MIN_SIZES, track_of, TRACKS
@@ -62,11 +63,6 @@ def add_parser(verbs):
                         help='component metrics: drop predicted segments smaller than this '
                         '(default: the track\'s)')
     parser.set_defaults(run=run)
-
-
-def is_cityscapes_layout(path: str) -> bool:
-    """leftImg8bit/ with gtFine/ (Lost and Found has gtCoarse/ instead, an anomaly layout)."""
-    return all(os.path.isdir(os.path.join(path, d)) for d in ('leftImg8bit', 'gtFine'))
 
 
 def _bar(total, name):

@@ -1,7 +1,7 @@
 """``anomseg study STUDY.yaml``: train and compare backbones x losses x scorers x datasets."""
 import os
 
-from anomseg_ros.evaluation.study import load_study, run_study
+from anomseg_ros.study import load_study, run_study
 
 
 def add_parser(verbs):

@@ -1,15 +1,75 @@
 """``anomseg train-anomaly --method pebal|sleeg``: a learned anomaly score on a checkpoint."""
-from anomseg_ros.methods import train_anomaly
+import argparse
+
+from anomseg_ros.cli.common import parse_size
+from anomseg_ros.methods import list_methods, pebal, sleeg
+from anomseg_ros.pipeline import DEVICES
+from anomseg_ros.training import train_anomaly
+
+DESCRIPTION = (train_anomaly.__doc__.split('\n\n')[0] + ' ' +
+               train_anomaly.__doc__.split('\n\n')[2].replace('\n', ' '))
 
 
 def add_parser(verbs):
     parser = verbs.add_parser(
         'train-anomaly', help='fine-tune PEBAL or train SLEEG on a segmentation checkpoint',
-        description=train_anomaly.__doc__.split('\n\n')[0] + ' ' +
-        train_anomaly.__doc__.split('\n\n')[2].replace('\n', ' '))
-    train_anomaly.add_arguments(parser)
+        description=DESCRIPTION)
+    add_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
-    return train_anomaly.main(train_anomaly.resolve_defaults(args))
+    return train_anomaly.train_anomaly(args)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument('--method', required=True, choices=list_methods())
+    parser.add_argument('--checkpoint', required=True, metavar='CKPT',
+                        help='the trained segmentation model to build on')
+    parser.add_argument('--data', required=True, metavar='ROOT',
+                        help='inlier training images: a Cityscapes-layout root')
+    parser.add_argument('--out', required=True, metavar='DIR')
+    parser.add_argument('--epochs', type=int, default=20, help='(default 20, as PEBAL)')
+    parser.add_argument('--iters-per-epoch', type=int, default=200)
+    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument('--lr', type=float, default=None,
+                        help='Adam learning rate (default: the method\'s: PEBAL 1e-5 as its '
+                        'paper; SLEEG 1e-3 for the new head, which paper 003 does not state)')
+    parser.add_argument('--input-size', type=parse_size, default=None, metavar='WxH',
+                        help='the scale images are brought to (default: the checkpoint\'s)')
+    parser.add_argument('--crop-size', type=parse_size, default=None, metavar='WxH')
+    parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--device', default='auto', choices=DEVICES)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--resume', action='store_true', help='continue OUT/last.pt')
+    parser.add_argument('--time-budget-min', type=float, default=None)
+    group = parser.add_argument_group('PEBAL (paper 004)')
+    group.add_argument('--outliers', default=None, metavar='DIR',
+                       help='outlier cut-outs for AnomalyMix: RGBA images, or images/ + masks/')
+    group.add_argument('--mix-probability', type=float, default=0.5,
+                       help='share of training images that get an outlier pasted')
+    group.add_argument('--pebal-lambda', type=float, default=pebal.LAMBDA)
+    group.add_argument('--fixed-penalty', type=float, default=None, metavar='A',
+                       help='ablation: a constant abstention penalty instead of (-E)^2')
+    group.add_argument('--no-regulariser', action='store_true',
+                       help='ablation: without the smoothness / sparsity term (eq. 8)')
+    group.add_argument('--reg-form', default='paper', choices=pebal.REG_FORMS,
+                       help='eq. 8 as printed (default), or as the authors\' code computes it')
+    group.add_argument('--kernel-size', type=int, default=7, help='inference smoothing')
+    group.add_argument('--sigma', type=float, default=1.0, help='inference smoothing')
+    group = parser.add_argument_group('SLEEG (paper 003)')
+    group.add_argument('--estimators', default='tae+tore',
+                       help='ablation: tae, tore or tae+tore (default)')
+    group.add_argument('--patch-shape', default='convex', choices=('convex', 'square'))
+    group.add_argument('--no-refinement', action='store_true',
+                       help='ablation: every pasted pixel is an anomaly')
+    group.add_argument('--static-margin', action='store_true',
+                       help='ablation: margin gamma without the JEM terms (Table 4)')
+    group.add_argument('--num-patches', type=int, default=sleeg.NUM_PATCHES)
+    group.add_argument('--margin', type=float, default=sleeg.GAMMA)
+    group.add_argument('--lam', type=float, default=sleeg.LAMBDA)
+    group.add_argument('--warmup', type=float, default=0.15,
+                       help='share of the iterations that refine with the JEM score (paper: '
+                       '6,000 of 40,000)')
+    group.add_argument('--head-channels', type=int, default=32)
+    return parser

@@ -19,7 +19,7 @@ import torch
 
 from anomseg_ros.backbones import create_backbone
 from anomseg_ros.checkpoint import count_parameters
-from anomseg_ros.cli.common import parse_size
+from anomseg_ros.sizes import parse_size
 from anomseg_ros.errors import AnomsegError
 from anomseg_ros.pipeline import resolve_device
 

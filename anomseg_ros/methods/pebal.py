@@ -22,14 +22,18 @@ paper's. At inference the score is the free energy smoothed with a Gaussian kern
 sigma 1, following the paper's reference [19]), and the segmentation comes from the inlier
 outputs alone.
 """
+import dataclasses
 from typing import Dict, Optional
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+from anomseg_ros.backbones import backbone_class, with_num_classes
 from anomseg_ros.errors import ConfigError
-from anomseg_ros.labels import VOID_LABEL
+from anomseg_ros.labels import NUM_CITYSCAPES_CLASSES, VOID_LABEL
+from anomseg_ros.methods.base import Method, register_method
+from anomseg_ros.methods.outliers import load_outliers, paste_outliers
 from anomseg_ros.scoring.base import Scorer
 from anomseg_ros.scoring.registry import register_scorer
 
@@ -120,7 +124,6 @@ class PebalLoss(nn.Module):
 def add_abstention_output(model: nn.Module, backbone: str) -> nn.Module:
     """``model`` rebuilt with one more output (the abstention class Y+1) after its classes,
     keeping every trained weight; the new output starts from small weights and a low bias."""
-    from anomseg_ros.checkpoint import with_num_classes
     num_classes = model.num_classes
     extended, changed = with_num_classes(model, backbone, num_classes + 1)
     parameters = dict(extended.named_parameters())
@@ -134,15 +137,12 @@ def add_abstention_output(model: nn.Module, backbone: str) -> nn.Module:
     return extended
 
 
-# the "final classification block" PEBAL fine-tunes, per backbone
-LAST_BLOCK = {'erfnet': ('decoder.',), 'enet': ('upsample5_0.', 'regular5_1.', 'transposed_conv.'),
-              'bisenetv1': ('ffm.', 'conv_out.'), 'bisenetv2': ('bga.', 'head.'),
-              'resnet50': ('backbone.layer4.2.', 'classifier.')}
-
-
 def freeze_all_but_last_block(model: nn.Module, backbone: str) -> int:
-    """Freeze every parameter outside the backbone's last block; returns how many train."""
-    prefixes = LAST_BLOCK[backbone]
+    """Freeze every parameter outside the "final classification block" PEBAL fine-tunes (the
+    ``last_block`` the backbone declares); returns how many train."""
+    prefixes = backbone_class(backbone).last_block
+    if not prefixes:
+        raise ConfigError(f'backbone {backbone!r} declares no last block for PEBAL to fine-tune')
     trainable = 0
     for name, parameter in model.named_parameters():
         keep = name.startswith(prefixes)
@@ -168,3 +168,56 @@ class PebalEnergy(Scorer):
     def score(self, logits: torch.Tensor) -> torch.Tensor:
         energy = free_energy(self.inlier_logits(logits))
         return gaussian_smooth(energy, self.kernel_size, self.sigma)
+
+
+@register_method('pebal')
+class Pebal(Method):
+    """PEBAL as a method: an abstention output Y+1 on the segmentation model (void output
+    dropped), its last block fine-tuned with eq. 2 on AnomalyMix images; scored by ``pebal``
+    with the smoothing it was trained for."""
+
+    scorer = 'pebal'
+    paper = '004'
+    default_lr = 1e-5           # the paper's
+    needs_outliers = True
+    base_num_classes = NUM_CITYSCAPES_CLASSES  # the inlier outputs it builds on
+
+    def build_model(self, info, build_base) -> nn.Module:
+        # the backbone itself with Y+1 outputs
+        return build_base(dataclasses.replace(info, method='', method_params={}))
+
+    def check(self, options) -> None:
+        if not options.outliers:
+            raise ConfigError('PEBAL trains on outliers pasted into inlier images (AnomalyMix): '
+                              'give --outliers DIR (RGBA cut-outs, e.g. anomseg synth\'s '
+                              'outliers/)')
+
+    def prepare(self, base, base_info, options):
+        model = add_abstention_output(base, base_info.backbone)
+        trainable = freeze_all_but_last_block(model, base_info.backbone)
+        info = dataclasses.replace(
+            base_info, num_classes=self.base_num_classes + 1,
+            class_names=list(base_info.class_names[:self.base_num_classes]),
+            void_channel=None, head='linear', method=self.name,
+            method_params={'kernel_size': options.kernel_size, 'sigma': options.sigma},
+            temperature=1.0, source='')
+        return model, info, trainable
+
+    def training_state(self, options, info, generator):
+        return {'criterion': PebalLoss(self.base_num_classes, lam=options.pebal_lambda,
+                                       fixed_penalty=options.fixed_penalty,
+                                       regulariser=not options.no_regulariser,
+                                       reg_form=options.reg_form),
+                'outliers': load_outliers(options.outliers), 'generator': generator,
+                'probability': options.mix_probability,
+                'mean': torch.tensor(info.mean).view(3, 1, 1),
+                'std': torch.tensor(info.std).view(3, 1, 1)}
+
+    def train_step(self, model, images, labels, state, step):
+        paste_outliers(images, labels, state['outliers'], label=self.base_num_classes,
+                       mean=state['mean'], std=state['std'], generator=state['generator'],
+                       probability=state['probability'])
+        criterion = state['criterion']
+        terms = criterion.terms(model(images), labels)
+        loss = terms['pal'] + criterion.lam * (terms['ebm_in'] + terms['ebm_out']) + terms['reg']
+        return loss, terms

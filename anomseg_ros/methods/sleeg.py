@@ -19,6 +19,7 @@ refinement (eqs. 10-11): inside the pasted area the threshold minimising the wit
 variance of the anomaly score (a grid scan) keeps the pixels above it as anomalies and ignores
 the rest; the score is the JEM during the warm-up, the estimated one after.
 """
+import dataclasses
 from typing import Dict, List, Optional, Sequence
 
 import cv2
@@ -28,6 +29,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from anomseg_ros.errors import ConfigError
+from anomseg_ros.methods.base import Method, register_method
 from anomseg_ros.methods.pebal import free_energy
 from anomseg_ros.scoring.base import Scorer
 from anomseg_ros.scoring.registry import register_scorer
@@ -66,9 +68,8 @@ class SleegModel(nn.Module):
     def __init__(self, segmenter: nn.Module, *, in_channels: Optional[int] = None,
                  mid_channels: int = 32):
         super().__init__()
-        core = getattr(segmenter, 'backbone', segmenter)  # under a distance head
-        if not all(hasattr(m, n) for m in (segmenter, core)
-                   for n in ('forward_features', 'forward_head')):
+        if not getattr(segmenter, 'has_features', False):
+            core = getattr(segmenter, 'backbone', segmenter)  # under a distance head
             raise ConfigError(f'SLEEG puts its head on the decoder features; '
                               f'{type(core).__name__} does not split into forward_features and '
                               f'forward_head (erfnet and enet do)')
@@ -298,3 +299,59 @@ def sleeg_losses(outputs: torch.Tensor, pasted: torch.Tensor, num_inlier: int, *
             'tore': tore_loss(ood, jem, target, gamma=gamma, dynamic=dynamic_margin)
             if 'tore' in estimators else zero,
             'anomaly_pixels': (target == 1).sum().float(), 'target': target}
+
+
+@register_method('sleeg')
+class Sleeg(Method):
+    """SLEEG as a method: an OoD head on the frozen segmentation model's decoder features,
+    trained on patches of the inlier images pasted back (no outlier data); scored by
+    ``sleeg`` with the lambda and estimators it was trained with."""
+
+    scorer = 'sleeg'
+    paper = '003'
+    default_lr = 1e-3  # for the new head; paper 003 does not state one
+    base_num_classes = None  # builds on every output of the segmentation model
+
+    def build_model(self, info, build_base) -> nn.Module:
+        base = dataclasses.replace(info, method='', method_params={},
+                                   num_classes=info.num_classes - 2)
+        return SleegModel(build_base(base), **info.method_params.get('head', {}))
+
+    def check(self, options) -> None:
+        parse_estimators(options.estimators)
+
+    def prepare(self, base, base_info, options):
+        for parameter in base.parameters():
+            parameter.requires_grad_(False)
+        if not getattr(base, 'has_features', False):
+            SleegModel(base)  # refuses it, saying why
+        with torch.no_grad():
+            channels = base.eval().forward_features(torch.zeros(1, 3, 64, 64)).shape[1]
+        head = {'in_channels': channels, 'mid_channels': options.head_channels}
+        model = SleegModel(base, **head)
+        info = dataclasses.replace(base_info, num_classes=base_info.num_classes + 2,
+                                   method=self.name, source='',
+                                   method_params={'lam': options.lam,
+                                                  'estimators': options.estimators,
+                                                  'head': head})
+        return model, info, sum(p.numel() for p in model.head.parameters())
+
+    def training_state(self, options, info, generator):
+        total = options.epochs * options.iters_per_epoch
+        return {'library': PatchLibrary(num_patches=options.num_patches,
+                                        shape=options.patch_shape, generator=generator),
+                'estimators': parse_estimators(options.estimators),
+                'num_inlier': info.num_inlier_classes, 'refine': not options.no_refinement,
+                'warmup_iters': round(options.warmup * total), 'lam': options.lam,
+                'gamma': options.margin, 'dynamic_margin': not options.static_margin}
+
+    def train_step(self, model, images, labels, state, step):
+        library = state['library']
+        library.update(images)
+        pasted = library.paste(images)
+        terms = sleeg_losses(model(images), pasted, state['num_inlier'],
+                             estimators=state['estimators'], refine=state['refine'],
+                             warmup=step < state['warmup_iters'], lam=state['lam'],
+                             gamma=state['gamma'], dynamic_margin=state['dynamic_margin'])
+        terms.pop('target')
+        return terms['tae'] + terms['tore'], terms

@@ -9,7 +9,8 @@ import torch
 from anomseg_ros.checkpoint import load_model
 from anomseg_ros.data.images import IMAGE_EXTENSIONS, read_rgb
 from anomseg_ros.errors import ConfigError, DatasetError
-from anomseg_ros.runtimes.exported import METADATA_KEY
+from anomseg_ros.preprocessing import to_network_input
+from anomseg_ros.runtimes.exported import cache_dir, load_exported, METADATA_KEY
 
 FORMATS = ('onnx', 'openvino')
 ONNX_OPSET = 17
@@ -105,12 +106,9 @@ def export_model(weights: str, fmt: str, out: str, *,
         return {'format': 'onnx', 'path': out, 'input_size_hw': size_hw, 'dynamic': dynamic}
     calibration, paths = None, []
     if calibration_dir:
-        from anomseg_ros.pipeline import Detector
-        from anomseg_ros.scoring import create_scorer
         paths = calibration_images(calibration_dir, limit=calibration_limit)
-        feeder = Detector(model, info, create_scorer('msp'), device='cpu', precision='fp32',
-                          input_size_hw=size_hw)
-        calibration = (paths, lambda path: feeder.preprocess([read_rgb(path)]).numpy())
+        calibration = (paths, lambda path: to_network_input(
+            [read_rgb(path)], size_hw, info.mean, info.std).numpy())
     try:
         _export_openvino(model, info, out, size_hw, calibration, len(paths) or 1)
     except ImportError:
@@ -121,3 +119,29 @@ def export_model(weights: str, fmt: str, out: str, *,
                           f'(runtime torch) instead') from None
     return {'format': 'openvino', 'path': out, 'input_size_hw': size_hw,
             'int8': bool(calibration_dir), 'calibration_images': len(paths)}
+
+
+def openvino_from_checkpoint(weights: str, *, input_size_hw: Optional[Tuple[int, int]],
+                             precision: str):
+    """``(model, info)`` of a PyTorch checkpoint run by OpenVINO: converted to IR once and kept
+    in the cache folder under the checkpoint's hash and the input size (OpenVINO then caches
+    the compiled model beside it), so the second start neither converts nor compiles."""
+    import hashlib
+    if weights == 'random':
+        raise ConfigError('runtime openvino needs a checkpoint file, not random weights')
+    digest = hashlib.sha256()
+    with open(weights, 'rb') as stream:
+        for block in iter(lambda: stream.read(1 << 20), b''):
+            digest.update(block)
+    size_hw = tuple(input_size_hw or load_model(weights)[1].input_size_hw)
+    path = os.path.join(cache_dir(), f'{digest.hexdigest()[:16]}_{size_hw[1]}x{size_hw[0]}.xml')
+    if not os.path.isfile(path):
+        try:
+            export_model(weights, 'openvino', path, input_size_hw=size_hw)
+        except Exception as exc:  # a backbone OpenVINO cannot convert
+            raise ConfigError(f'{weights!r} cannot run on OpenVINO ({type(exc).__name__}: '
+                              f'{str(exc).strip().splitlines()[0][:200]}); use runtime '
+                              f'torch') from None
+    model, info = load_exported(path, precision=precision, input_size_hw=size_hw)
+    info.source = weights
+    return model, info

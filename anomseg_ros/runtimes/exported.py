@@ -118,31 +118,3 @@ def load_exported(path: str, *, precision: str = 'fp32',
             raise ConfigError(f'OpenVINO on the CPU runs fp32 or bf16, not {precision!r}')
         model = OpenVinoModel(path, input_size_hw=input_size_hw, precision=precision)
     return model.eval(), model.info
-
-
-def openvino_from_checkpoint(weights: str, *, input_size_hw: Optional[Tuple[int, int]],
-                             precision: str):
-    """``(model, info)`` of a PyTorch checkpoint run by OpenVINO: converted to IR once and kept
-    in the cache folder under the checkpoint's hash and the input size (OpenVINO then caches
-    the compiled model beside it), so the second start neither converts nor compiles."""
-    import hashlib
-    from anomseg_ros.checkpoint import load_model
-    from anomseg_ros.runtimes.export import export_model
-    if weights == 'random':
-        raise ConfigError('runtime openvino needs a checkpoint file, not random weights')
-    digest = hashlib.sha256()
-    with open(weights, 'rb') as stream:
-        for block in iter(lambda: stream.read(1 << 20), b''):
-            digest.update(block)
-    size_hw = tuple(input_size_hw or load_model(weights)[1].input_size_hw)
-    path = os.path.join(cache_dir(), f'{digest.hexdigest()[:16]}_{size_hw[1]}x{size_hw[0]}.xml')
-    if not os.path.isfile(path):
-        try:
-            export_model(weights, 'openvino', path, input_size_hw=size_hw)
-        except Exception as exc:  # a backbone OpenVINO cannot convert
-            raise ConfigError(f'{weights!r} cannot run on OpenVINO ({type(exc).__name__}: '
-                              f'{str(exc).strip().splitlines()[0][:200]}); use runtime '
-                              f'torch') from None
-    model, info = load_exported(path, precision=precision, input_size_hw=size_hw)
-    info.source = weights
-    return model, info

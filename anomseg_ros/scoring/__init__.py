@@ -7,4 +7,3 @@ from anomseg_ros.scoring import classic  # noqa: F401  (registers the classic sc
 
 __all__ = ['Scorer', 'create_scorer', 'list_scorers', 'register_scorer', 'scorer_method',
            'scorer_params']
-from anomseg_ros import methods  # noqa: F401,E402  (registers pebal and sleeg)

@@ -1,18 +1,16 @@
 """Train a segmentation backbone on Cityscapes (19 trainIds), as torchvision's
 ``references/segmentation/train.py`` does::
 
+    train(TrainConfig(data='CITYSCAPES', out='runs/erfnet', epochs=150, batch_size=6))
     anomseg train --data CITYSCAPES --out runs/erfnet --epochs 150 --batch-size 6
-    python -m anomseg_ros.training.train --data CITYSCAPES --out runs/erfnet
-    torchrun --nproc_per_node=N -m anomseg_ros.training.train --data CITYSCAPES --out ...
+    torchrun --nproc_per_node=N -m anomseg_ros.cli.train --data CITYSCAPES --out ...
 
 Every epoch ends with a validation mIoU and ``OUT/last.pt``; a new best mIoU also writes
 ``OUT/best.pt``. Both are anomseg_ros checkpoints that ``anomseg detect --weights`` and the node
 load as they are, and ``--resume OUT/last.pt`` continues from.
 """
-import argparse
 import os
 import random
-import sys
 import time
 
 import cv2
@@ -20,27 +18,27 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 
-from anomseg_ros.backbones import create_backbone, list_backbones
+from anomseg_ros.backbones import create_backbone
 from anomseg_ros.backbones.heads import WithIsoMaxPlus
-from anomseg_ros.backbones.resnet import load_pretrained_backbone, SSL_FORMATS
+from anomseg_ros.backbones.resnet import load_pretrained_backbone
 from anomseg_ros.checkpoint import (count_parameters, load_model, ModelInfo, read_checkpoint,
                                     save_checkpoint, with_num_classes)
-from anomseg_ros.cli.common import parse_size
 from anomseg_ros.data.cityscapes import CityscapesDataset
-from anomseg_ros.errors import AnomsegError, CheckpointError, ConfigError, TrainingError
+from anomseg_ros.errors import CheckpointError, ConfigError, TrainingError
 from anomseg_ros.labels import CITYSCAPES_CLASSES, NUM_CITYSCAPES_CLASSES
-from anomseg_ros.pipeline import DEVICES, resolve_device
+from anomseg_ros.pipeline import resolve_device
 from anomseg_ros.precision import precision_name, resolve_precision
 from anomseg_ros.training import distributed as dist
-from anomseg_ros.training.engine import (ERFNET_LR, evaluate, make_optimizer,
+from anomseg_ros.training.config import TrainConfig
+from anomseg_ros.training.engine import (evaluate, make_optimizer,
                                          make_poly_scheduler, restore_scheduler, train_one_epoch)
-from anomseg_ros.training.losses import (enet_class_weights, label_histogram, LOSSES,
-                                         make_criterion, needs_isomax_head, parse_loss_spec)
+from anomseg_ros.training.losses import (enet_class_weights, label_histogram, make_criterion,
+                                         needs_isomax_head, parse_loss_spec)
 from anomseg_ros.training.transforms import EvalTransform, TrainTransform
 
 DEFAULT_INPUT_SIZE_HW = (256, 512)
 DEFAULT_MEAN, DEFAULT_STD = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)  # the public ERFNet's: RGB in [0,1]
-MULTI_GPU_HELP = ('Multi-GPU: torchrun --nproc_per_node=N -m anomseg_ros.training.train ARGS '
+MULTI_GPU_HELP = ('Multi-GPU: torchrun --nproc_per_node=N -m anomseg_ros.cli.train ARGS '
                   '(one process per GPU, DistributedDataParallel; --batch-size is per GPU).')
 
 
@@ -65,9 +63,6 @@ def get_transform(train: bool, *, size_hw, mean, std, crop_size_hw=None,
         return TrainTransform(crop_size_hw or size_hw, base_size_hw=size_hw, mean=mean, std=std,
                               class_uniform=class_uniform)
     return EvalTransform(size_hw, mean=mean, std=std)
-
-
-AMP_CHOICES = ('auto', 'off', 'bf16', 'fp16')
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype:
@@ -147,20 +142,6 @@ def freeze_unused_parameters(model: torch.nn.Module, device: torch.device) -> li
     return unused
 
 
-def _plain_args(args: argparse.Namespace) -> dict:
-    """The arguments as strings and numbers (sizes 'WxH', vectors 'a,b,c'), for checkpoints."""
-    plain = {}
-    for key, value in vars(args).items():
-        if callable(value):
-            continue
-        if key in ('input_size', 'crop_size') and value is not None:
-            value = f'{value[1]}x{value[0]}'
-        elif isinstance(value, (tuple, list)):
-            value = ','.join(str(v) for v in value)
-        plain[key] = '' if value is None else value
-    return plain
-
-
 def _data_loaders(args, train_set, val_set, device: torch.device, generator: torch.Generator):
     world = dist.world_size()
     if dist.is_distributed():
@@ -199,7 +180,7 @@ def _start_state(args) -> tuple:
         torch.manual_seed(args.seed)
         model, source_info = create_backbone(args.backbone, num_classes=num_classes), None
         if args.pretrained_backbone:
-            if not hasattr(model, 'backbone_parameters'):
+            if not model.has_pretrained_encoder:
                 raise ConfigError(f'--pretrained-backbone loads self-supervised ResNet-50 '
                                   f'weights; backbone {args.backbone!r} takes none')
             fmt = load_pretrained_backbone(model, args.pretrained_backbone, args.ssl_format)
@@ -231,7 +212,7 @@ def freeze_backbone(model: torch.nn.Module) -> int:
     """Stop training everything but the classifier (the ResNet-50 head of paper 000 Tables 5
     and 6, and any distance head); returns the number of parameters frozen."""
     core = model.backbone if isinstance(model, WithIsoMaxPlus) else model
-    if not hasattr(core, 'backbone_parameters'):
+    if not core.has_pretrained_encoder:
         raise ConfigError(f'--freeze-backbone needs a backbone with a pretrained feature '
                           f'extractor (resnet50); {type(core).__name__} has none')
     frozen = 0
@@ -241,7 +222,7 @@ def freeze_backbone(model: torch.nn.Module) -> int:
     return frozen
 
 
-def _check_args(args: argparse.Namespace) -> None:
+def _check_args(args: TrainConfig) -> None:
     for name in ('epochs', 'batch_size', 'max_iters_per_epoch', 'val_limit', 'time_budget_min'):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -261,8 +242,12 @@ def _check_args(args: argparse.Namespace) -> None:
     parse_loss_spec(args.loss)  # a readable error before any data is read
 
 
-def main(args: argparse.Namespace) -> int:
-    """Train as ``args`` say; returns 0. Raises AnomsegError subclasses for user errors."""
+def train(config: TrainConfig) -> int:
+    """Train as ``config`` says; returns 0. Raises AnomsegError subclasses for user errors
+    (``anomseg train`` prints them in one line)."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f'train() takes a TrainConfig, got {type(config).__name__}')
+    args = config
     _check_args(args)
     last_path, best_path = os.path.join(args.out, 'last.pt'), os.path.join(args.out, 'best.pt')
     if not args.resume and os.path.exists(last_path):
@@ -377,7 +362,7 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
             best_miou = metrics['miou'] if is_best else best_miou
             if dist.is_main_process():
                 extra = dict(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                             epoch=epoch, args=_plain_args(args), best_miou=best_miou,
+                             epoch=epoch, args=args.options(), best_miou=best_miou,
                              history=history, class_weights=None if class_weights is None
                              else class_weights.tolist())
                 if scaler is not None:
@@ -413,125 +398,3 @@ def _report_best(history: list) -> None:
     log(f'best epoch {best["epoch"]}: mIoU {100 * best["miou"]:.2f}%; IoU per class:')
     for name, iou in best['per_class_iou'].items():
         log(f'  {name:<14} {100 * iou:6.2f}' if iou == iou else f'  {name:<14}    n/a')
-
-
-def _vector(text: str) -> tuple:
-    try:
-        values = tuple(float(v) for v in text.split(','))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f'expected 3 comma-separated numbers, got {text!r}')
-    return values
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The training options (shared by ``anomseg train`` and ``python -m``)."""
-    parser.add_argument('--data', required=True, metavar='ROOT',
-                        help='Cityscapes root: leftImg8bit/{train,val}/CITY/*_leftImg8bit.png and'
-                        ' gtFine/{train,val}/CITY/*_gtFine_labelTrainIds.png (or _labelIds.png)')
-    parser.add_argument('--out', required=True, metavar='DIR',
-                        help='output folder for last.pt and best.pt (created)')
-    parser.add_argument('--backbone', default='erfnet', choices=list_backbones())
-    parser.add_argument('--loss', default='ce', metavar='SPEC',
-                        help=f'training loss: terms joined by "+" with optional weights, e.g. '
-                        f'"eiml+focal" or "0.5*logitnorm+ce"; losses: {", ".join(LOSSES)} '
-                        f'(default ce). eiml puts the IsoMax+ distance head on the model')
-    parser.add_argument('--focal-gamma', type=float, default=2.0,
-                        help='focal loss gamma (default 2)')
-    parser.add_argument('--logitnorm-tau', type=float, default=0.04,
-                        help='LogitNorm temperature tau (default 0.04)')
-    parser.add_argument('--entropic-scale', type=float, default=10.0,
-                        help='EIML entropic scale (default 10)')
-    parser.add_argument('--void', action='store_true',
-                        help='train the void pixels (255) as a 20th class, for --scorer void '
-                        '(paper 000 eq. 11)')
-    parser.add_argument('--pretrained-backbone', default=None, metavar='PATH',
-                        help='resnet50 only: self-supervised ResNet-50 weights (Barlow Twins, '
-                        'MoCo v2 or SimSiam checkpoint as published)')
-    parser.add_argument('--ssl-format', default='auto', choices=['auto', *SSL_FORMATS],
-                        help='the format of --pretrained-backbone (default: from its keys)')
-    parser.add_argument('--freeze-backbone', action='store_true',
-                        help='train only the classifier (resnet50; paper 000 Tables 5-6)')
-    parser.add_argument('--epochs', type=int, default=150, help='epochs in all (default 150)')
-    parser.add_argument('--batch-size', type=int, default=6, help='per process (default 6)')
-    parser.add_argument('--input-size', type=parse_size, default=None, metavar='WxH',
-                        help='crop size in training and network input size in validation '
-                        '(default 512x256, or the --resume checkpoint\'s)')
-    parser.add_argument('--crop-size', type=parse_size, default=None, metavar='WxH',
-                        help='training crop (default: the input size); images are scaled as '
-                        'for the input size first, so a smaller crop keeps the objects\' scale '
-                        'and makes each step cheaper')
-    parser.add_argument('--class-uniform', type=float, default=0.5, metavar='P',
-                        help='probability that a training crop is centred on a class drawn '
-                        'uniformly from those in the image, so thin and rare classes are seen '
-                        'as often as large ones (default 0.5; 0 = plain random crops)')
-    parser.add_argument('--lr', type=float, default=ERFNET_LR,
-                        help=f'Adam learning rate, poly-decayed per iteration (default '
-                        f'{ERFNET_LR})')
-    parser.add_argument('--class-weights', action=argparse.BooleanOptionalAction, default=True,
-                        help='ERFNet class weights 1/ln(1.10 + p) from the training labels')
-    parser.add_argument('--mean', type=_vector, default=None, metavar='R,G,B',
-                        help='normalisation of [0,1] RGB (default 0,0,0 as the public ERFNet, '
-                        'or the --init-weights checkpoint\'s)')
-    parser.add_argument('--std', type=_vector, default=None, metavar='R,G,B',
-                        help='default 1,1,1 (or the --init-weights checkpoint\'s)')
-    parser.add_argument('--workers', type=int, default=2,
-                        help='data loading processes per training process (default 2)')
-    parser.add_argument('--cache', default=None, metavar='DIR',
-                        help='decode each training image once into DIR (raw arrays, about 2 MB '
-                        'a 1024x512 image) and read it back from there: no PNG decoding per '
-                        'step, which on a small CPU costs as much as the training step')
-    parser.add_argument('--resume', default=None, metavar='CKPT',
-                        help='continue the training saved in CKPT (OUT/last.pt): weights, '
-                        'optimizer, learning rate schedule, epoch, best mIoU and history')
-    parser.add_argument('--init-weights', default=None, metavar='CKPT',
-                        help='start from these weights (e.g. erfnet_pretrained.pth; a void '
-                        'output is dropped) with a new optimizer')
-    parser.add_argument('--max-iters-per-epoch', type=int, default=None, metavar='N',
-                        help='end each epoch after N iterations (for slow machines)')
-    parser.add_argument('--val-limit', type=int, default=None, metavar='N',
-                        help='validate on the first N val images only')
-    parser.add_argument('--time-budget-min', type=float, default=None, metavar='M',
-                        help='stop after the epoch in which M minutes are exceeded')
-    parser.add_argument('--device', default='auto', choices=DEVICES)
-    parser.add_argument('--amp', default='auto', choices=AMP_CHOICES,
-                        help='mixed precision: auto (default) = bfloat16 autocast on CPUs with '
-                        'AMX or AVX512-BF16, float16 with gradient scaling on CUDA, float32 '
-                        'elsewhere; off = float32; bf16 / fp16 to force one')
-    parser.add_argument('--no-amp', dest='amp', action='store_const', const='off',
-                        help='same as --amp off')
-    parser.add_argument('--sync-bn', action='store_true',
-                        help='synchronise batch norm statistics across GPUs')
-    parser.add_argument('--seed', type=int, default=0,
-                        help='seed of the initial weights, data order and augmentation')
-    return parser
-
-
-DESCRIPTION = ('Trains a backbone on the 19 Cityscapes classes (20 with --void) with ERFNet\'s '
-               'recipe (Adam, poly learning rate, class-weighted loss); validates mIoU every '
-               'epoch and writes OUT/last.pt and OUT/best.pt.')
-
-
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    """The parser of ``python -m anomseg_ros.training.train`` (as ``anomseg train``)."""
-    parser = argparse.ArgumentParser(prog='python -m anomseg_ros.training.train',
-                                     description=DESCRIPTION, epilog=MULTI_GPU_HELP,
-                                     add_help=add_help)
-    return add_arguments(parser)
-
-
-def cli_main(argv=None) -> int:
-    """Entry point of ``python -m anomseg_ros.training.train`` (and torchrun)."""
-    args = get_args_parser().parse_args(argv)
-    try:
-        return main(args)
-    except AnomsegError as exc:
-        print(f'train: error: {exc}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == '__main__':
-    sys.exit(cli_main())

@@ -18,7 +18,6 @@ Example (``config/study_synthetic.yaml``)::
       - {name: erfnet_eiml_fl, backbone: erfnet, loss: eiml+focal, init_weights: ...}
       - {name: enet_void, backbone: enet, void: true}
 """
-import argparse
 import dataclasses
 import itertools
 import json
@@ -30,7 +29,6 @@ import yaml
 
 from anomseg_ros import __version__
 from anomseg_ros.checkpoint import count_parameters, read_checkpoint
-from anomseg_ros.cli.common import parse_size
 from anomseg_ros.data.anomaly import AnomalyDataset
 from anomseg_ros.data.cityscapes import CityscapesDataset
 from anomseg_ros.errors import ConfigError
@@ -41,14 +39,15 @@ from anomseg_ros.evaluation.segmentation import evaluate_segmentation
 from anomseg_ros.evaluation.report import percent
 from anomseg_ros.evaluation.speed import measure_in_subprocess, SIZES_HW
 from anomseg_ros.pipeline import Detector
-from anomseg_ros.training import train as train_script
+from anomseg_ros.sizes import parse_size
+from anomseg_ros.training.config import TrainConfig
+from anomseg_ros.training.train import train
 from anomseg_ros.training.losses import loss_title
 
 # training options a model row or the budget may set: the ``anomseg train`` flags
-TRAIN_KEYS = ('backbone', 'loss', 'void', 'init_weights', 'pretrained_backbone', 'ssl_format',
-              'freeze_backbone', 'epochs', 'batch_size', 'input_size', 'crop_size', 'lr',
-              'class_weights', 'max_iters_per_epoch', 'val_limit', 'workers', 'seed',
-              'focal_gamma', 'logitnorm_tau', 'entropic_scale', 'device', 'time_budget_min')
+# the training options a study row may give: TrainConfig's, but where the data and output go
+TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig)
+                   if f.name not in ('data', 'out', 'resume'))
 
 
 @dataclasses.dataclass
@@ -147,24 +146,14 @@ def load_study(path: str, *, out: Optional[str] = None) -> Study:
 def _size(path: str, text: str) -> Tuple[int, int]:
     try:
         return parse_size(str(text))
-    except argparse.ArgumentTypeError as exc:
+    except ConfigError as exc:
         raise ConfigError(f'{path}: speed size: {exc}') from None
 
 
-def train_argv(model: StudyModel, out_dir: str, data: str) -> List[str]:
-    """The ``anomseg train`` arguments of a study row."""
-    argv = ['--data', data, '--out', out_dir]
-    for key, value in model.train.items():
-        if value is None or value is False:
-            continue
-        flag = '--' + key.replace('_', '-')
-        if key == 'class_weights':
-            argv.append(flag if value else '--no-class-weights')
-        elif value is True:
-            argv.append(flag)
-        else:
-            argv += [flag, str(value)]
-    return argv
+def train_config(model: StudyModel, out_dir: str, data: str) -> TrainConfig:
+    """The ``TrainConfig`` of a study row."""
+    return TrainConfig.from_options({'data': data, 'out': out_dir, **{
+        k: v for k, v in model.train.items() if v is not None}})
 
 
 def _finished(last_path: str, epochs: int) -> bool:
@@ -176,15 +165,16 @@ def ensure_trained(model: StudyModel, out_dir: str, data: str, log: Callable) ->
     if model.weights:
         return model.weights
     last, best = os.path.join(out_dir, 'last.pt'), os.path.join(out_dir, 'best.pt')
-    parser = train_script.get_args_parser()
-    args = parser.parse_args(train_argv(model, out_dir, data))
-    if _finished(last, args.epochs):
+    config = train_config(model, out_dir, data)
+    if _finished(last, config.epochs):
         return best if os.path.exists(best) else last
+    command = ' '.join(config.argv())
     if os.path.exists(last):
-        args.resume, args.init_weights, args.pretrained_backbone = last, None, None
-    log(f'[{model.name}] training: anomseg train {" ".join(train_argv(model, out_dir, data))}'
-        + (f' (resuming {last})' if args.resume else ''))
-    train_script.main(args)
+        config = dataclasses.replace(config, resume=last, init_weights=None,
+                                     pretrained_backbone=None)
+    log(f'[{model.name}] training: anomseg train {command}'
+        + (f' (resuming {last})' if config.resume else ''))
+    train(config)
     return best if os.path.exists(best) else last
 
 

@@ -1,0 +1,33 @@
+"""What every segmentation network says about itself, on its class (as timm's
+``pretrained_cfg``), so that code elsewhere asks the backbone instead of keeping tables about
+it: the classifier (to read a plain state dict and to add outputs), the final classification
+block (what PEBAL fine-tunes), whether it splits into ``forward_features`` / ``forward_head``
+(SLEEG's head, feature scorers), its auxiliary heads' loss weight, and whether its encoder can
+start from self-supervised weights (``backbone_parameters``)."""
+from typing import Tuple
+
+from torch import nn
+
+
+class Backbone(nn.Module):
+    """Base class of the registered segmentation networks.
+
+    Contract: ``(B,3,H,W)`` float in, logits ``(B,C,H,W)`` out in eval mode; in training mode
+    a backbone with auxiliary heads returns ``(logits, aux, ...)``, each at the input size.
+    """
+
+    # state-dict key of the classifier's weight and the axis of its classes there
+    classifier_key: str = ''
+    classifier_axis: int = 0
+    # parameter-name prefixes of the final classification block
+    last_block: Tuple[str, ...] = ()
+    # offers forward_features (decoder features) and forward_head (features -> logits)
+    has_features: bool = False
+    # weight of the auxiliary heads' loss in training (paper 000 eq. 5); 0 = no auxiliary heads
+    aux_weight: float = 0.0
+    # offers backbone_parameters(): an encoder that self-supervised weights can initialise
+    has_pretrained_encoder: bool = False
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes

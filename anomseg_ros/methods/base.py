@@ -1,0 +1,69 @@
+"""The method contract: a learned anomaly score on top of a trained segmentation model.
+
+A ``Method`` owns what is method-specific, so the checkpoint loader, the pipeline and the
+training loop need no name checks:
+
+- ``build_model(info, build_base)``: the (untrained) network a checkpoint of this method holds,
+  from its ``ModelInfo`` (``build_base`` builds the plain segmentation model of an info);
+- ``prepare(base, base_info, options)``: that network made from a trained segmentation model,
+  with what is to train unfrozen, and the ``ModelInfo`` it will be saved with;
+- ``scorer``: the registered scorer that reads its outputs, which takes the settings it was
+  trained with from ``info.method_params``;
+- ``training_state(options, info, generator)`` and ``train_step(model, images, labels, state,
+  step)``: one optimisation step's loss and the terms to log.
+
+Methods are registered by name (``register_method``) like backbones and scorers.
+"""
+from typing import Callable, Dict, List, Tuple
+
+import torch
+from torch import nn
+
+from anomseg_ros.registry import Registry
+
+
+class Method:
+    """Base class of the learned anomaly methods (see the module docstring)."""
+
+    name = ''
+    scorer = ''            # the scorer that reads this method's outputs
+    paper = ''             # the paper it follows
+    default_lr = 1e-3
+    needs_outliers = False  # trains on outlier cut-outs (--outliers)
+
+    def build_model(self, info, build_base: Callable) -> nn.Module:
+        raise NotImplementedError
+
+    def prepare(self, base: nn.Module, base_info, options) -> Tuple[nn.Module, object, int]:
+        raise NotImplementedError
+
+    def check(self, options) -> None:
+        """Refuse options this method cannot train with (before any data is read)."""
+
+    def training_state(self, options, info, generator: torch.Generator) -> object:
+        raise NotImplementedError
+
+    def train_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                   state, step: int) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+
+METHODS: Registry[Method] = Registry('method')
+
+
+def register_method(name: str):
+    """Class decorator: register one instance of the ``Method`` subclass under ``name``."""
+    def decorator(cls):
+        instance = cls()
+        instance.name = name
+        METHODS.register(name)(lambda: instance)
+        return cls
+    return decorator
+
+
+def get_method(name: str) -> Method:
+    return METHODS.get(name)()
+
+
+def list_methods() -> List[str]:
+    return METHODS.names()
