@@ -37,28 +37,24 @@ def bench_forward(detector, device, size_wh, frames):
 
 
 def bench_node(weights, device, size_wh, frames, outputs):
-    from anomseg_ros.ros.client import DetectorClient, NodeProcess
-    from anomseg_ros.ros.parameters import OUTPUTS
+    from anomseg_ros.ros.client import live_detector
+    from anomseg_ros.ros.outputs import OUTPUTS
     width, height = size_wh
     params = {'weights': weights, 'device': device.type, 'input_width': width,
               'input_height': height}
     params.update({f'publish.{name}': name in outputs for name in OUTPUTS})
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     times = []
-    with NodeProcess(namespace=f'/anomseg_bench_{width}', params=params) as process:
-        client = DetectorClient(f'/anomseg_bench_{width}', outputs=outputs)
-        try:
-            client.wait_for_node(timeout=120, process=process)
-            for i in range(frames + 2):
-                stamp_ns = 10_000_000_000 + i
-                start = time.perf_counter()
-                client.publish_rgb(image, stamp_ns)
-                if client.wait_outputs(stamp_ns, timeout=60) is None:
-                    raise RuntimeError(f'frame {i} at {width}x{height} got no answer')
-                if i >= 2:
-                    times.append(time.perf_counter() - start)
-        finally:
-            client.close()
+    with live_detector(f'/anomseg_bench_{width}', params=params, outputs=outputs,
+                       timeout=120) as live:
+        for i in range(frames + 2):
+            stamp_ns = 10_000_000_000 + i
+            start = time.perf_counter()
+            live.client.publish_rgb(image, stamp_ns)
+            if live.client.wait_outputs(stamp_ns, timeout=60) is None:
+                raise RuntimeError(f'frame {i} at {width}x{height} got no answer')
+            if i >= 2:
+                times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
@@ -70,35 +66,27 @@ def main():
     parser.add_argument('--frames', type=int, default=15, help='timed frames per cell')
     args = parser.parse_args()
 
-    import rclpy
-    from anomseg_ros.ros.dds import configure_dds
-    configure_dds(localhost_only=True)
+    from anomseg_ros.ros.outputs import OUTPUTS
     device = resolve_device(args.device)
     detector = Detector.from_checkpoint(args.weights, device=str(device))
     info = detector.info
-    rclpy.init()
     rows = []
-    try:
-        for size_wh in SIZES_WH:
-            forward = bench_forward(detector, device, size_wh, args.frames)
-            score_only = bench_node(args.weights, device, size_wh, args.frames,
-                                    ('anomaly_score',))
-            all_five = bench_node(args.weights, device, size_wh, args.frames,
-                                  ('semantic', 'semantic_color', 'anomaly_score',
-                                   'obstacle_mask', 'overlay'))
-            rows.append((size_wh, forward, score_only, all_five))
-    finally:
-        rclpy.try_shutdown()
+    for size_wh in SIZES_WH:
+        forward = bench_forward(detector, device, size_wh, args.frames)
+        score_only = bench_node(args.weights, device, size_wh, args.frames, ('anomaly_score',))
+        all_outputs = bench_node(args.weights, device, size_wh, args.frames, OUTPUTS)
+        rows.append((size_wh, forward, score_only, all_outputs))
 
     print(f'\n{info.backbone} on {device} in {detector.precision_name} '
           f'({torch.get_num_threads()} CPU threads), median of {args.frames} frames, ms per '
           f'frame')
-    print('| input | bare forward | node path, score only | ratio | node path, all 5 outputs '
-          '| ratio |')
+    print(f'| input | bare forward | node path, score only | ratio | node path, all '
+          f'{len(OUTPUTS)} outputs | ratio |')
     print('| --- | --- | --- | --- | --- | --- |')
-    for (w, h), forward, score_only, all_five in rows:
+    for (w, h), forward, score_only, all_outputs in rows:
         print(f'| {w}x{h} | {1000 * forward:.1f} | {1000 * score_only:.1f} | '
-              f'{score_only / forward:.2f} | {1000 * all_five:.1f} | {all_five / forward:.2f} |')
+              f'{score_only / forward:.2f} | {1000 * all_outputs:.1f} | '
+              f'{all_outputs / forward:.2f} |')
 
 
 if __name__ == '__main__':

@@ -93,39 +93,29 @@ def evaluate_live(path: str, *, params: Optional[Dict[str, object]] = None,
     starting one with ``params``. ``record`` writes the node's outputs to a new bag;
     ``size_hw`` as in ``BagScore``.
     """
-    import rclpy
-    from anomseg_ros.ros.client import DetectorClient, NodeProcess
-    from anomseg_ros.ros.dds import configure_dds
-
-    configure_dds(localhost_only=True)
-    rclpy.init()
+    from anomseg_ros.ros.client import live_detector
     score = BagScore(size_hw=size_hw)
-    try:
-        with contextlib.ExitStack() as stack:  # leaves what was entered, in reverse order
-            # the record bag first: an existing one is refused before any node starts
-            recorder = stack.enter_context(BagWriter(record, 'mcap')) if record else None
-            process = None if connect else stack.enter_context(
-                NodeProcess(namespace=namespace, params=params, log_path=log_path))
-            client = DetectorClient(namespace, outputs=tuple(RECORD_TOPICS))
-            stack.callback(client.close)
-            client.wait_for_node(timeout=max(timeout, 60.0), process=process)
-            frames = {}
-            for frame in read_frames(path):
-                client.publish_rgb(frame.image, frame.stamp_ns, frame_id=frame.frame_id)
-                score.sent += 1
-                if rate_hz is None:
-                    _collect(client, frame, score, recorder, timeout)
-                else:
-                    frames[frame.stamp_ns] = frame
-                    time.sleep(1.0 / rate_hz)
-            # clocked replay: once the last frame is out, every frame the node did not skip
-            # is out too (it works in order), so only the last one is waited for in full
-            last = max(frames, default=None)
-            for stamp_ns in sorted(frames, key=lambda s: s != last):
-                _collect(client, frames[stamp_ns], score, recorder,
-                         timeout if stamp_ns == last else 0.5)
-    finally:
-        rclpy.try_shutdown()
+    with contextlib.ExitStack() as stack:  # leaves what was entered, in reverse order
+        # the record bag first: an existing one is refused before any node starts
+        recorder = stack.enter_context(BagWriter(record, 'mcap')) if record else None
+        client = stack.enter_context(live_detector(
+            namespace, params=params, outputs=tuple(RECORD_TOPICS), log_path=log_path,
+            connect=connect, timeout=max(timeout, 60.0))).client
+        frames = {}
+        for frame in read_frames(path):
+            client.publish_rgb(frame.image, frame.stamp_ns, frame_id=frame.frame_id)
+            score.sent += 1
+            if rate_hz is None:
+                _collect(client, frame, score, recorder, timeout)
+            else:
+                frames[frame.stamp_ns] = frame
+                time.sleep(1.0 / rate_hz)
+        # clocked replay: once the last frame is out, every frame the node did not skip
+        # is out too (it works in order), so only the last one is waited for in full
+        last = max(frames, default=None)
+        for stamp_ns in sorted(frames, key=lambda s: s != last):
+            _collect(client, frames[stamp_ns], score, recorder,
+                     timeout if stamp_ns == last else 0.5)
     return score.report()
 
 

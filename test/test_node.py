@@ -394,3 +394,30 @@ def test_a_dead_worker_is_an_error_and_is_restarted(rclpy_context, random_checkp
         assert node.counts['processed'] == 1
     finally:
         node.destroy_node()
+
+
+@pytest.mark.slow
+def test_demo_runs_the_bundled_model_through_the_live_node(tmp_path):
+    """``make demo``'s job, shortened: every frame answered over DDS, the node exits cleanly,
+    each scorer's mask drawn at the checkpoint's calibrated threshold for that scorer (right
+    after a switch the node's diagnostics may still speak of the previous one), pictures
+    written."""
+    import os
+    from anomseg_ros.checkpoint import load_model
+    from anomseg_ros.paths import default_weights
+    weights = default_weights()
+    if weights is None:
+        pytest.skip('no bundled model in models/')
+    thresholds = load_model(weights)[1].thresholds
+    out = tmp_path / 'demo'
+    done = subprocess.run([sys.executable, '-m', 'anomseg_ros.cli.main', 'demo', '--frames', '2',
+                           '--out', str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert '8 of 8 frames answered over DDS' in done.stdout
+    assert 'node exited with code 0' in done.stdout
+    rows = {line.split()[0]: line.split()[1] for line in done.stdout.splitlines()
+            if line.split()[:1] and line.split()[0] in ('msp', 'maxlogit', 'maxentropy', 'energy')
+            and len(line.split()) == 5}
+    for scorer in ('msp', 'maxlogit', 'maxentropy', 'energy'):
+        assert float(rows[scorer]) == pytest.approx(thresholds[scorer], abs=1e-3), scorer
+    assert len([f for f in os.listdir(out) if f.endswith('_overlay.png')]) == 2

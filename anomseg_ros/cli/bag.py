@@ -4,11 +4,10 @@ import os
 
 from tqdm import tqdm
 
-from anomseg_ros.cli.common import add_model_args, build_detector, warn_if_untrained
+from anomseg_ros.cli.common import add_model_args, build_detector, node_params, warn_if_untrained
 from anomseg_ros.data.anomaly import AnomalyDataset
 from anomseg_ros.data.cityscapes import CityscapesDataset
 from anomseg_ros.data.layouts import is_cityscapes_layout
-from anomseg_ros.paths import resolve_weights
 
 
 def add_parser(verbs):
@@ -89,14 +88,7 @@ def run_eval(args) -> int:
         report = evaluate_offline(args.bag, detector, size_hw=size_hw)
         mode = 'offline'
     else:
-        params = {'weights': resolve_weights(args.weights), 'scorer': args.scorer,
-                  'threshold': args.threshold, 'device': args.device}
-        if args.backbone:
-            params['backbone'] = args.backbone
-        if args.temperature is not None:
-            params['temperature'] = args.temperature
-        if args.input_size:
-            params.update(input_height=args.input_size[0], input_width=args.input_size[1])
+        params = node_params(args)
         report = evaluate_live(args.bag, params=params, namespace=args.namespace,
                                rate_hz=args.rate, timeout=args.timeout, record=args.record,
                                connect=args.connect, size_hw=size_hw)

@@ -1,5 +1,6 @@
 """Arguments shared by several verbs."""
 import argparse
+from typing import Dict
 
 from anomseg_ros import sizes
 from anomseg_ros.backbones import list_backbones
@@ -51,6 +52,25 @@ def parse_vector(text: str):
         return sizes.parse_vector(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def node_params(args, **extra) -> Dict[str, object]:
+    """The detector node's parameters for the model options of ``add_model_args`` (the one
+    place command-line options become node parameters); ``extra`` adds or overrides."""
+    params = {'weights': resolve_weights(args.weights), 'device': args.device,
+              'precision': getattr(args, 'precision', 'auto'),
+              'runtime': getattr(args, 'runtime', 'auto')}
+    for name in ('scorer', 'threshold'):
+        if hasattr(args, name):
+            params[name] = getattr(args, name)
+    if args.backbone:
+        params['backbone'] = args.backbone
+    if getattr(args, 'temperature', None) is not None:
+        params['temperature'] = args.temperature
+    if args.input_size:
+        params.update(input_height=args.input_size[0], input_width=args.input_size[1])
+    params.update(extra)
+    return params
 
 
 def build_detector(args, *, scorer: str = 'msp') -> Detector:

@@ -68,10 +68,8 @@ def _frames(args):
 
 
 def run(args) -> int:
-    import rclpy
-    from anomseg_ros.ros.client import DetectorClient, NodeProcess
+    from anomseg_ros.ros.client import live_detector
     from anomseg_ros.ros.conversions import image_msg_to_array
-    from anomseg_ros.ros.dds import configure_dds
 
     weights = args.weights or default_weights()
     input_size = args.input_size
@@ -90,53 +88,45 @@ def run(args) -> int:
         params.update(input_width=width, input_height=height)
     namespace, log_path = '/anomseg_demo', os.path.join(args.out, 'node.log')
     print(f'starting the detector node ({weights}); its log: {log_path}')
-    configure_dds(localhost_only=True)
-    rclpy.init()
     anomaly = {name: AnomalyMetrics() for name in scorers}
     segmentation = SegmentationMetrics(len(CITYSCAPES_CLASSES), class_names=CITYSCAPES_CLASSES)
     sent = received = 0
     latencies = []
     masks = {name: np.zeros(3, np.int64) for name in scorers}  # tp, fp, fn of the masks
     thresholds = {}
-    try:
-        with NodeProcess(namespace=namespace, params=params, log_path=log_path) as node:
-            client = DetectorClient(namespace)
-            try:
-                client.wait_for_node(timeout=args.timeout, process=node)
-                for pass_index, scorer in enumerate(scorers):
-                    refused = client.set_parameters(scorer=scorer)
-                    if pass_index and not refused and args.threshold != 'auto':
-                        refused = client.set_parameters(threshold='auto')
-                    if refused:
-                        print(f'scorer {scorer} refused: {refused["scorer"]}')
-                        continue
-                    for index, (name, image, label, semantic) in enumerate(frames):
-                        stamp_ns = (1 + pass_index * len(frames) + index) * 50_000_000
-                        start = time.monotonic()
-                        client.publish_rgb(image, stamp_ns)
-                        sent += 1
-                        outputs = client.wait_outputs(stamp_ns, timeout=args.timeout)
-                        if outputs is None:
-                            print(f'{name} ({scorer}): no answer within {args.timeout:.0f} s')
-                            continue
-                        received += 1
-                        latencies.append(time.monotonic() - start)
-                        score = image_msg_to_array(outputs['anomaly_score'])[0]
-                        if label is not None:
-                            anomaly[scorer].update(score, label)
-                            mask = image_msg_to_array(outputs['obstacle_mask'])[0] == 255
-                            masks[scorer] += _mask_counts(mask, label)
-                        if pass_index == 0:
-                            labels = image_msg_to_array(outputs['semantic'])[0]
-                            if semantic is not None:
-                                segmentation.update(labels, semantic)
-                            _save(args.out, name, outputs, score, image_msg_to_array)
-                    thresholds[scorer] = _node_threshold(client)
-            finally:
-                client.close()
-            exit_code = node.stop()
-    finally:
-        rclpy.try_shutdown()
+    with live_detector(namespace, params=params, log_path=log_path,
+                       timeout=args.timeout) as live:
+        client = live.client
+        for pass_index, scorer in enumerate(scorers):
+            refused = client.set_parameters(scorer=scorer)
+            if pass_index and not refused and args.threshold != 'auto':
+                refused = client.set_parameters(threshold='auto')
+            if refused:
+                print(f'scorer {scorer} refused: {refused["scorer"]}')
+                continue
+            for index, (name, image, label, semantic) in enumerate(frames):
+                stamp_ns = (1 + pass_index * len(frames) + index) * 50_000_000
+                start = time.monotonic()
+                client.publish_rgb(image, stamp_ns)
+                sent += 1
+                outputs = client.wait_outputs(stamp_ns, timeout=args.timeout)
+                if outputs is None:
+                    print(f'{name} ({scorer}): no answer within {args.timeout:.0f} s')
+                    continue
+                received += 1
+                latencies.append(time.monotonic() - start)
+                score = image_msg_to_array(outputs['anomaly_score'])[0]
+                if label is not None:
+                    anomaly[scorer].update(score, label)
+                    mask = image_msg_to_array(outputs['obstacle_mask'])[0] == 255
+                    masks[scorer] += _mask_counts(mask, label)
+                if pass_index == 0:
+                    labels = image_msg_to_array(outputs['semantic'])[0]
+                    if semantic is not None:
+                        segmentation.update(labels, semantic)
+                    _save(args.out, name, outputs, score, image_msg_to_array)
+            thresholds[scorer] = _node_threshold(client, scorer)
+        exit_code = live.stop()
     _report(anomaly, segmentation, frames, weights)
     _report_masks(masks, thresholds, frames)
     print(f'{received} of {sent} frames answered over DDS'
@@ -153,16 +143,19 @@ def _mask_counts(mask: np.ndarray, label: np.ndarray) -> np.ndarray:
                      np.sum(~mask & anomaly)], np.int64)
 
 
-def _node_threshold(client, timeout: float = 3.0) -> str:
-    """The threshold the node reports in /diagnostics, once it has one."""
+def _node_threshold(client, scorer: str, timeout: float = 5.0) -> str:
+    """The threshold the node reports in /diagnostics for ``scorer``, once its diagnostics
+    speak of that scorer (right after a switch they may still describe the previous one)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and 'threshold' not in client.node_counters():
+    while time.monotonic() < deadline and client.node_counters().get('scorer') != scorer:
         time.sleep(0.1)
-    value = client.node_counters().get('threshold', '?')
+    counters = client.node_counters()
+    if counters.get('scorer') != scorer:
+        return '?'
     try:
-        return f'{float(value):.4g}'
-    except ValueError:
-        return value
+        return f'{float(counters["threshold"]):.4g}'
+    except (KeyError, ValueError):
+        return counters.get('threshold', '?')
 
 
 def _report_masks(masks, thresholds, frames):

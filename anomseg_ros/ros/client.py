@@ -1,13 +1,15 @@
 """Talking to a running detector node over DDS: start it as a process, send frames, collect
-every output of a frame by its header stamp. Used by ``anomseg demo``, the benchmark and the
-integration tests; frames are never matched by arrival order, only by stamp."""
+every output of a frame by its header stamp; ``live_detector()`` does the whole sequence for
+``anomseg demo``, the bag replay and the benchmark. Frames are never matched by arrival order,
+only by stamp."""
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from typing import Dict, Iterable, List, Optional, Set
+from typing import Dict, Iterable, Iterator, List, Optional, Set
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -234,3 +236,39 @@ class DetectorClient(Node):
     def close(self) -> None:
         self._executor.shutdown()
         self.destroy_node()
+
+
+class LiveDetector:
+    """A running detector node and a client talking to it (see ``live_detector``)."""
+
+    def __init__(self, client: DetectorClient, process: Optional[NodeProcess]):
+        self.client, self.process = client, process
+
+    def stop(self) -> int:
+        """Stop the node now (SIGINT) and return its exit code; 0 for a node we only joined."""
+        return self.process.stop() if self.process is not None else 0
+
+
+@contextlib.contextmanager
+def live_detector(namespace: str, *, params: Optional[Dict[str, object]] = None,
+                  outputs: Iterable[str] = OUTPUTS, log_path: Optional[str] = None,
+                  connect: bool = False, timeout: float = 60.0) -> Iterator[LiveDetector]:
+    """A detector node to talk to, as ``with Writer(...)`` is a bag to write (rosbags): DDS is
+    set up for this machine, rclpy initialised, the node started as its own process with
+    ``params`` (or, with ``connect``, one already running in ``namespace`` is used), and the
+    ``LiveDetector`` comes once a frame has made the round trip. Leaving closes the client,
+    stops the node and shuts rclpy down, in that order, whatever happened."""
+    import rclpy
+    from anomseg_ros.ros.dds import configure_dds
+    configure_dds(localhost_only=True)
+    rclpy.init()
+    try:
+        with contextlib.ExitStack() as stack:  # left in reverse order
+            process = None if connect else stack.enter_context(
+                NodeProcess(namespace=namespace, params=params, log_path=log_path))
+            client = DetectorClient(namespace, outputs=tuple(outputs))
+            stack.callback(client.close)
+            client.wait_for_node(timeout=timeout, process=process)
+            yield LiveDetector(client, process)
+    finally:
+        rclpy.try_shutdown()
