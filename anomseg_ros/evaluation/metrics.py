@@ -12,7 +12,9 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-IGNORE_LABEL = 255
+from anomseg_ros.labels import VOID_LABEL
+
+IGNORE_LABEL = VOID_LABEL  # labels.py: the one void / ignore value
 _KEY_BITS = 20
 _NUM_BINS = 1 << _KEY_BITS
 

@@ -29,6 +29,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from anomseg_ros.errors import ConfigError
+from anomseg_ros.labels import VOID_LABEL
 from anomseg_ros.methods.base import Method, register_method
 from anomseg_ros.methods.pebal import free_energy
 from anomseg_ros.scoring.base import Scorer
@@ -38,7 +39,7 @@ GAMMA = 15.0
 LAMBDA = 0.5
 NUM_PATCHES = 10
 ESTIMATORS = ('tae', 'tore')
-IGNORE = 255
+IGNORE = VOID_LABEL
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:

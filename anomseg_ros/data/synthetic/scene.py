@@ -18,10 +18,11 @@ from anomseg_ros.data.synthetic.camera import Camera
 from anomseg_ros.data.synthetic.canvas import Canvas, jitter, shade
 from anomseg_ros.data.synthetic.objects import (BUILDING, FENCE, ROAD, SIDEWALK, SKY, TERRAIN,
                                                 VEGETATION, WALL)
+from anomseg_ros.labels import VOID_LABEL
 
 Z_FAR = 400.0
 ANOMALY_LABEL = 254  # drawn by anomaly objects, mapped to the tracks' 0/1/255 afterwards
-VOID = 255
+VOID = VOID_LABEL
 
 # (depth, draw function) for things standing in the scene; drawn from the largest depth down
 Drawable = Tuple[float, Callable[[Canvas, Camera], None]]
