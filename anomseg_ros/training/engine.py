@@ -2,7 +2,7 @@
 import itertools
 import math
 import time
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -64,21 +64,31 @@ def freeze_batch_norm_of_frozen_layers(model: nn.Module) -> None:
 
 
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, scheduler,
-                    criterion: nn.Module, device: torch.device, *,
+                    criterion: Optional[nn.Module], device: torch.device, *,
+                    step: Optional[Callable] = None, first_step: int = 0,
                     amp_dtype: torch.dtype = torch.float32,
                     scaler: Optional[torch.amp.GradScaler] = None, progress: bool = True,
                     max_iters: Optional[int] = None, desc: str = 'train') -> Dict[str, float]:
-    """Train over ``loader`` (at most ``max_iters`` batches), stepping ``scheduler`` per batch.
+    """Train over ``loader`` (at most ``max_iters`` batches), stepping ``scheduler`` (if any)
+    per batch. The one epoch loop of segmentation training and of every learned method.
 
-    The forward pass and the loss run under ``amp_dtype`` autocast (bfloat16 on CPUs with AMX,
-    float16 on CUDA, which needs a gradient ``scaler``), images in channels-last layout (the
-    model should be too). Returns the mean loss (over all processes when distributed), the
-    number of iterations and the seconds taken.
+    Each batch's loss is ``criterion(model(images), labels)``, or, for training that is more
+    than a loss on the outputs (a method pasting anomalies, say), ``step(model, images,
+    labels, index)`` returning ``(loss, terms)``, ``index`` counting batches from
+    ``first_step`` over all epochs. The forward pass and the loss run under ``amp_dtype``
+    autocast (bfloat16 on CPUs with AMX, float16 on CUDA, which needs a gradient ``scaler``),
+    images in channels-last layout (the model should be too). A loss that does not depend on
+    any trained parameter (nothing to learn from in this batch) is counted, not stepped.
+    Returns the mean loss and the mean of each term (over all processes when distributed),
+    the number of iterations and the seconds taken.
     """
+    if (criterion is None) == (step is None):
+        raise ValueError('give train_one_epoch a criterion or a step, not both')
     model.train()
     freeze_batch_norm_of_frozen_layers(model)
     total = len(loader) if max_iters is None else min(len(loader), max_iters)
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # sum of losses, count
+    term_sums: Dict[str, float] = {}
     start = time.monotonic()
     bar = tqdm(itertools.islice(loader, total), total=total, desc=desc, unit='it', leave=False,
                dynamic_ncols=True, disable=None if progress and is_main_process() else True)
@@ -86,18 +96,27 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
         images = to_fast_layout(images.to(device, non_blocking=True))
         labels = labels.to(device, non_blocking=True)
         with autocast(device, amp_dtype):
-            loss = criterion(model(images), labels)
+            if step is None:
+                loss, terms = criterion(model(images), labels), {}
+            else:
+                loss, terms = step(model, images, labels, first_step + iteration)
         optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
+        if not loss.requires_grad:
+            pass
+        elif scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
             optimizer.step()
-        scheduler.step()
+        if scheduler is not None:
+            scheduler.step()
         loss_sum += torch.stack([loss.detach().double(), loss_sum.new_ones(())])
-        if iteration % 10 == 0 or iteration == total - 1:  # .item() waits for the GPU
+        for key, value in terms.items():
+            value = value.detach() if torch.is_tensor(value) else value
+            term_sums[key] = term_sums.get(key, 0.0) + float(value)
+        if iteration % 10 == 0 or iteration == total - 1 or terms:  # .item() waits for the GPU
             value = loss.item()
             if not math.isfinite(value):
                 raise TrainingError(f'the loss became {value} at iteration {iteration} of '
@@ -107,7 +126,8 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     all_reduce_sum(loss_sum)
     count = int(loss_sum[1].item())
     return {'loss': loss_sum[0].item() / count if count else math.nan, 'iters': total,
-            'seconds': time.monotonic() - start}
+            'seconds': time.monotonic() - start,
+            **{key: value / max(total, 1) for key, value in term_sums.items()}}
 
 
 @torch.inference_mode()

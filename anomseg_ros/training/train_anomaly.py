@@ -12,20 +12,18 @@ it); it is a checkpoint that the node and ``anomseg eval`` load, with ``scorer: 
 What differs between the methods is theirs (``anomseg_ros.methods``: building the model, the
 training step); this module is the loop around it.
 """
-import math
 import os
 import time
 
 import torch
 from torch.utils.data import DataLoader, RandomSampler
-from tqdm import tqdm
 
 from anomseg_ros.checkpoint import count_parameters, load_model, read_checkpoint, save_checkpoint
 from anomseg_ros.data.cityscapes import CityscapesDataset
-from anomseg_ros.errors import ConfigError, TrainingError
+from anomseg_ros.errors import ConfigError
 from anomseg_ros.methods import get_method
 from anomseg_ros.pipeline import resolve_device
-from anomseg_ros.training.engine import freeze_batch_norm_of_frozen_layers
+from anomseg_ros.training.engine import train_one_epoch
 from anomseg_ros.training.train import load_init_weights, worker_options
 from anomseg_ros.training.transforms import TrainTransform
 
@@ -89,32 +87,13 @@ def train_anomaly(args) -> int:
     started = time.monotonic()
     for epoch in range(start_epoch, args.epochs + 1):
         generator.manual_seed(args.seed * 100_003 + epoch)
-        model.train()
-        freeze_batch_norm_of_frozen_layers(model)
-        sums, count = {}, 0
-        bar = tqdm(loader, total=args.iters_per_epoch, desc=f'epoch {epoch}/{args.epochs}',
-                   leave=False, disable=None)
-        for iteration, (images, labels) in enumerate(bar):
-            if iteration >= args.iters_per_epoch:
-                break
-            images, labels = images.to(device), labels.to(device)
-            step = (epoch - 1) * args.iters_per_epoch + iteration
-            loss, terms = method.train_step(model, images, labels, state, step)
-            if not math.isfinite(loss.item()):
-                raise TrainingError(f'the loss became {loss.item()} at iteration {iteration} '
-                                    f'of epoch {epoch}; lower --lr')
-            optimizer.zero_grad(set_to_none=True)
-            if loss.requires_grad:
-                loss.backward()
-                optimizer.step()
-            for key, value in terms.items():
-                value = value.item() if torch.is_tensor(value) else value
-                sums[key] = sums.get(key, 0.0) + value
-            sums['loss'] = sums.get('loss', 0.0) + loss.item()
-            count += 1
-            bar.set_postfix(loss=f'{loss.item():.4f}')
-        bar.close()
-        means = {k: v / max(count, 1) for k, v in sums.items()}
+        stats = train_one_epoch(
+            model, loader, optimizer, None, None, device,
+            step=lambda m, images, labels, index: method.train_step(m, images, labels, state,
+                                                                    index),
+            first_step=(epoch - 1) * args.iters_per_epoch, max_iters=args.iters_per_epoch,
+            desc=f'epoch {epoch}/{args.epochs}')
+        means = {k: v for k, v in stats.items() if k not in ('iters', 'seconds')}
         history.append({'epoch': epoch, **means, 'seconds': time.monotonic() - started})
         save_checkpoint(last_path, model, info, optimizer=optimizer.state_dict(), epoch=epoch,
                         history=history, args={k: ('' if v is None else v)
