@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from anomseg_ros.checkpoint import load_model
+from anomseg_ros.cli.common import add_model_args, node_params
 from anomseg_ros.cli.evaluate import print_anomaly_table
 from anomseg_ros.data.images import read_rgb, write_rgb
 from anomseg_ros.data.synthetic import render_track_sample
@@ -15,7 +16,6 @@ from anomseg_ros.evaluation import AnomalyMetrics, SegmentationMetrics
 from anomseg_ros.labels import CITYSCAPES_CLASSES
 from anomseg_ros.paths import default_weights
 from anomseg_ros.pipeline import make_scorer, parse_threshold
-from anomseg_ros.precision import PRECISIONS
 from anomseg_ros.runtimes import is_exported
 from anomseg_ros.visualize import heatmap
 
@@ -33,19 +33,12 @@ def add_parser(verbs):
                         help='image files or globs instead of the synthetic drive (no metrics)')
     parser.add_argument('--frames', type=int, default=12, help='frames of the synthetic drive')
     parser.add_argument('--seed', type=int, default=2024, help='seed of the synthetic drive')
-    parser.add_argument('--weights', default=None,
-                        help='checkpoint (default: the bundled model, else random weights)')
+    add_model_args(parser, scorer=False)
     parser.add_argument('--scorers', default=','.join(DEMO_SCORERS),
                         help='scorers to run, switched at run time (first one draws overlays)')
     parser.add_argument('--threshold', type=parse_threshold, default='auto',
                         help='obstacle threshold: auto (default) = the checkpoint\'s calibrated '
                         'one for each scorer, else 0.5; or a number for the first scorer')
-    parser.add_argument('--input-size', default=None, metavar='WxH',
-                        help="network input size (default: the checkpoint's; 512x256 for "
-                        'random weights)')
-    parser.add_argument('--precision', default='auto', choices=PRECISIONS,
-                        help='the node\'s forward pass precision (default auto: bf16 on CPUs '
-                        'with AMX or AVX512-BF16, fp16 on CUDA, else fp32)')
     parser.add_argument('--out', default='demo_out', help='output folder (default demo_out)')
     parser.add_argument('--timeout', type=float, default=120.0,
                         help='seconds to wait for each frame')
@@ -71,21 +64,16 @@ def run(args) -> int:
     from anomseg_ros.ros.client import live_detector
     from anomseg_ros.ros.conversions import image_msg_to_array
 
-    weights = args.weights or default_weights()
-    input_size = args.input_size
-    if weights is None:
-        weights, input_size = 'random', input_size or '512x256'
+    if not args.weights and default_weights() is None:
+        args.weights, args.input_size = 'random', args.input_size or (256, 512)
         print('WARNING: no trained weights are bundled (models/erfnet_synthetic.pt is missing): '
               'the node runs a RANDOMLY INITIALISED ERFNet, so its labels and anomaly scores are '
               'meaningless. Pass --weights PATH for real ones.')
     scorers = [s for s in args.scorers.split(',') if s]
     frames = _frames(args)
     os.makedirs(args.out, exist_ok=True)
-    params = {'weights': weights, 'scorer': scorers[0], 'threshold': args.threshold,
-              'precision': args.precision}
-    if input_size:
-        width, height = (int(v) for v in input_size.lower().split('x'))
-        params.update(input_width=width, input_height=height)
+    params = node_params(args, scorer=scorers[0], threshold=args.threshold)
+    weights = params['weights']
     namespace, log_path = '/anomseg_demo', os.path.join(args.out, 'node.log')
     print(f'starting the detector node ({weights}); its log: {log_path}')
     anomaly = {name: AnomalyMetrics() for name in scorers}
