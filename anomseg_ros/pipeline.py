@@ -16,7 +16,8 @@ from anomseg_ros.labels import VOID_LABEL
 from anomseg_ros.precision import (autocast, keep_input_layers_float32, precision_name,
                                    resolve_precision, to_fast_layout)
 from anomseg_ros.preprocessing import check_rgb, to_network_input  # noqa: F401 (API)
-from anomseg_ros.scoring import create_scorer, Scorer, scorer_method, scorer_params
+from anomseg_ros.scoring import (create_scorer, Scorer, scorer_class, scorer_method,
+                                 scorer_params)
 
 DEVICES = ('auto', 'cpu', 'cuda')
 DEFAULT_THRESHOLD = 0.5  # for a scorer the checkpoint has no calibrated threshold for
@@ -201,9 +202,10 @@ class Detector:
 def make_scorer(name: str, info: ModelInfo, *, temperature: Optional[float] = None) -> Scorer:
     """Build scorer ``name`` for a model described by ``info``.
 
-    ``temperature`` goes to every scorer that takes one. Without it, ``msp`` uses the
-    checkpoint's calibrated temperature (written by ``anomseg calibrate``) and the others keep
-    their documented defaults (``temperature``: T = 1.5, paper 000). A learned method's score
+    ``temperature`` goes to every scorer that takes one. Without it, a scorer that declares
+    ``calibrated_temperature`` (``msp``) uses the checkpoint's calibrated temperature (written
+    by ``anomseg calibrate``) and the others keep their documented defaults (``temperature``:
+    T = 1.5, paper 000). A learned method's score
     is refused on a checkpoint that method did not train, and takes the settings it trained
     with. ``scorer.sources`` says where each setting came from.
     """
@@ -215,7 +217,7 @@ def make_scorer(name: str, info: ModelInfo, *, temperature: Optional[float] = No
         params['void_channel'] = info.void_channel
         sources['void_channel'] = 'checkpoint'
         if info.void_channel is None:
-            raise ConfigError(f"scorer 'void' needs a model with a void output; "
+            raise ConfigError(f'scorer {name!r} needs a model with a void output; '
                               f'{info.source or "this model"} has {info.num_classes} outputs '
                               f'and no void channel')
     method = scorer_method(name)
@@ -232,7 +234,7 @@ def make_scorer(name: str, info: ModelInfo, *, temperature: Optional[float] = No
     if 'temperature' in accepted:
         if temperature is not None:
             params['temperature'], sources['temperature'] = temperature, 'given'
-        elif name == 'msp' and info.temperature != 1.0:
+        elif scorer_class(name).calibrated_temperature and info.temperature != 1.0:
             params['temperature'] = info.temperature
             sources['temperature'] = 'checkpoint calibration'
     scorer = create_scorer(name, **params)

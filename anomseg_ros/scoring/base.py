@@ -21,6 +21,8 @@ class Scorer:
     name = ''
     requires_features = False
     method = ''
+    # takes the temperature ``anomseg calibrate`` wrote into the checkpoint, unless one is given
+    calibrated_temperature = False
     # where each setting came from ("given", "checkpoint calibration", ...), set by its builder
     sources: Dict[str, str] = {}
 

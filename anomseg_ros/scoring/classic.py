@@ -10,7 +10,10 @@ from anomseg_ros.scoring.registry import register_scorer
 
 @register_scorer('msp')
 class MaxSoftmax(Scorer):
-    """1 - max softmax (paper 000 eq. 7); with ``temperature`` T != 1 it is eq. 10."""
+    """1 - max softmax (paper 000 eq. 7); with ``temperature`` T != 1 it is eq. 10. Takes the
+    checkpoint's calibrated temperature (paper 000 section IV.A) unless told otherwise."""
+
+    calibrated_temperature = True
 
     def __init__(self, *, num_inlier_classes: Optional[int] = None, temperature: float = 1.0):
         super().__init__(num_inlier_classes=num_inlier_classes)
@@ -23,7 +26,9 @@ class MaxSoftmax(Scorer):
 
 @register_scorer('temperature')
 class TemperatureScaledMaxSoftmax(MaxSoftmax):
-    """Temperature-scaled MSP (paper 000 eq. 10); default T = 1.5, the paper's choice."""
+    """Temperature-scaled MSP (paper 000 eq. 10); T = 1.5, the paper's choice, unless given."""
+
+    calibrated_temperature = False
 
     def __init__(self, *, num_inlier_classes: Optional[int] = None, temperature: float = 1.5):
         super().__init__(num_inlier_classes=num_inlier_classes, temperature=temperature)

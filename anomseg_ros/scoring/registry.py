@@ -30,9 +30,14 @@ def scorer_params(name: str) -> Dict[str, object]:
             if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
+def scorer_class(name: str) -> type:
+    """The class registered as ``name``: what it declares is readable without building it."""
+    return SCORERS.get(name)
+
+
 def scorer_method(name: str) -> str:
     """The learned method whose checkpoints scorer ``name`` needs ("" for the post-hoc ones)."""
-    return getattr(SCORERS.get(name), 'method', '')
+    return getattr(scorer_class(name), 'method', '')
 
 
 def list_scorers() -> List[str]:
