@@ -36,8 +36,9 @@ PARAMS = (
           '--thresholds), re-applied when the scorer changes, else 0.5', dynamic=True,
           any_type=True),
     Param('temperature', 0.0, 'softmax temperature for scorers that take one (msp, '
-          'temperature, energy): 0 = the checkpoint\'s calibrated value or the scorer default, '
-          'else 0.01 to 100 (smaller ones overflow to NaN scores)',
+          'temperature, energy): 0 = msp takes the checkpoint\'s calibrated value, the others '
+          'their default (temperature 1.5, energy 1); else 0.01 to 100 (smaller ones overflow '
+          'to NaN scores)',
           dynamic=True, range=(0.0, MAX_TEMPERATURE, 0.0)),
     Param('input_width', 0, 'network input width in pixels, multiple of 8; 0 = checkpoint\'s',
           range=(0, 8192, 8)),
