@@ -244,9 +244,12 @@ def test_train_anomaly_writes_a_checkpoint_the_detector_runs(tmp_path, cityscape
     out = str(tmp_path / method)
     argv = ['train-anomaly', '--method', method, '--checkpoint', random_checkpoint, '--data',
             cityscapes_root, '--out', out, *TINY, *extra]
-    if method == 'pebal':
-        argv += ['--outliers', outlier_dir]
+    if method == 'pebal':  # its images decoded once into a cache, as anomseg train --cache
+        argv += ['--outliers', outlier_dir, '--cache', str(tmp_path / 'cache')]
     assert main(argv) == 0
+    if method == 'pebal':
+        assert any(name.endswith('.npy') for _, _, files in os.walk(tmp_path / 'cache')
+                   for name in files)
     path = os.path.join(out, 'last.pt')
     _, info = load_model(path)
     assert info.method == method and info.num_inlier_classes == 19

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help='the scale images are brought to (default: the checkpoint\'s)')
     parser.add_argument('--crop-size', type=parse_size, default=None, metavar='WxH')
     parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--cache', default=None, metavar='DIR',
+                        help='decode each training image once into DIR and read it back from '
+                        'there (as anomseg train --cache; the same folder serves both)')
     parser.add_argument('--device', default='auto', choices=DEVICES)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--resume', action='store_true', help='continue OUT/last.pt')

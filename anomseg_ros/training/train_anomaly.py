@@ -75,7 +75,8 @@ def train_anomaly(args) -> int:
     size_hw = args.input_size or info.input_size_hw
     crop_hw = args.crop_size or size_hw
     transform = TrainTransform(crop_hw, base_size_hw=size_hw, mean=info.mean, std=info.std)
-    dataset = CityscapesDataset(args.data, 'train', transform=transform)
+    dataset = CityscapesDataset(args.data, 'train', transform=transform,
+                                cache_dir=getattr(args, 'cache', None))
     generator = torch.Generator().manual_seed(args.seed)
     loader = DataLoader(dataset, batch_size=args.batch_size, drop_last=True,
                         sampler=RandomSampler(dataset, generator=generator),
