@@ -4,6 +4,7 @@ import argparse
 from anomseg_ros.cli.common import parse_size
 from anomseg_ros.methods import list_methods, pebal, sleeg
 from anomseg_ros.pipeline import DEVICES
+from anomseg_ros.training.config import AMP_CHOICES
 from anomseg_ros.training import train_anomaly
 
 DESCRIPTION = (train_anomaly.__doc__.split('\n\n')[0] + ' ' +
@@ -39,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help='the scale images are brought to (default: the checkpoint\'s)')
     parser.add_argument('--crop-size', type=parse_size, default=None, metavar='WxH')
     parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--amp', default='auto', choices=AMP_CHOICES,
+                        help='mixed precision of the forward pass: auto (default) = bf16 '
+                        'autocast on CPUs with AMX or AVX512-BF16, fp16 with gradient scaling '
+                        'on CUDA, else float32; off = float32 (the losses are computed in '
+                        'float32 either way)')
     parser.add_argument('--cache', default=None, metavar='DIR',
                         help='decode each training image once into DIR and read it back from '
                         'there (as anomseg train --cache; the same folder serves both)')

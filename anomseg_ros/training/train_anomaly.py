@@ -23,8 +23,9 @@ from anomseg_ros.data.cityscapes import CityscapesDataset
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.methods import get_method
 from anomseg_ros.pipeline import resolve_device
+from anomseg_ros.precision import precision_name, to_fast_layout
 from anomseg_ros.training.engine import train_one_epoch
-from anomseg_ros.training.train import load_init_weights, worker_options
+from anomseg_ros.training.train import load_init_weights, resolve_amp, worker_options
 from anomseg_ros.training.transforms import TrainTransform
 
 
@@ -71,7 +72,7 @@ def train_anomaly(args) -> int:
         model.load_state_dict(saved['model_state'])
         optimizer.load_state_dict(saved['optimizer'])
         start_epoch, history = int(saved['epoch']) + 1, list(saved.get('history', []))
-    model.to(device)
+    model = to_fast_layout(model.to(device))  # channels-last, as the engine feeds it
     size_hw = args.input_size or info.input_size_hw
     crop_hw = args.crop_size or size_hw
     transform = TrainTransform(crop_hw, base_size_hw=size_hw, mean=info.mean, std=info.std)
@@ -82,8 +83,11 @@ def train_anomaly(args) -> int:
                         sampler=RandomSampler(dataset, generator=generator),
                         **worker_options(args.workers))
     state = method.training_state(args, info, torch.Generator().manual_seed(args.seed + 1))
+    amp_dtype = resolve_amp(getattr(args, 'amp', 'off'), device)
+    scaler = torch.amp.GradScaler('cuda') if amp_dtype == torch.float16 else None
     print(f'{args.method} on {info.backbone} ({args.checkpoint}): {trainable:,} of '
-          f'{count_parameters(model):,} parameters train; {len(dataset)} images, '
+          f'{count_parameters(model):,} parameters train, {precision_name(amp_dtype)}; '
+          f'{len(dataset)} images, '
           f'{args.iters_per_epoch} iterations of batch {args.batch_size} per epoch', flush=True)
     started = time.monotonic()
     for epoch in range(start_epoch, args.epochs + 1):
@@ -93,7 +97,7 @@ def train_anomaly(args) -> int:
             step=lambda m, images, labels, index: method.train_step(m, images, labels, state,
                                                                     index),
             first_step=(epoch - 1) * args.iters_per_epoch, max_iters=args.iters_per_epoch,
-            desc=f'epoch {epoch}/{args.epochs}')
+            amp_dtype=amp_dtype, scaler=scaler, desc=f'epoch {epoch}/{args.epochs}')
         means = {k: v for k, v in stats.items() if k not in ('iters', 'seconds')}
         history.append({'epoch': epoch, **means, 'seconds': time.monotonic() - started})
         save_checkpoint(last_path, model, info, optimizer=optimizer.state_dict(), epoch=epoch,
