@@ -30,6 +30,9 @@ class Method:
     paper = ''             # the paper it follows
     default_lr = 1e-3
     needs_outliers = False  # trains on outlier cut-outs (--outliers)
+    # outputs of the segmentation model it builds on (PEBAL: the 19 classes, void dropped);
+    # None keeps them all
+    base_num_classes = None
 
     def build_model(self, info, build_base: Callable) -> nn.Module:
         raise NotImplementedError
