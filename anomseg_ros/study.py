@@ -44,7 +44,6 @@ from anomseg_ros.training.config import TrainConfig
 from anomseg_ros.training.train import train
 from anomseg_ros.training.losses import loss_title
 
-# training options a model row or the budget may set: the ``anomseg train`` flags
 # the training options a study row may give: TrainConfig's, but where the data and output go
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig)
                    if f.name not in ('data', 'out', 'resume'))

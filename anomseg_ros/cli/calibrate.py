@@ -88,10 +88,7 @@ def run(args) -> int:
     else:
         print(f'chosen temperature {best:g}; add --out CKPT or --in-place to store it, or run '
               f'with --temperature {best:g}')
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as f:
-            json.dump(record, f, indent=2)
+    _write_json(args.json, record)
     return 0
 
 
@@ -117,8 +114,13 @@ def _thresholds(args, detector) -> int:
         print(f'thresholds written to {destination}; the node\'s threshold auto uses them')
     else:
         print('add --out CKPT or --in-place to store them')
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as f:
-            json.dump(record, f, indent=2)
+    _write_json(args.json, record)
     return 0
+
+
+def _write_json(path, record: dict) -> None:
+    """The search's record as JSON at ``path`` (folders made), when one is given."""
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, 'w') as f:
+            json.dump(record, f, indent=2)

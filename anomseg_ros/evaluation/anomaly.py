@@ -58,7 +58,8 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
                        for name in scorers}
     metrics = {name: AnomalyMetrics() for name in scorers}
     skipped = 0
-    keep = components or (examples is not None and num_examples > 0)
+    want_examples = examples is not None and num_examples > 0
+    keep = components or want_examples
     with tempfile.TemporaryDirectory(prefix='anomseg_scores_') as cache:
         kept = []  # (index, name, anomaly pixels, area scale label -> compared)
         for name, image, label in samples:
@@ -74,7 +75,7 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
                 for scorer, score in scores.items():
                     np.save(os.path.join(cache, f'{index}_{scorer}.npy'),
                             score.astype(np.float16))
-                if examples is not None and num_examples > 0:
+                if want_examples:
                     rgb = image if resolution == 'label' else cv2.resize(
                         image, target.shape[::-1], interpolation=cv2.INTER_AREA)
                     cv2.imwrite(os.path.join(cache, f'{index}_rgb.jpg'), rgb[..., ::-1],
@@ -100,7 +101,7 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
             if components:
                 result['components'] = _components(cache, kept, name, metrics[name],
                                                    min_gt_size, min_pred_size)
-        if examples is not None and num_examples > 0:
+        if want_examples:
             examples.extend(pick_examples(cache, kept, results, list(scorer_objs),
                                           num_examples))
     return results

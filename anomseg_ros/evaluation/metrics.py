@@ -33,6 +33,12 @@ def _key_to_score(keys: np.ndarray) -> np.ndarray:
     return bits.astype(np.uint32).view(np.float32)
 
 
+def _f1_curve(curves: Dict[str, np.ndarray], num_pos: int):
+    """``(tp, fp, f1)`` along ``AnomalyMetrics.curves()``, as float64 arrays."""
+    tp, fp = curves['tp'].astype(np.float64), curves['fp'].astype(np.float64)
+    return tp, fp, 2 * tp / (tp + fp + num_pos)
+
+
 class AnomalyMetrics:
     """Pixel-level AuPRC, FPR at 95% TPR and AUROC of anomaly scores against 0/1/255 labels."""
 
@@ -76,8 +82,7 @@ class AnomalyMetrics:
         num_pos = int(self.positives.sum())
         if num_pos == 0 or len(curves['tp']) == 0:
             return float('nan')
-        tp, fp = curves['tp'].astype(np.float64), curves['fp'].astype(np.float64)
-        f1 = 2 * tp / (tp + fp + num_pos)
+        _, _, f1 = _f1_curve(curves, num_pos)
         return float(curves['threshold'][int(np.argmax(f1))])
 
     def operating_point(self, rule: str = 'tpr95') -> Dict[str, float]:
@@ -88,8 +93,7 @@ class AnomalyMetrics:
         num_pos, num_neg = int(self.positives.sum()), int(self.negatives.sum())
         if num_pos == 0 or num_neg == 0:
             return {k: float('nan') for k in ('threshold', 'tpr', 'fpr', 'precision', 'f1')}
-        tp, fp = curves['tp'].astype(np.float64), curves['fp'].astype(np.float64)
-        f1 = 2 * tp / (tp + fp + num_pos)
+        tp, fp, f1 = _f1_curve(curves, num_pos)
         if rule == 'f1':
             index = int(np.argmax(f1))
         elif rule == 'tpr95':

@@ -23,7 +23,7 @@ sigma 1, following the paper's reference [19]), and the segmentation comes from 
 outputs alone.
 """
 import dataclasses
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -116,9 +116,14 @@ class PebalLoss(nn.Module):
             terms['reg'] = zero
         return terms
 
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def loss_and_terms(self, logits: torch.Tensor,
+                       labels: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """Eq. 2 and the terms it sums, from one computation (training logs both)."""
         t = self.terms(logits, labels)
-        return t['pal'] + self.lam * (t['ebm_in'] + t['ebm_out']) + t['reg']
+        return t['pal'] + self.lam * (t['ebm_in'] + t['ebm_out']) + t['reg'], t
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.loss_and_terms(logits, labels)[0]
 
 
 def add_abstention_output(model: nn.Module, backbone: str) -> nn.Module:
@@ -217,7 +222,4 @@ class Pebal(Method):
         paste_outliers(images, labels, state['outliers'], label=self.base_num_classes,
                        mean=state['mean'], std=state['std'], generator=state['generator'],
                        probability=state['probability'])
-        criterion = state['criterion']
-        terms = criterion.terms(model(images), labels)
-        loss = terms['pal'] + criterion.lam * (terms['ebm_in'] + terms['ebm_out']) + terms['reg']
-        return loss, terms
+        return state['criterion'].loss_and_terms(model(images), labels)
