@@ -35,7 +35,8 @@ class ModelInfo:
     temperature: float = 1.0
     head: str = 'linear'    # or 'isomax+': distance-based logits (trained with the EIML loss)
     # a learned anomaly method on top of the segmentation outputs ('pebal': an abstention output
-    # after the classes; 'sleeg': two OoD-head outputs last) and what its scorer needs
+    # after the classes; 'sleeg': two OoD-head outputs last; 'synboost': four maps last) and
+    # what its scorer needs
     method: str = ''
     method_params: dict = dataclasses.field(default_factory=dict)
     # calibrated obstacle thresholds by scorer (anomseg calibrate --thresholds), for

@@ -44,6 +44,9 @@ class Detection:
     labels: np.ndarray      # (H,W) uint8 trainIds, 255 where void
     score_map: np.ndarray   # (H,W) float32, higher = more anomalous
     mask: np.ndarray        # (H,W) bool, score_map >= threshold
+    # (H,W,3) uint8: the image a re-synthesis method (SynBoost) rendered from the labels, when
+    # the detector was asked for it (Detector.set_resynthesis)
+    resynthesis: Optional[np.ndarray] = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -90,6 +93,22 @@ class Detector:
         self.set_threshold(threshold)
         self._mean = torch.tensor(info.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(info.std, device=self.device).view(1, 3, 1, 1)
+        self.resynthesis = False
+
+    @property
+    def can_resynthesise(self) -> bool:
+        """Whether the model renders an image from its labels (SynBoost checkpoints do)."""
+        return hasattr(self.model, 'keep_synthesis')
+
+    def set_resynthesis(self, enabled: bool) -> None:
+        """Put the re-synthesised image in each ``Detection`` (``resynthesis``)."""
+        if enabled and not self.can_resynthesise:
+            raise ConfigError(f'{self.info.source or "this model"} does not re-synthesise the '
+                              f'image (a SynBoost checkpoint does: anomseg train-anomaly '
+                              f'--method synboost); switch the resynthesis output off')
+        self.resynthesis = bool(enabled)
+        if self.can_resynthesise:
+            self.model.keep_synthesis = self.resynthesis
 
     @classmethod
     def from_checkpoint(cls, weights: str, *, backbone: Optional[str] = None,
@@ -163,18 +182,33 @@ class Detector:
         logits = self.logits(images)
         scores = self.scorer(logits)
         labels = self.semantic(logits)
+        synthesis = self._synthesis(len(images))
         detections = []
-        for image, score, label in zip(images, scores, labels):
+        for index, (image, score, label) in enumerate(zip(images, scores, labels)):
             size_hw = image.shape[:2]
+            rendered = None if synthesis is None else synthesis[index:index + 1]
             if tuple(score.shape) != tuple(size_hw):
                 score = F.interpolate(score[None, None], size=size_hw, mode='bilinear',
                                       align_corners=False)[0, 0]
                 label = F.interpolate(label[None, None].float(), size=size_hw,
                                       mode='nearest')[0, 0].to(torch.uint8)
+                if rendered is not None:
+                    rendered = F.interpolate(rendered, size=size_hw, mode='bilinear',
+                                             align_corners=False)
             score_np = score.float().cpu().numpy()
+            if rendered is not None:
+                rendered = (rendered[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(
+                    torch.uint8).cpu().numpy()
             detections.append(Detection(labels=label.cpu().numpy(), score_map=score_np,
-                                        mask=score_np >= self.threshold))
+                                        mask=score_np >= self.threshold, resynthesis=rendered))
         return detections
+
+    def _synthesis(self, count: int) -> Optional[torch.Tensor]:
+        """The model's last re-synthesised batch as RGB in [0, 1], when asked for."""
+        if not self.resynthesis or getattr(self.model, 'last_synthesis', None) is None:
+            return None
+        synthesis = self.model.last_synthesis.float()[:count]
+        return synthesis * self._std + self._mean
 
     def predict(self, image: np.ndarray) -> Detection:
         return self.predict_batch([image])[0]

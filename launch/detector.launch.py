@@ -85,8 +85,8 @@ def generate_launch_description():
                               description='checkpoint path; overrides params_file when given'),
         DeclareLaunchArgument('scorer', default_value='',
                               description='msp, temperature, maxlogit, maxentropy, energy, void, '
-                              'pebal, sleeg (the last two need checkpoints trained for them); '
-                              'overrides params_file when given'),
+                              'pebal, sleeg, synboost, synboost_net (the learned ones need '
+                              'checkpoints trained for them); overrides params_file when given'),
         DeclareLaunchArgument('threshold', default_value='',
                               description='score at or above which a pixel is an obstacle, or '
                               'auto (the checkpoint\'s calibrated one); overrides params_file '

@@ -50,3 +50,17 @@ def rclpy_context():
     rclpy.init()
     yield
     rclpy.try_shutdown()
+
+
+@pytest.fixture(scope='session')
+def outlier_dir(tmp_path_factory):
+    """Three RGBA outlier cut-outs (ellipses), as anomseg synth's outliers/."""
+    import cv2
+    import numpy as np
+    root = tmp_path_factory.mktemp('outliers')
+    for i in range(3):
+        bgra = np.zeros((12, 16, 4), np.uint8)
+        bgra[..., :3] = (40 * i, 200, 255 - 60 * i)
+        cv2.ellipse(bgra, (8, 6), (7, 5), 0, 0, 360, (40 * i, 200, 255, 255), -1)
+        cv2.imwrite(str(root / f'{i}.png'), bgra)
+    return str(root)

@@ -25,17 +25,6 @@ def cityscapes_root(tmp_path_factory):
     return write_tiny_cityscapes(tmp_path_factory.mktemp('cityscapes'))
 
 
-@pytest.fixture(scope='module')
-def outlier_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp('outliers')
-    for i in range(3):
-        bgra = np.zeros((12, 16, 4), np.uint8)
-        bgra[..., :3] = (40 * i, 200, 255 - 60 * i)
-        cv2.ellipse(bgra, (8, 6), (7, 5), 0, 0, 360, (40 * i, 200, 255, 255), -1)
-        cv2.imwrite(str(root / f'{i}.png'), bgra)
-    return str(root)
-
-
 # --- PEBAL ---------------------------------------------------------------------------------------
 
 def test_pebal_terms_by_hand():

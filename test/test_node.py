@@ -170,6 +170,7 @@ def test_a_burst_is_never_a_backlog(node):
     ({'weights': 'random', 'threshold': 'abc'}, "parameter 'threshold'"),
     ({'weights': 'random', 'temperature': 0.001}, '0.01'),
     ({'weights': 'random', 'scorer': 'pebal'}, 'score of a PEBAL-trained model'),
+    ({'weights': 'random', 'publish.resynthesis': True}, "parameter 'publish.resynthesis'"),
     ({'params_file': 'BAD_YAML'}, 'cannot start'),
 ])
 def test_bad_start_up_settings_exit_non_zero_with_one_line_that_says_why(params, message,

@@ -68,6 +68,10 @@ def test_every_scorer_gives_BHW_and_ranks_confident_pixels_lower(name):
     logits[:, 19, 0, 1] = 30.0  # ... and a winning void output
     if name == 'sleeg':  # its two OoD-head outputs come last; neutral ones leave the JEM term
         logits = torch.cat([logits[:, :19], torch.zeros(2, 2, 5, 7)], dim=1)
+    if name.startswith('synboost'):  # its four maps come last: a network that follows H here
+        from anomseg_ros.methods.synboost.maps import uncertainty_maps
+        h, d = uncertainty_maps(logits[:, :19])
+        logits = torch.cat([logits[:, :19], torch.stack([10 * h - 5, h, d, 0 * h], 1)], 1)
     scores = create_scorer(name, num_inlier_classes=19)(logits)
     assert scores.shape == (2, 5, 7)
     assert torch.isfinite(scores).all()

@@ -27,6 +27,9 @@ class Backbone(nn.Module):
     aux_weight: float = 0.0
     # offers backbone_parameters(): an encoder that self-supervised weights can initialise
     has_pretrained_encoder: bool = False
+    # module names whose outputs are image features at 1/2, 1/4 and 1/8 resolution (SynBoost's
+    # perceptual difference and dissimilarity encoders take them from the segmentation model)
+    feature_layers: Tuple[str, ...] = ()
 
     def __init__(self, num_classes: int):
         super().__init__()

@@ -129,6 +129,7 @@ class BiSeNetV1(Backbone):
 
     classifier_key, classifier_axis = 'conv_out.conv_out.weight', 0
     last_block = ('ffm.', 'conv_out.')
+    feature_layers = ('sp.conv1', 'sp.conv2', 'sp.conv3')
     aux_weight = 1.0  # alpha of paper 000 eq. 5, as in the BiSeNet paper
 
     def __init__(self, num_classes: int = 19):
@@ -285,6 +286,7 @@ class BiSeNetV2(Backbone):
 
     classifier_key, classifier_axis = 'head.conv_out.weight', 0
     last_block = ('bga.', 'head.')
+    feature_layers = ('detail.S1', 'detail.S2', 'detail.S3')
     aux_weight = 1.0  # the booster losses' weight in the BiSeNet V2 paper
 
     def __init__(self, num_classes: int = 19):

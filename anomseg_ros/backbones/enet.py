@@ -144,6 +144,7 @@ class ENet(Backbone):
     classifier_key, classifier_axis = 'transposed_conv.weight', 1
     last_block = ('upsample5_0.', 'regular5_1.', 'transposed_conv.')
     has_features = True
+    feature_layers = ('initial_block', 'regular1_4', 'downsample2_0')
 
     def __init__(self, num_classes: int = 20):
         super().__init__(num_classes)

@@ -111,6 +111,7 @@ class ERFNet(Backbone):
     classifier_key, classifier_axis = 'decoder.output_conv.weight', 1
     last_block = ('decoder.',)
     has_features = True
+    feature_layers = ('encoder.initial_block', 'encoder.layers.5', 'encoder.layers.14')
 
     def __init__(self, num_classes: int = 20):
         super().__init__(num_classes)

@@ -39,6 +39,7 @@ class ResNet50Seg(Backbone):
     classifier_key, classifier_axis = 'classifier.weight', 0
     last_block = ('backbone.layer4.2.', 'classifier.')
     has_pretrained_encoder = True
+    feature_layers = ('backbone.relu', 'backbone.layer1', 'backbone.layer2')
 
     def __init__(self, num_classes: int = 20):
         super().__init__(num_classes)

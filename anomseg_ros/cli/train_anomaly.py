@@ -1,4 +1,5 @@
-"""``anomseg train-anomaly --method pebal|sleeg``: a learned anomaly score on a checkpoint."""
+"""``anomseg train-anomaly --method pebal|sleeg|synboost``: a learned anomaly score on a
+checkpoint."""
 import argparse
 
 from anomseg_ros.cli.common import parse_size
@@ -13,7 +14,8 @@ DESCRIPTION = (train_anomaly.__doc__.split('\n\n')[0] + ' ' +
 
 def add_parser(verbs):
     parser = verbs.add_parser(
-        'train-anomaly', help='fine-tune PEBAL or train SLEEG on a segmentation checkpoint',
+        'train-anomaly', help='fine-tune PEBAL, or train SLEEG or SynBoost, on a segmentation '
+        'checkpoint',
         description=DESCRIPTION)
     add_arguments(parser)
     parser.set_defaults(run=run)
@@ -35,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--lr', type=float, default=None,
                         help='Adam learning rate (default: the method\'s: PEBAL 1e-5 as its '
-                        'paper; SLEEG 1e-3 for the new head, which paper 003 does not state)')
+                        'paper; SLEEG 1e-3 for the new head, which paper 003 does not state; '
+                        'SynBoost 1e-4 for the dissimilarity network)')
     parser.add_argument('--input-size', type=parse_size, default=None, metavar='WxH',
                         help='the scale images are brought to (default: the checkpoint\'s)')
     parser.add_argument('--crop-size', type=parse_size, default=None, metavar='WxH')
@@ -51,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument('--device', default='auto', choices=DEVICES)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--resume', action='store_true', help='continue OUT/last.pt')
+    parser.add_argument('--stage', default='all',
+                        help='all (default), or one stage of the method alone on OUT/last.pt: '
+                        'synboost has generator, dissimilarity and ensemble; pebal and sleeg '
+                        'one, train')
     parser.add_argument('--time-budget-min', type=float, default=None)
     group = parser.add_argument_group('PEBAL (paper 004)')
     group.add_argument('--outliers', default=None, metavar='DIR',
@@ -81,4 +88,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                        help='share of the iterations that refine with the JEM score (paper: '
                        '6,000 of 40,000)')
     group.add_argument('--head-channels', type=int, default=32)
+    group = parser.add_argument_group(
+        'SynBoost (paper 002)', 'the dissimilarity network trains for --epochs at --lr; the void '
+        'source pastes --outliers objects')
+    group.add_argument('--generator-epochs', type=int, default=10,
+                       help='epochs of the label-to-image generator (default 10)')
+    group.add_argument('--generator-lr', type=float, default=2e-4)
+    group.add_argument('--generator-channels', type=int, default=32,
+                       help='generator width c (4c channels at 1/8 resolution; default 32, '
+                       'the light variant 16)')
+    group.add_argument('--dissimilarity-width', type=int, default=32)
+    group.add_argument('--perceptual-weight', type=float, default=1.0,
+                       help='weight of the feature-matching loss of the generator')
+    group.add_argument('--features', default='segmenter', choices=('segmenter', 'vgg16'),
+                       help='image features of V and of the dissimilarity encoders: the '
+                       'segmentation model\'s encoder (default) or an ImageNet VGG-16 (--vgg16)')
+    group.add_argument('--vgg16', default=None, metavar='PATH',
+                       help='a torchvision vgg16 state dict (vgg16-397923af.pth), for '
+                       '--features vgg16')
+    group.add_argument('--void-share', type=float, default=0.5,
+                       help='share of training images whose anomaly is a pasted void object; '
+                       'the rest get label swaps (0: label swaps only, an ablation)')
+    group.add_argument('--no-uncertainty', action='store_true',
+                       help='ablation: the dissimilarity network without the uncertainty maps')
+    group.add_argument('--ensemble-tracks', default=None, metavar='DIR[,DIR]',
+                       help='validation anomaly tracks for the ensemble weights (not the test '
+                       'tracks)')
+    group.add_argument('--ensemble-step', type=float, default=0.1,
+                       help='grid step of the ensemble weights (default 0.1)')
+    group.add_argument('--ensemble-limit', type=int, default=0, metavar='N',
+                       help='first N images of each ensemble track (default all)')
     return parser

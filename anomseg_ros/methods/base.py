@@ -10,7 +10,11 @@ training loop need no name checks:
 - ``scorer``: the registered scorer that reads its outputs, which takes the settings it was
   trained with from ``info.method_params``;
 - ``training_state(options, info, generator)`` and ``train_step(model, images, labels, state,
-  step)``: one optimisation step's loss and the terms to log.
+  step)``: one optimisation step's loss and the terms to log;
+- ``phases(options)``: the training phases in order, each ``(name, epochs, lr)`` with its own
+  optimiser (one, ``train``, by default; SynBoost trains its generator, then its
+  dissimilarity network), ``start_phase`` unfreezing what a phase trains; and ``finish``: a
+  last step without gradients (SynBoost's ensemble grid search), named ``finish_stage``.
 
 Methods are registered by name (``register_method``) like backbones and scorers.
 """
@@ -49,6 +53,23 @@ class Method:
     def train_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                    state, step: int) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         raise NotImplementedError
+
+    finish_stage = ''  # the name of ``finish`` as a stage of its own ('' = none)
+
+    def phases(self, options) -> List[Tuple[str, int, float]]:
+        """``(name, epochs, learning rate)`` of each training phase, in order."""
+        return [('train', options.epochs, options.lr)]
+
+    def start_phase(self, model: nn.Module, name: str, *, fresh: bool = True) -> int:
+        """Before phase ``name`` (``fresh``: from its first epoch, not resumed): make what it
+        trains trainable; returns its parameter count."""
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    def finish(self, model: nn.Module, info, options, device: torch.device,
+               dtype: torch.dtype) -> Dict[str, object]:
+        """After the phases: update ``info`` (its ``method_params``) as a last step without
+        gradients, the forward pass in ``dtype``; returns what to record in the checkpoint."""
+        return {}
 
 
 METHODS: Registry[Method] = Registry('method')

@@ -36,7 +36,7 @@ from anomseg_ros.ros.conversions import array_to_image_msg, compressed_msg_to_rg
     image_msg_to_rgb, obstacles_to_msg
 from anomseg_ros.ros.dds import configure_dds
 from anomseg_ros.ros.health import FrameHealth
-from anomseg_ros.ros.outputs import compress, IMAGE_OUTPUTS
+from anomseg_ros.ros.outputs import compress, IMAGE_OUTPUTS, OPTIONAL_OUTPUTS
 from anomseg_ros.ros.parameters import descriptor, PARAMS
 
 WARN_PERIOD_S = 5.0
@@ -87,8 +87,13 @@ class DetectorNode(Node):
         depth = get('queue_depth')
         output_qos = QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
                                 reliability=ReliabilityPolicy.RELIABLE)
+        try:
+            self.detector.set_resynthesis(bool(get('publish.resynthesis')))
+        except ConfigError as exc:
+            raise ConfigError(f'parameter \'publish.resynthesis\': {exc}') from None
         self._outputs = [(output, self.create_publisher(Image, output.name, output_qos))
-                         for output in IMAGE_OUTPUTS if get(f'publish.{output.name}')]
+                         for output in IMAGE_OUTPUTS + OPTIONAL_OUTPUTS
+                         if get(f'publish.{output.name}')]
         self._compressed = {}
         if get('publish_compressed'):
             self._compressed = {

@@ -21,6 +21,7 @@ class Output:
     render: Callable[[np.ndarray, Detection], np.ndarray]  # (input RGB, detection) -> array
     compression: Optional[str]                           # 'png' / 'jpeg' on <name>/compressed
     description: str
+    default: bool = True                                 # published unless switched off
 
 
 IMAGE_OUTPUTS = (
@@ -35,8 +36,14 @@ IMAGE_OUTPUTS = (
     Output('overlay', 'rgb8', lambda image, d: overlay(image, d.mask), 'jpeg',
            'the input with obstacle pixels blended towards red'),
 )
-OUTPUTS = tuple(output.name for output in IMAGE_OUTPUTS)
-BY_NAME = {output.name: output for output in IMAGE_OUTPUTS}
+# off by default, and only for models that can: switched on with publish.<name>
+OPTIONAL_OUTPUTS = (
+    Output('resynthesis', 'rgb8', lambda image, d: d.resynthesis, 'jpeg',
+           'SynBoost checkpoints: the image re-synthesised from the predicted labels, to see '
+           'why a pixel was flagged', default=False),
+)
+OUTPUTS = tuple(output.name for output in IMAGE_OUTPUTS)  # what every model publishes
+BY_NAME = {output.name: output for output in IMAGE_OUTPUTS + OPTIONAL_OUTPUTS}
 
 
 def compress(array: np.ndarray, encoding: str, compression: str):

@@ -8,7 +8,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from anomseg_ros.backbones import list_backbones
 from anomseg_ros.data.images import DEFAULT_MAX_PIXELS
 from anomseg_ros.obstacles import DEFAULT_MIN_AREA
-from anomseg_ros.ros.outputs import OUTPUTS
+from anomseg_ros.ros.outputs import OPTIONAL_OUTPUTS, OUTPUTS
 from anomseg_ros.scoring import list_scorers
 from anomseg_ros.scoring.base import MAX_TEMPERATURE
 
@@ -69,7 +69,9 @@ PARAMS = (
     Param('stale_timeout', 5.0, 'seconds without any output while frames arrive after which '
           '/diagnostics reports ERROR (stale)', range=(0.5, 3600.0, 0.0)),
 ) + tuple(Param(f'publish.{name}', True, f'publish the {name} topic')
-          for name in OUTPUTS + ('obstacles',))
+          for name in OUTPUTS + ('obstacles',)) + tuple(
+    Param(f'publish.{o.name}', o.default, f'publish the {o.name} topic ({o.description})')
+    for o in OPTIONAL_OUTPUTS)
 
 
 def descriptor(param: Param) -> ParameterDescriptor:

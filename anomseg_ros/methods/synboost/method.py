@@ -1,0 +1,259 @@
+"""SynBoost as a registered method: its scorers, its training phases and its ensemble stage.
+
+``anomseg train-anomaly --method synboost`` trains, on a frozen segmentation checkpoint:
+
+1. ``generator``: the label-to-image generator on the ground-truth maps of the inlier
+   training images (L1 + feature matching on the image features);
+2. ``dissimilarity``: the dissimilarity network on the training data generator's samples
+   (``data.py``: label swaps and pasted void objects), class-balanced binary cross-entropy;
+3. ``ensemble``: the weights of the dissimilarity probability, H, D and V, by grid search on
+   validation tracks (``--ensemble-tracks``, never the test tracks).
+
+The scorer ``synboost`` is the ensemble with the searched weights; ``synboost_net`` is the
+dissimilarity network alone (Table 2's "w/o ensemble").
+"""
+import dataclasses
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from anomseg_ros.data.anomaly import open_anomaly_dataset
+from anomseg_ros.data.images import resize_label
+from anomseg_ros.errors import ConfigError
+from anomseg_ros.labels import VOID_LABEL
+from anomseg_ros.methods.base import Method, register_method
+from anomseg_ros.methods.outliers import load_outliers, paste_outliers
+from anomseg_ros.methods.synboost.data import choose_sources, make_targets, swap_labels
+from anomseg_ros.methods.synboost.ensemble import (collect_pixels, combine, format_weights,
+                                                   MAP_NAMES, parse_weights, search_weights)
+from anomseg_ros.methods.synboost.model import (NUM_MAPS, state_hash, SynboostConfig,
+                                                SynboostModel)
+from anomseg_ros.precision import autocast, to_fast_layout
+from anomseg_ros.preprocessing import to_network_input
+from anomseg_ros.scoring.base import Scorer
+from anomseg_ros.scoring.registry import register_scorer
+
+UNSEARCHED_WEIGHTS = '1,0,0,0'  # the dissimilarity network alone, until the ensemble stage
+V_QUANTILE = 0.99                # V is divided by this quantile of the first training batch
+
+
+def synboost_maps(logits: torch.Tensor, num_inlier: Optional[int]) -> torch.Tensor:
+    """The four maps ``(B,4,H,W)`` in [0, 1] from a SynBoost model's output."""
+    if num_inlier is None or logits.shape[1] < num_inlier + NUM_MAPS:
+        raise ConfigError('the SynBoost scores need a SynBoost checkpoint (segmentation outputs '
+                          'and four maps); train one with anomseg train-anomaly --method '
+                          'synboost')
+    maps = logits[:, -NUM_MAPS:].float()
+    return torch.cat([torch.sigmoid(maps[:, :1]), maps[:, 1:]], dim=1)
+
+
+@register_scorer('synboost')
+class SynboostScore(Scorer):
+    """SynBoost's ensemble (paper 002 section 3.3): the weighted average of the dissimilarity
+    probability, softmax entropy, softmax distance and perceptual difference."""
+
+    method = 'synboost'
+
+    def __init__(self, *, num_inlier_classes: Optional[int] = None,
+                 weights: str = UNSEARCHED_WEIGHTS):
+        super().__init__(num_inlier_classes=num_inlier_classes)
+        self._weights = parse_weights(weights)
+        self.weights = format_weights(self._weights)
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        return combine(synboost_maps(logits, self.num_inlier_classes), self._weights)
+
+
+@register_scorer('synboost_net')
+class SynboostNetScore(Scorer):
+    """The dissimilarity network's anomaly probability alone (no ensemble)."""
+
+    method = 'synboost'
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        return synboost_maps(logits, self.num_inlier_classes)[:, 0]
+
+
+def balanced_bce(logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy averaged over the anomaly pixels and over the inlier pixels apart,
+    then halved (anomalies are a few percent of the pixels); ``target`` 255 is ignored."""
+    logit = logit.float()
+    loss = logit.new_zeros(())
+    for value, term in ((1, F.softplus(-logit)), (0, F.softplus(logit))):
+        pixels = target == value
+        if pixels.any():
+            loss = loss + 0.5 * term[pixels].mean()
+    return loss
+
+
+def feature_matching(features_a, features_b) -> torch.Tensor:
+    """Mean over layers of the mean absolute difference of two feature lists."""
+    terms = [(a.float() - b.float()).abs().mean() for a, b in zip(features_a, features_b)]
+    return torch.stack(terms).mean()
+
+
+@register_method('synboost')
+class SynBoost(Method):
+    """SynBoost (paper 002) as a method; see the module docstring."""
+
+    scorer = 'synboost'
+    paper = '002'
+    default_lr = 1e-4           # the dissimilarity network's
+    needs_outliers = True       # the void source's objects (unless --void-share 0)
+    base_num_classes = None     # keeps every output of the segmentation model
+    finish_stage = 'ensemble'
+
+    def build_model(self, info, build_base):
+        base_info = dataclasses.replace(info, method='', method_params={},
+                                        num_classes=info.num_classes - NUM_MAPS)
+        return SynboostModel(build_base(base_info), num_inlier=info.num_inlier_classes,
+                             mean=info.mean, std=info.std,
+                             config=SynboostConfig(**info.method_params.get('network', {})))
+
+    def check(self, options) -> None:
+        stage = getattr(options, 'stage', 'all')
+        if stage in ('all', 'dissimilarity') and options.void_share > 0 and not options.outliers:
+            raise ConfigError('SynBoost\'s void source pastes outlier objects into the training '
+                              'images: give --outliers DIR (RGBA cut-outs, e.g. anomseg '
+                              'synth\'s outliers/), or --void-share 0 for label swaps only')
+        if not 0 <= options.void_share <= 1:
+            raise ConfigError(f'--void-share is a share of images, 0 to 1; got '
+                              f'{options.void_share}')
+        if stage in ('all', 'ensemble') and not options.ensemble_tracks:
+            raise ConfigError('SynBoost chooses its ensemble weights on validation tracks: give '
+                              '--ensemble-tracks DIR[,DIR] (anomaly tracks that are not your '
+                              'test tracks)')
+        if options.features == 'vgg16' and not options.vgg16 and not options.resume and \
+                stage in ('all', 'generator'):
+            raise ConfigError('--features vgg16 needs --vgg16 PATH, a torchvision vgg16 state '
+                              'dict (no weights are downloaded)')
+        SynboostConfig(options.generator_channels, options.dissimilarity_width,
+                       not options.no_uncertainty, options.features)
+        parse_weights(UNSEARCHED_WEIGHTS)
+
+    def prepare(self, base, base_info, options):
+        config = SynboostConfig(generator_channels=options.generator_channels,
+                                dissimilarity_width=options.dissimilarity_width,
+                                uncertainty=not options.no_uncertainty, features=options.features)
+        model = SynboostModel(base, num_inlier=base_info.num_inlier_classes,
+                              mean=base_info.mean, std=base_info.std, config=config,
+                              vgg16_path=options.vgg16 or None)
+        info = dataclasses.replace(
+            base_info, num_classes=base_info.num_classes + NUM_MAPS, method=self.name,
+            source='', method_params={'network': dataclasses.asdict(config),
+                                      'weights': UNSEARCHED_WEIGHTS,
+                                      'base_hash': state_hash(base),
+                                      'void_share': options.void_share})
+        trainable = sum(p.numel() for name in ('generator', 'dissimilarity')
+                        for p in getattr(model, name).parameters())
+        return model, info, trainable
+
+    def phases(self, options):
+        return [('generator', options.generator_epochs, options.generator_lr),
+                ('dissimilarity', options.epochs, options.lr)]
+
+    def start_phase(self, model, name, *, fresh=True):
+        if name == 'dissimilarity' and fresh:
+            model.v_scale.fill_(1.0)  # V's scale is measured again on the first batch
+        return model.set_part(name)
+
+    def training_state(self, options, info, generator):
+        outliers = (load_outliers(options.outliers)
+                    if options.outliers and options.void_share > 0 else [])
+        return {'generator': generator, 'outliers': outliers, 'void_share': options.void_share,
+                'perceptual_weight': options.perceptual_weight,
+                'num_inlier': info.num_inlier_classes,
+                'mean': torch.tensor(info.mean).view(3, 1, 1),
+                'std': torch.tensor(info.std).view(3, 1, 1)}
+
+    def train_step(self, model, images, labels, state, step):
+        if model.part == 'generator':
+            return self._generator_step(model, images, labels, state)
+        return self._dissimilarity_step(model, images, labels, state)
+
+    @staticmethod
+    def _generator_step(model, images, labels, state):
+        synthesis = model.synthesise(labels)
+        with torch.no_grad():
+            target = model.image_features.extract(images)
+        l1 = (synthesis.float() - images.float()).abs().mean()
+        matching = feature_matching(model.image_features.extract(synthesis), target)
+        return l1 + state['perceptual_weight'] * matching, {'l1': l1.detach(),
+                                                            'features': matching.detach()}
+
+    @staticmethod
+    def training_sample(images, labels, state):
+        """The training data generator on one batch (``data.py``): per image a source, the
+        images with the void objects pasted in (in place), the semantic map the network is to
+        see (-1 where it is the prediction) and the targets."""
+        batch = images.shape[0]
+        sources = choose_sources(batch, state['generator'], void_share=state['void_share'])
+        semantic = torch.full_like(labels, -1, dtype=torch.long)  # -1: the prediction
+        anomalies = torch.zeros_like(labels, dtype=torch.bool)
+        void = [i for i, source in enumerate(sources) if source == 'void']
+        if void and not state['outliers']:
+            raise ConfigError('the void source needs outlier objects (--outliers)')
+        if void:
+            picked_images, picked_labels = images[void].clone(), labels[void].clone()
+            anomalies[void] = paste_outliers(
+                picked_images, picked_labels, state['outliers'], label=VOID_LABEL,
+                mean=state['mean'], std=state['std'], generator=state['generator'],
+                probability=1.0)
+            images[void] = picked_images
+        for i in range(batch):
+            if i not in void:
+                semantic[i], anomalies[i] = swap_labels(labels[i], state['num_inlier'],
+                                                        state['generator'])
+        return {'sources': sources, 'semantic': semantic,
+                'target': make_targets(labels, anomalies)}
+
+    def _dissimilarity_step(self, model, images, labels, state):
+        sample = self.training_sample(images, labels, state)
+        parts = model.dissimilarity_inputs(images, sample['semantic'])
+        if float(model.v_scale) == 1.0:  # the first step: fix V's normalisation for good
+            model.v_scale.fill_(float(torch.quantile(parts['raw_v'].float().flatten()[::7],
+                                                     V_QUANTILE)))
+            parts['maps'][:, 2] = (parts['raw_v'] / model.v_scale).clamp(0, 1)
+        target = sample['target']
+        loss = balanced_bce(model.dissimilarity_logit(parts)[:, 0], target)
+        return loss, {'bce': loss.detach(), 'anomaly_share': (target == 1).float().mean()}
+
+    def finish(self, model, info, options, device, dtype):
+        """The ensemble stage: AuPRC of every weight vector on the grid over the pixels of
+        ``options.ensemble_tracks``; the best goes into ``info.method_params['weights']``."""
+        model.keep_synthesis = False
+        model = to_fast_layout(model.to(device).eval())
+        mean = torch.tensor(info.mean, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(info.std, device=device).view(1, 3, 1, 1)
+        tracks = [t for t in str(options.ensemble_tracks).split(',') if t]
+
+        def pairs():
+            for track in tracks:
+                dataset = open_anomaly_dataset(track)
+                for index, (_, image, label) in enumerate(dataset):
+                    if options.ensemble_limit and index >= options.ensemble_limit:
+                        break
+                    batch = to_network_input([image], info.input_size_hw, mean, std,
+                                             device=device)
+                    with torch.inference_mode(), autocast(device, dtype):
+                        logits = model(to_fast_layout(batch)).float()
+                    maps = synboost_maps(logits, info.num_inlier_classes)[0]
+                    yield maps, resize_label(label, (maps.shape[-1], maps.shape[-2]))
+
+        pixels, labels = collect_pixels(pairs(), seed=options.seed)
+        weights, best, rows = search_weights(pixels, labels, step=options.ensemble_step)
+        singles = {name: next(r for r in rows if r['weights'][k] == 1.0)
+                   for k, name in enumerate(MAP_NAMES)}
+        info.method_params['weights'] = format_weights(weights)
+        record = {'tracks': tracks, 'weights': format_weights(weights), 'step':
+                  options.ensemble_step, 'pixels': int(len(labels)),
+                  'anomaly_pixels': int((labels == 1).sum()), **best,
+                  'alone': {name: {'auprc': r['auprc'], 'fpr95': r['fpr95']}
+                            for name, r in singles.items()}}
+        print(f'ensemble weights ({", ".join(MAP_NAMES)}): {record["weights"]}, AuPRC '
+              f'{100 * best["auprc"]:.2f} FPR95 {100 * best["fpr95"]:.2f} on '
+              f'{len(labels):,} validation pixels; alone: ' + ', '.join(
+                  f'{n} {100 * r["auprc"]:.2f}' for n, r in record['alone'].items()),
+              flush=True)
+        return {'ensemble': record}
