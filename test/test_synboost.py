@@ -283,6 +283,23 @@ def test_stages_rerun_alone_resume_and_refuse_another_base(tmp_path, cityscapes_
     saved = read_checkpoint(last)
     assert [h['phase'] for h in saved['history']] == ['generator', 'dissimilarity',
                                                       'dissimilarity']
+    # an ablation of the dissimilarity network on the same generator
+    ablation = str(tmp_path / 'ablation')
+    argv_ablation = argv[:argv.index('--out')] + ['--out', ablation] + argv[
+        argv.index('--out') + 2:]
+    gen = argv_ablation.index('--generator-epochs') + 1
+    argv_ablation[gen] = '0'
+    assert main(argv_ablation + ['--generator-from', last, '--no-uncertainty']) == 0
+    model, info = load_model(os.path.join(ablation, 'last.pt'))
+    original, _ = load_model(last)
+    assert info.method_params['network']['uncertainty'] is False
+    assert model.dissimilarity.uncertainty_encoder is None
+    assert all(torch.equal(v, original.generator.state_dict()[k])
+               for k, v in model.generator.state_dict().items())
+    assert read_checkpoint(os.path.join(ablation, 'last.pt'))['phases_done'] == {
+        'dissimilarity': 1}
+    assert main(argv_ablation) == 2
+    assert 'give --generator-from CKPT' in capsys.readouterr().err
     # another segmentation model under the same OUT is refused
     other = str(tmp_path / 'other.pt')
     base, info = load_model(random_checkpoint)
@@ -294,6 +311,9 @@ def test_stages_rerun_alone_resume_and_refuse_another_base(tmp_path, cityscapes_
     argv[argv.index(random_checkpoint)] = other
     assert main(argv + ['--stage', 'ensemble']) == 2
     assert 'trained on another segmentation model' in capsys.readouterr().err
+    argv_ablation[argv_ablation.index(random_checkpoint)] = other
+    assert main(argv_ablation + ['--generator-from', last, '--out', str(tmp_path / 'x')]) == 2
+    assert 'trained for another segmentation model' in capsys.readouterr().err
     assert main(argv[:-2] + ['--stage', 'bogus']) == 2
     assert 'stages generator, dissimilarity, ensemble' in capsys.readouterr().err
 

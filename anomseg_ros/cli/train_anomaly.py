@@ -92,8 +92,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         'SynBoost (paper 002)', 'the dissimilarity network trains for --epochs at --lr; the void '
         'source pastes --outliers objects')
     group.add_argument('--generator-epochs', type=int, default=10,
-                       help='epochs of the label-to-image generator (default 10)')
+                       help='epochs of the label-to-image generator (default 10; 0 with '
+                       '--generator-from)')
     group.add_argument('--generator-lr', type=float, default=2e-4)
+    group.add_argument('--generator-from', default=None, metavar='CKPT',
+                       help='start from the generator of this SynBoost checkpoint (same '
+                       'segmentation model); with --generator-epochs 0 it is used as it is, '
+                       'e.g. for ablations of the dissimilarity network')
     group.add_argument('--generator-channels', type=int, default=32,
                        help='generator width c (4c channels at 1/8 resolution; default 32, '
                        'the light variant 16)')

@@ -93,6 +93,33 @@ def feature_matching(features_a, features_b) -> torch.Tensor:
     return torch.stack(terms).mean()
 
 
+def reuse_generator(model: SynboostModel, path: str, info) -> None:
+    """Load the generator of the SynBoost checkpoint ``path`` into ``model`` (the ablations of
+    the dissimilarity network share one generator); it must have been trained for the same
+    segmentation model and be as wide."""
+    try:
+        saved = torch.load(path, map_location='cpu', weights_only=True)
+        saved_info = saved['model_info']
+        state = saved['model_state']
+    except FileNotFoundError:
+        raise ConfigError(f'--generator-from {path!r} does not exist') from None
+    except Exception as exc:  # not a checkpoint, or not ours
+        raise ConfigError(f'--generator-from {path!r} is not a SynBoost checkpoint '
+                          f'({type(exc).__name__})') from None
+    params = saved_info.get('method_params', {})
+    if saved_info.get('method') != 'synboost':
+        raise ConfigError(f'--generator-from {path!r} is not a SynBoost checkpoint')
+    if params.get('base_hash') != info.method_params['base_hash']:
+        raise ConfigError(f'the generator in {path!r} was trained for another segmentation '
+                          f'model than --checkpoint; give the one it was built on')
+    width = params.get('network', {}).get('generator_channels')
+    if width != model.config.generator_channels:
+        raise ConfigError(f'the generator in {path!r} is {width} channels wide; give '
+                          f'--generator-channels {width}')
+    model.generator.load_state_dict({k[len('generator.'):]: v for k, v in state.items()
+                                     if k.startswith('generator.')})
+
+
 @register_method('synboost')
 class SynBoost(Method):
     """SynBoost (paper 002) as a method; see the module docstring."""
@@ -130,7 +157,10 @@ class SynBoost(Method):
                               'dict (no weights are downloaded)')
         SynboostConfig(options.generator_channels, options.dissimilarity_width,
                        not options.no_uncertainty, options.features)
-        parse_weights(UNSEARCHED_WEIGHTS)
+        if options.generator_epochs == 0 and not options.generator_from and \
+                stage in ('all', 'generator'):
+            raise ConfigError('--generator-epochs 0 trains no generator: give --generator-from '
+                              'CKPT to take a trained one')
 
     def prepare(self, base, base_info, options):
         config = SynboostConfig(generator_channels=options.generator_channels,
@@ -145,13 +175,17 @@ class SynBoost(Method):
                                       'weights': UNSEARCHED_WEIGHTS,
                                       'base_hash': state_hash(base),
                                       'void_share': options.void_share})
+        if options.generator_from:
+            reuse_generator(model, options.generator_from, info)
         trainable = sum(p.numel() for name in ('generator', 'dissimilarity')
                         for p in getattr(model, name).parameters())
         return model, info, trainable
 
     def phases(self, options):
-        return [('generator', options.generator_epochs, options.generator_lr),
-                ('dissimilarity', options.epochs, options.lr)]
+        phases = [('dissimilarity', options.epochs, options.lr)]
+        if options.generator_epochs or not options.generator_from:
+            phases.insert(0, ('generator', options.generator_epochs, options.generator_lr))
+        return phases
 
     def start_phase(self, model, name, *, fresh=True):
         if name == 'dissimilarity' and fresh:
