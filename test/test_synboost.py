@@ -251,6 +251,9 @@ def test_train_anomaly_synboost_writes_a_checkpoint_the_detector_runs(synboost_c
     detector.set_resynthesis(True)
     rendered = detector.predict(_scene(2)[0]).resynthesis
     assert rendered.shape == (32, 64, 3) and rendered.dtype == np.uint8
+    from anomseg_ros.runtimes import export_model
+    with pytest.raises(ConfigError, match='runs in PyTorch only'):
+        export_model(synboost_checkpoint, 'onnx', '/tmp/never.onnx')
     plain = Detector.from_checkpoint(random_checkpoint, device='cpu')
     with pytest.raises(ConfigError, match='does not re-synthesise'):
         plain.set_resynthesis(True)

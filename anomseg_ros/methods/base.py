@@ -37,6 +37,8 @@ class Method:
     # outputs of the segmentation model it builds on (PEBAL: the 19 classes, void dropped);
     # None keeps them all
     base_num_classes = None
+    # why its checkpoints run in PyTorch only ('' = they export to ONNX / OpenVINO)
+    not_exportable = ''
 
     def build_model(self, info, build_base: Callable) -> nn.Module:
         raise NotImplementedError

@@ -9,6 +9,7 @@ import torch
 from anomseg_ros.checkpoint import load_model
 from anomseg_ros.data.images import IMAGE_EXTENSIONS, read_rgb
 from anomseg_ros.errors import ConfigError, DatasetError
+from anomseg_ros.methods import get_method
 from anomseg_ros.preprocessing import to_network_input
 from anomseg_ros.runtimes.exported import cache_dir, load_exported, METADATA_KEY
 
@@ -88,6 +89,9 @@ def export_model(weights: str, fmt: str, out: str, *,
     if calibration_dir and fmt != 'openvino':
         raise ConfigError('int8 quantization (--int8) writes OpenVINO IR: use --format openvino')
     model, info = load_model(weights)
+    if info.method and get_method(info.method).not_exportable:
+        raise ConfigError(f'a {info.method} checkpoint runs in PyTorch only '
+                          f'({get_method(info.method).not_exportable}); use runtime torch')
     size_hw = tuple(input_size_hw or info.input_size_hw)
     if any(s <= 0 or s % 8 for s in size_hw):
         raise ConfigError(f'input size must be positive multiples of 8, got '

@@ -130,6 +130,8 @@ class SynBoost(Method):
     needs_outliers = True       # the void source's objects (unless --void-share 0)
     base_num_classes = None     # keeps every output of the segmentation model
     finish_stage = 'ensemble'
+    not_exportable = ('its feature extractor stops the segmentation model early through forward '
+                      'hooks and it keeps the synthesised image for the resynthesis topic')
 
     def build_model(self, info, build_base):
         base_info = dataclasses.replace(info, method='', method_params={},
