@@ -315,8 +315,10 @@ def test_stages_rerun_alone_resume_and_refuse_another_base(tmp_path, cityscapes_
     assert main(argv + ['--stage', 'ensemble']) == 2
     assert 'trained on another segmentation model' in capsys.readouterr().err
     argv_ablation[argv_ablation.index(random_checkpoint)] = other
-    assert main(argv_ablation + ['--generator-from', last, '--out', str(tmp_path / 'x')]) == 2
-    assert 'trained for another segmentation model' in capsys.readouterr().err
+    assert main(argv_ablation + ['--generator-from', last, '--out', str(tmp_path / 'x')]) == 0
+    assert 'trained beside another segmentation model' in capsys.readouterr().out
+    _, info = load_model(str(tmp_path / 'x' / 'last.pt'))
+    assert info.method_params['generator_from']['path'] == os.path.abspath(last)
     assert main(argv[:-2] + ['--stage', 'bogus']) == 2
     assert 'stages generator, dissimilarity, ensemble' in capsys.readouterr().err
 

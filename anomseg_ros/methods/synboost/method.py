@@ -13,6 +13,7 @@ The scorer ``synboost`` is the ensemble with the searched weights; ``synboost_ne
 dissimilarity network alone (Table 2's "w/o ensemble").
 """
 import dataclasses
+import os
 from typing import Optional
 
 import torch
@@ -95,8 +96,8 @@ def feature_matching(features_a, features_b) -> torch.Tensor:
 
 def reuse_generator(model: SynboostModel, path: str, info) -> None:
     """Load the generator of the SynBoost checkpoint ``path`` into ``model`` (the ablations of
-    the dissimilarity network share one generator); it must have been trained for the same
-    segmentation model and be as wide."""
+    the dissimilarity network share one generator; another segmentation model of the same
+    classes can reuse it too); it must render the same classes and be as wide."""
     try:
         saved = torch.load(path, map_location='cpu', weights_only=True)
         saved_info = saved['model_info']
@@ -109,9 +110,16 @@ def reuse_generator(model: SynboostModel, path: str, info) -> None:
     params = saved_info.get('method_params', {})
     if saved_info.get('method') != 'synboost':
         raise ConfigError(f'--generator-from {path!r} is not a SynBoost checkpoint')
+    if saved_info.get('class_names') != list(info.class_names):
+        raise ConfigError(f'the generator in {path!r} renders other classes than '
+                          f'--checkpoint predicts; give a SynBoost checkpoint of the same '
+                          f'classes')
     if params.get('base_hash') != info.method_params['base_hash']:
-        raise ConfigError(f'the generator in {path!r} was trained for another segmentation '
-                          f'model than --checkpoint; give the one it was built on')
+        # a generator renders labels, whichever model predicts them: usable, and recorded
+        print(f'note: the generator in {path!r} was trained beside another segmentation model '
+              f'(its feature-matching loss used that model\'s encoder)', flush=True)
+    info.method_params['generator_from'] = {'path': os.path.abspath(path),
+                                            'base_hash': params.get('base_hash', '')}
     width = params.get('network', {}).get('generator_channels')
     if width != model.config.generator_channels:
         raise ConfigError(f'the generator in {path!r} is {width} channels wide; give '
