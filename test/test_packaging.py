@@ -57,7 +57,7 @@ ROSDEP_KEYS = {
     'launch': 'launch', 'launch_ros': 'launch_ros', 'torch': 'python3-torch',
     'torchvision': 'python3-torchvision', 'numpy': 'python3-numpy', 'cv2': 'python3-opencv',
     'PIL': 'python3-pil', 'yaml': 'python3-yaml', 'scipy': 'python3-scipy',
-    'tqdm': 'python3-tqdm', 'matplotlib': 'python3-matplotlib', 'sklearn': 'python3-sklearn',
+    'tqdm': 'python3-tqdm', 'matplotlib': 'python3-matplotlib',
 }
 NO_ROSDEP_KEY = {'rosbags', 'cityscapesscripts', 'openvino', 'nncf', 'onnx', 'onnxruntime'}
 NOT_IMPORTED = {'rviz2'}  # an executable the launch file starts

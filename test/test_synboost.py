@@ -227,6 +227,17 @@ def test_grid_search_finds_the_only_weights_that_separate_a_crafted_example():
     assert ensemble.parse_weights('2,0,0,2') == (0.5, 0.0, 0.0, 0.5)
 
 
+def test_ranking_metrics_agree_with_scikit_learn():
+    from sklearn.metrics import average_precision_score, roc_curve
+    rng = np.random.default_rng(0)
+    labels = (rng.random(5000) < 0.05).astype(np.uint8)
+    scores = np.round(rng.random(5000) + labels * 0.3, 2).astype(np.float32)  # with ties
+    auprc, fpr95 = ensemble.ranking_metrics(scores, labels)
+    fpr, tpr, _ = roc_curve(labels, scores)
+    assert auprc == pytest.approx(average_precision_score(labels, scores), abs=1e-9)
+    assert fpr95 == pytest.approx(np.interp(0.95, tpr, fpr), abs=1e-9)
+
+
 # --- the command line and the pipeline -----------------------------------------------------
 
 def test_train_anomaly_synboost_writes_a_checkpoint_the_detector_runs(synboost_checkpoint,

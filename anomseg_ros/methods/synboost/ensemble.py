@@ -1,9 +1,10 @@
 """SynBoost's ensemble (paper 002 section 3.3): the dissimilarity network's probability and
 the maps H, D and V averaged with weights chosen by grid search on a validation track.
 
-The search scores each weight vector with scikit-learn's average precision and ROC curve on a
-subsample of the validation pixels (the FPR at 95% TPR interpolated on the ROC curve, as
-``evaluation.metrics`` does for the benchmarks)."""
+The search scores each weight vector on a subsample of the validation pixels with one sort:
+average precision as scikit-learn defines it and the FPR at 95% TPR interpolated on the ROC
+curve, as ``evaluation.metrics`` does for the benchmarks (a test checks both against
+scikit-learn)."""
 import itertools
 from typing import Dict, Iterable, List, Sequence, Tuple
 
@@ -58,17 +59,28 @@ def search_weights(maps: np.ndarray, labels: np.ndarray, *, step: float = 0.1
     if not ((labels == 1).any() and (labels == 0).any()):
         raise ConfigError('the ensemble search needs validation images with both anomaly and '
                           'inlier pixels; give an anomaly track')
-    from sklearn.metrics import average_precision_score, roc_curve
     rows = []
     for weights in weight_grid(step):
-        scores = maps @ np.asarray(weights, dtype=np.float32)
-        fpr, tpr, _ = roc_curve(labels, scores)
-        rows.append({'weights': weights,
-                     'auprc': float(average_precision_score(labels, scores)),
-                     'fpr95': float(np.interp(0.95, tpr, fpr))})
+        auprc, fpr95 = ranking_metrics(maps @ np.asarray(weights, dtype=np.float32), labels)
+        rows.append({'weights': weights, 'auprc': auprc, 'fpr95': fpr95})
     best = max(rows, key=lambda r: (round(r['auprc'], 6), -round(r['fpr95'], 6),
                                     r['weights'][0]))
     return best['weights'], {'auprc': best['auprc'], 'fpr95': best['fpr95']}, rows
+
+
+def ranking_metrics(scores: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
+    """Average precision and FPR at 95% TPR of ``scores`` against binary ``labels``, tied
+    scores taken together, from one sort."""
+    order = np.argsort(-scores, kind='stable')
+    ranked, hits = scores[order], labels[order] == 1
+    last = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # end of each tie group
+    tp = np.cumsum(hits)[last].astype(np.float64)
+    fp = (last + 1) - tp
+    positives, negatives = tp[-1], fp[-1]
+    recall = tp / positives
+    auprc = float(np.sum(np.diff(recall, prepend=0.0) * tp / (tp + fp)))
+    fpr95 = float(np.interp(0.95, np.r_[0.0, recall], np.r_[0.0, fp / negatives]))
+    return auprc, fpr95
 
 
 def collect_pixels(map_batches: Iterable[Tuple[torch.Tensor, np.ndarray]], *,
