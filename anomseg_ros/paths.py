@@ -7,6 +7,8 @@ from anomseg_ros.errors import CheckpointError
 
 PACKAGE = 'anomseg_ros'
 DEFAULT_WEIGHTS = 'models/erfnet_synthetic.pt'
+# the bundled learned score around the same segmentation model (SynBoost), shown by the demo
+LEARNED_WEIGHTS = 'models/synboost_synthetic.pt'
 
 
 def share_dir() -> str:
@@ -44,4 +46,10 @@ def resolve_weights(weights: str) -> str:
 def default_weights() -> Optional[str]:
     """The bundled trained weights, or None while the package ships none."""
     path = os.path.join(share_dir(), DEFAULT_WEIGHTS)
+    return path if os.path.isfile(path) else None
+
+
+def learned_weights() -> Optional[str]:
+    """The bundled learned-score checkpoint, or None when it is not installed."""
+    path = os.path.join(share_dir(), LEARNED_WEIGHTS)
     return path if os.path.isfile(path) else None

@@ -406,20 +406,24 @@ def test_demo_runs_the_bundled_model_through_the_live_node(tmp_path):
     written."""
     import os
     from anomseg_ros.checkpoint import load_model
-    from anomseg_ros.paths import default_weights
-    weights = default_weights()
+    from anomseg_ros.paths import default_weights, learned_weights
+    weights = learned_weights() or default_weights()
     if weights is None:
         pytest.skip('no bundled model in models/')
     thresholds = load_model(weights)[1].thresholds
     out = tmp_path / 'demo'
     done = subprocess.run([sys.executable, '-m', 'anomseg_ros.cli.main', 'demo', '--frames', '2',
-                           '--out', str(out)], capture_output=True, text=True, timeout=300)
+                           '--out', str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert '8 of 8 frames answered over DDS' in done.stdout
+    scorers = ['msp', 'maxlogit', 'maxentropy', 'energy']
+    if weights == learned_weights():  # its own score runs first, beside the classic ones
+        scorers.insert(0, 'synboost')
+        assert f'starting the detector node ({weights})' in done.stdout
+    frames = 2 * len(scorers)
+    assert f'{frames} of {frames} frames answered over DDS' in done.stdout
     assert 'node exited with code 0' in done.stdout
     rows = {line.split()[0]: line.split()[1] for line in done.stdout.splitlines()
-            if line.split()[:1] and line.split()[0] in ('msp', 'maxlogit', 'maxentropy', 'energy')
-            and len(line.split()) == 5}
-    for scorer in ('msp', 'maxlogit', 'maxentropy', 'energy'):
+            if line.split()[:1] and line.split()[0] in scorers and len(line.split()) == 5}
+    for scorer in scorers:
         assert float(rows[scorer]) == pytest.approx(thresholds[scorer], abs=1e-3), scorer
     assert len([f for f in os.listdir(out) if f.endswith('_overlay.png')]) == 2

@@ -14,7 +14,8 @@ from anomseg_ros.data.images import read_rgb, write_rgb
 from anomseg_ros.data.synthetic import render_track_sample
 from anomseg_ros.evaluation import AnomalyMetrics, SegmentationMetrics
 from anomseg_ros.labels import CITYSCAPES_CLASSES
-from anomseg_ros.paths import default_weights
+from anomseg_ros.methods import get_method
+from anomseg_ros.paths import default_weights, learned_weights
 from anomseg_ros.pipeline import make_scorer, parse_threshold
 from anomseg_ros.runtimes import is_exported
 from anomseg_ros.visualize import heatmap
@@ -34,8 +35,10 @@ def add_parser(verbs):
     parser.add_argument('--frames', type=int, default=12, help='frames of the synthetic drive')
     parser.add_argument('--seed', type=int, default=2024, help='seed of the synthetic drive')
     add_model_args(parser, scorer=False)
-    parser.add_argument('--scorers', default=','.join(DEMO_SCORERS),
-                        help='scorers to run, switched at run time (first one draws overlays)')
+    parser.add_argument('--scorers', default=None,
+                        help='scorers to run, switched at run time (first one draws overlays); '
+                        'default: the learned checkpoint\'s own score first, then '
+                        + ', '.join(DEMO_SCORERS))
     parser.add_argument('--threshold', type=parse_threshold, default='auto',
                         help='obstacle threshold: auto (default) = the checkpoint\'s calibrated '
                         'one for each scorer, else 0.5; or a number for the first scorer')
@@ -64,12 +67,17 @@ def run(args) -> int:
     from anomseg_ros.ros.client import live_detector
     from anomseg_ros.ros.conversions import image_msg_to_array
 
+    if not args.weights and learned_weights() is not None:
+        # the bundled SynBoost holds the default segmentation model: its classic scores are
+        # the default model's, and its learned score runs beside them
+        args.weights = learned_weights()
     if not args.weights and default_weights() is None:
         args.weights, args.input_size = 'random', args.input_size or (256, 512)
         print('WARNING: no trained weights are bundled (models/erfnet_synthetic.pt is missing): '
               'the node runs a RANDOMLY INITIALISED ERFNet, so its labels and anomaly scores are '
               'meaningless. Pass --weights PATH for real ones.')
-    scorers = [s for s in args.scorers.split(',') if s]
+    scorers = [s for s in (args.scorers or ','.join(_default_scorers(args.weights))).split(',')
+               if s]
     frames = _frames(args)
     os.makedirs(args.out, exist_ok=True)
     params = node_params(args, scorer=scorers[0], threshold=args.threshold)
@@ -122,6 +130,16 @@ def run(args) -> int:
              else '') + f'; node exited with code {exit_code}')
     print(f'overlays, score heat maps and labels are in {os.path.abspath(args.out)}')
     return 0 if received == sent and exit_code == 0 else 1
+
+
+def _default_scorers(weights) -> list:
+    """The classic scorers, after the learned method's own when ``weights`` has one."""
+    scorers = list(DEMO_SCORERS)
+    if weights and weights != 'random' and not is_exported(weights):
+        method = load_model(weights)[1].method
+        if method:
+            scorers.insert(0, get_method(method).scorer)
+    return scorers
 
 
 def _mask_counts(mask: np.ndarray, label: np.ndarray) -> np.ndarray:
