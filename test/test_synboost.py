@@ -314,6 +314,8 @@ def test_stages_rerun_alone_resume_and_refuse_another_base(tmp_path, cityscapes_
         'dissimilarity': 1}
     assert main(argv_ablation) == 2
     assert 'give --generator-from CKPT' in capsys.readouterr().err
+    assert main(argv + ['--stage', 'ensemble', '--no-uncertainty']) == 2
+    assert 'built with other options' in capsys.readouterr().err
     # another segmentation model under the same OUT is refused
     other = str(tmp_path / 'other.pt')
     base, info = load_model(random_checkpoint)

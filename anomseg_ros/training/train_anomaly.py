@@ -108,7 +108,12 @@ def train_anomaly(args) -> int:
     if os.path.exists(last_path) and (args.resume or stage != 'all'):
         saved = read_checkpoint(last_path)
         _same_base(saved.get('model_info', {}), info, last_path, args.checkpoint)
-        model.load_state_dict(saved['model_state'])
+        try:
+            model.load_state_dict(saved['model_state'])
+        except RuntimeError:
+            raise ConfigError(f'{last_path!r} holds a network built with other options than '
+                              f'these (e.g. widths, --no-uncertainty, --features); give the same '
+                              f'options, or another --out') from None
         history = list(saved.get('history', []))
         info.method_params.update(saved.get('model_info', {}).get('method_params', {}))
         done = dict(saved.get('phases_done', {}))
