@@ -43,13 +43,16 @@ def resolve_weights(weights: str) -> str:
     return shared if os.path.exists(shared) else weights
 
 
+def _bundled(relative: str) -> Optional[str]:
+    path = os.path.join(share_dir(), relative)
+    return path if os.path.isfile(path) else None
+
+
 def default_weights() -> Optional[str]:
     """The bundled trained weights, or None while the package ships none."""
-    path = os.path.join(share_dir(), DEFAULT_WEIGHTS)
-    return path if os.path.isfile(path) else None
+    return _bundled(DEFAULT_WEIGHTS)
 
 
 def learned_weights() -> Optional[str]:
     """The bundled learned-score checkpoint, or None when it is not installed."""
-    path = os.path.join(share_dir(), LEARNED_WEIGHTS)
-    return path if os.path.isfile(path) else None
+    return _bundled(LEARNED_WEIGHTS)

@@ -20,6 +20,7 @@ Methods are registered by name (``register_method``) like backbones and scorers.
 """
 from typing import Callable, Dict, List, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -67,10 +68,11 @@ class Method:
         trains trainable; returns its parameter count."""
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-    def finish(self, model: nn.Module, info, options, device: torch.device,
-               dtype: torch.dtype) -> Dict[str, object]:
+    def finish(self, model: nn.Module, info, options,
+               logits: Callable[[List[np.ndarray]], torch.Tensor]) -> Dict[str, object]:
         """After the phases: update ``info`` (its ``method_params``) as a last step without
-        gradients, the forward pass in ``dtype``; returns what to record in the checkpoint."""
+        gradients; ``logits`` runs the model on RGB images as the detector pipeline does
+        (``Detector.logits``). Returns what to record in the checkpoint."""
         return {}
 
 

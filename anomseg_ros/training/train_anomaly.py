@@ -25,7 +25,7 @@ from anomseg_ros.checkpoint import count_parameters, load_model, read_checkpoint
 from anomseg_ros.data.cityscapes import CityscapesDataset
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.methods import get_method
-from anomseg_ros.pipeline import resolve_device
+from anomseg_ros.pipeline import Detector, make_scorer, resolve_device
 from anomseg_ros.precision import precision_name, to_fast_layout
 from anomseg_ros.training.engine import train_one_epoch
 from anomseg_ros.training.train import load_init_weights, resolve_amp, worker_options
@@ -53,8 +53,9 @@ def _check(method, args) -> None:
 
 
 def _stages(method, args):
-    """The phases to run (``(name, epochs, lr)``) and whether to run the finishing stage, as
-    ``--stage`` says (``all``: every phase, then the finish)."""
+    """The phases to run (``(name, epochs, lr)``), whether to run the finishing stage, and
+    whether the stage asked for starts from nothing (``all`` or the first phase) rather than
+    from OUT/last.pt, as ``--stage`` says (``all``: every phase, then the finish)."""
     phases = method.phases(args)
     names = [name for name, _, _ in phases]
     names += [method.finish_stage] if method.finish_stage else []
@@ -67,7 +68,8 @@ def _stages(method, args):
             raise ConfigError(f'phase {name} of {args.method} needs a positive number of epochs '
                               f'and learning rate, got {epochs} and {lr}')
     run = [p for p in phases if stage in ('all', p[0])]
-    return run, bool(method.finish_stage) and stage in ('all', method.finish_stage), stage
+    finish = bool(method.finish_stage) and stage in ('all', method.finish_stage)
+    return run, finish, stage, stage in ('all', names[0])
 
 
 def _same_base(saved_info: dict, info, last_path: str, checkpoint: str) -> None:
@@ -92,13 +94,12 @@ def train_anomaly(args) -> int:
     if args.lr is None:
         args.lr = method.default_lr
     _check(method, args)
-    phases, finish, stage = _stages(method, args)
+    phases, finish, stage, from_start = _stages(method, args)
     last_path = os.path.join(args.out, 'last.pt')
     if os.path.exists(last_path) and not args.resume and stage == 'all':
         raise ConfigError(f'{last_path!r} exists: continue it with --resume, re-run one stage '
                           f'with --stage, or choose another --out')
-    if stage != 'all' and stage != (method.phases(args)[0][0]) and \
-            not os.path.exists(last_path):
+    if not from_start and not os.path.exists(last_path):
         raise ConfigError(f'--stage {stage} continues {last_path!r}, which does not exist: run '
                           f'the earlier stages first (or --stage all)')
     device = resolve_device(args.device)
@@ -181,9 +182,10 @@ def train_anomaly(args) -> int:
             if args.time_budget_min and (time.monotonic() - started) / 60 > args.time_budget_min:
                 print(f'time budget used; continue with --resume (from {last_path})')
                 return 0
-    if finish:
-        model.eval()
-        extra.update(method.finish(model, info, args, device, amp_dtype))
+    if finish:  # through the pipeline's own forward pass, as the node will run the model
+        detector = Detector(model, info, make_scorer(method.scorer, info),
+                            device=device.type, precision=precision_name(amp_dtype))
+        extra.update(method.finish(model, info, args, detector.logits))
         save(method.finish_stage, 0)
     elif method.finish_stage and phases:
         print(f'the {method.finish_stage} stage was not run: run it again with --stage '

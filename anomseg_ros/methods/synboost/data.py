@@ -16,7 +16,7 @@ Instances come from the dataset's instance ids when it has them (``instances``),
 connected components of each object class in the labels (touching objects of one class then
 count as one instance, which does not change what a swap teaches).
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -80,13 +80,7 @@ def choose_sources(batch: int, generator: torch.Generator, *, void_share: float 
     return ['void' if d < void_share else 'swap' for d in draws]
 
 
-def make_targets(labels: torch.Tensor, anomalies: torch.Tensor, *,
-                 ignore: Optional[torch.Tensor] = None) -> torch.Tensor:
+def make_targets(labels: torch.Tensor, anomalies: torch.Tensor) -> torch.Tensor:
     """Per-pixel targets ``(B,H,W)``: 1 where ``anomalies`` (swapped or pasted pixels), 0
-    elsewhere, ``IGNORE`` where the ground truth is void and nothing was pasted or swapped
-    (``ignore`` adds pixels to leave out)."""
-    target = anomalies.long()
-    void = labels == VOID_LABEL
-    if ignore is not None:
-        void = void | ignore
-    return target.masked_fill(void & ~anomalies, IGNORE)
+    elsewhere, ``IGNORE`` where the ground truth is void and nothing was pasted or swapped."""
+    return anomalies.long().masked_fill((labels == VOID_LABEL) & ~anomalies, IGNORE)

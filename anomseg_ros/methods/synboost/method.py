@@ -30,8 +30,6 @@ from anomseg_ros.methods.synboost.ensemble import (collect_pixels, combine, form
                                                    MAP_NAMES, parse_weights, search_weights)
 from anomseg_ros.methods.synboost.model import (NUM_MAPS, state_hash, SynboostConfig,
                                                 SynboostModel)
-from anomseg_ros.precision import autocast, to_fast_layout
-from anomseg_ros.preprocessing import to_network_input
 from anomseg_ros.scoring.base import Scorer
 from anomseg_ros.scoring.registry import register_scorer
 
@@ -263,13 +261,10 @@ class SynBoost(Method):
         loss = balanced_bce(model.dissimilarity_logit(parts)[:, 0], target)
         return loss, {'bce': loss.detach(), 'anomaly_share': (target == 1).float().mean()}
 
-    def finish(self, model, info, options, device, dtype):
+    def finish(self, model, info, options, logits):
         """The ensemble stage: AuPRC of every weight vector on the grid over the pixels of
         ``options.ensemble_tracks``; the best goes into ``info.method_params['weights']``."""
         model.keep_synthesis = False
-        model = to_fast_layout(model.to(device).eval())
-        mean = torch.tensor(info.mean, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(info.std, device=device).view(1, 3, 1, 1)
         tracks = [t for t in str(options.ensemble_tracks).split(',') if t]
 
         def pairs():
@@ -278,11 +273,7 @@ class SynBoost(Method):
                 for index, (_, image, label) in enumerate(dataset):
                     if options.ensemble_limit and index >= options.ensemble_limit:
                         break
-                    batch = to_network_input([image], info.input_size_hw, mean, std,
-                                             device=device)
-                    with torch.inference_mode(), autocast(device, dtype):
-                        logits = model(to_fast_layout(batch)).float()
-                    maps = synboost_maps(logits, info.num_inlier_classes)[0]
+                    maps = synboost_maps(logits([image]), info.num_inlier_classes)[0]
                     yield maps, resize_label(label, (maps.shape[-1], maps.shape[-2]))
 
         pixels, labels = collect_pixels(pairs(), seed=options.seed)
