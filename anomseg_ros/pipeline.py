@@ -133,9 +133,7 @@ class Detector:
                 raise ConfigError(f'{weights} runs on the CPU (ONNX Runtime / OpenVINO); use '
                                   f'device cpu, or the PyTorch checkpoint with runtime torch')
             kwargs['device'] = 'cpu'
-            precision = kwargs.get('precision', 'auto')  # auto: fp32, see load_exported
-            dtype = resolve_precision('fp32' if precision == 'auto' else precision,
-                                      torch.device('cpu'))
+            dtype = resolve_precision(kwargs.get('precision', 'auto'), torch.device('cpu'))
             kwargs['precision'] = precision_name(dtype)
             load = load_exported if is_exported(weights) else openvino_from_checkpoint
             model, info = load(weights, precision=kwargs['precision'],

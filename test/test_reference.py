@@ -101,22 +101,21 @@ def test_onnx_runtime_logits_equal_pytorch(fp32_reference, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.runtimes
-def test_openvino_keeps_the_numbers_in_fp32_and_nearly_in_bf16(fp32_reference, tmp_path):
-    """OpenVINO's default here (auto = f32) equals PyTorch; its bf16 rounds the first layer
-    too and moves FPR95 by about 0.6 points (measured 0.60-0.63), over the 0.5 the PyTorch bf16
-    path keeps: that is why auto does not take it. This pins both facts."""
+def test_openvino_keeps_the_numbers_in_fp32_and_in_bf16(fp32_reference, tmp_path):
+    """OpenVINO in f32 equals PyTorch; in bf16 (auto on CPUs with native bf16), with the
+    convolution on the image kept in float32 as the IR asks, it keeps the bf16 budget: AuPRC
+    within 0.3 points, FPR95 within 0.5 (rounding that layer too moved FPR95 by 0.6)."""
     pytest.importorskip('openvino', reason='OpenVINO is not installed')
     from anomseg_ros.runtimes import export_model
     weights, dataset, _, reference = fp32_reference
     path = str(tmp_path / 'erfnet.xml')
     export_model(weights, 'openvino', path, input_size_hw=(512, 1024))
-    detector = Detector.from_checkpoint(path)
-    assert detector.precision_name == 'fp32'
+    detector = Detector.from_checkpoint(path, precision='fp32')
     _within(evaluate_anomaly(detector, dataset, SCORERS, resolution='network'), reference,
             0.05, 0.05)
     detector = Detector.from_checkpoint(path, precision='bf16')
     _within(evaluate_anomaly(detector, dataset, SCORERS, resolution='network'), reference,
-            0.3, 1.0)
+            0.3, 0.5)
 
 
 @pytest.mark.slow

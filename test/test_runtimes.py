@@ -6,6 +6,7 @@ import torch
 from anomseg_ros.cli.main import main
 from anomseg_ros.errors import CheckpointError
 from anomseg_ros.pipeline import Detector
+from anomseg_ros.precision import cpu_has_native_bf16
 
 pytest.importorskip('onnxruntime', reason='ONNX Runtime is not installed (pip install -r '
                     'requirements.txt installs it)')
@@ -54,6 +55,26 @@ def test_openvino_runs_fp32_and_bf16(tmp_path, random_checkpoint, reference):
                                atol=1e-4, rtol=1e-4)
     bf16 = Detector.from_checkpoint(path, precision='bf16')
     assert torch.isfinite(bf16.logits(IMAGES)).all()
+    assert Detector.from_checkpoint(path).precision_name == \
+        ('bf16' if cpu_has_native_bf16() else 'fp32')  # auto
+
+
+def test_openvino_bf16_keeps_the_convolution_on_the_image_in_float32(tmp_path,
+                                                                     random_checkpoint):
+    """The IR marks the layers on the image 'precise', and OpenVINO honours it under bf16:
+    what keeps the scores (the rest runs in bf16 where the CPU has it)."""
+    import xml.etree.ElementTree as ElementTree
+    path = _export(tmp_path, random_checkpoint, 'openvino')
+    precise = [layer.get('name') for layer in ElementTree.parse(path).getroot().iter('layer')
+               if layer.find("rt_info/attribute[@name='precise']") is not None]
+    assert precise == ['__module.encoder.initial_block.conv/aten::_convolution/Convolution']
+    runtime = Detector.from_checkpoint(path, precision='bf16').model.compiled.get_runtime_model()
+    precisions = {op.get_friendly_name(): op.get_rt_info()['runtimePrecision'].astype(str)
+                  for op in runtime.get_ordered_ops()
+                  if op.get_rt_info()['layerType'].astype(str) == 'Convolution'}
+    assert precisions.pop(precise[0]) == 'f32'
+    if cpu_has_native_bf16():
+        assert set(precisions.values()) == {'bf16'}
 
 
 def test_int8_needs_calibration_images_and_runs(tmp_path, random_checkpoint, capsys):
@@ -89,13 +110,13 @@ def test_exported_models_are_refused_clearly(tmp_path, random_checkpoint, capsys
 def test_runtime_openvino_converts_a_checkpoint_once_and_caches_it(tmp_path, monkeypatch,
                                                                    random_checkpoint, reference):
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
-    detector = Detector.from_checkpoint(random_checkpoint, runtime='openvino')
+    detector = Detector.from_checkpoint(random_checkpoint, runtime='openvino', precision='fp32')
     assert detector.runtime == 'openvino' and detector.info.source == random_checkpoint
     np.testing.assert_allclose(detector.logits(IMAGES).numpy(), reference.logits(IMAGES).numpy(),
                                atol=1e-4, rtol=1e-4)
     cached = sorted(p.name for p in (tmp_path / 'cache' / 'anomseg_ros' / 'openvino').iterdir()
                     if p.suffix == '.xml')
-    assert len(cached) == 1 and cached[0].endswith('_128x64.xml')
+    assert len(cached) == 1 and cached[0].endswith('_128x64_r2.xml')
     Detector.from_checkpoint(random_checkpoint, runtime='openvino')  # from the cache
     assert len([p for p in (tmp_path / 'cache' / 'anomseg_ros' / 'openvino').iterdir()
                 if p.suffix == '.xml']) == 1

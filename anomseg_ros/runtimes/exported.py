@@ -105,9 +105,9 @@ def load_exported(path: str, *, precision: str = 'fp32',
     """``(model, ModelInfo)`` of an exported ``.onnx`` or ``.xml``, ready for the Detector.
 
     ``precision`` (fp32 or bf16) is OpenVINO's inference precision; ONNX Runtime runs the
-    file's own types. OpenVINO's bf16 rounds the first layer too (unlike the PyTorch path,
-    which keeps it in float32): with the Cityscapes ERFNet on RoadAnomaly21 it moved FPR95 by
-    +0.6 points, so ``auto`` takes fp32 for OpenVINO and bf16 is for those who ask.
+    file's own types. The IRs ``anomseg export`` writes keep the convolutions on the image in
+    float32 under bf16 (as the PyTorch path does), which is what keeps the scores; an IR
+    written by other tools may not.
     """
     if not os.path.isfile(path):
         raise CheckpointError(f'exported model {path!r} does not exist')
