@@ -87,3 +87,24 @@ def test_dataset_errors_say_what_was_expected(tmp_path):
     write_rgb(str(tmp_path / 'images' / 'a.png'), np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(DatasetError, match='no label for image'):
         AnomalyDataset(str(tmp_path))
+
+
+def test_colorize_and_overlay_paint_what_they_say():
+    """The node's picture outputs (OpenCV look-up table and masked copy) against the plain
+    definitions: palette indexing, and (1 - alpha) image + alpha red under the mask only."""
+    import cv2
+    from anomseg_ros.labels import colorize, PALETTE
+    from anomseg_ros.visualize import overlay
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 256, (37, 53)).astype(np.uint8)
+    np.testing.assert_array_equal(colorize(labels), PALETTE[labels])
+    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    mask = rng.random((37, 53)) < 0.3
+    for alpha in (0.3, 0.6):
+        red = np.full_like(image, (255, 0, 0))
+        expected = np.where(mask[..., None], cv2.addWeighted(image, 1 - alpha, red, alpha, 0),
+                            image)
+        painted = overlay(image, mask, alpha=alpha)
+        assert np.abs(painted.astype(int) - expected).max() <= 1  # rounding once or twice
+        np.testing.assert_array_equal(painted[~mask], image[~mask])
+    np.testing.assert_array_equal(overlay(image, np.zeros_like(mask)), image)
