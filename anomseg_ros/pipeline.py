@@ -118,10 +118,11 @@ class Detector:
         ``.xml`` (OpenVINO IR, compiled for the input size and precision).
 
         ``runtime`` runs a PyTorch checkpoint in PyTorch (``torch``) or converts it to OpenVINO
-        once (``openvino``, cached on disk). ``auto`` is PyTorch, for the scores: measured with
-        bench/bench_precision.py on a 2-core AMX CPU, OpenVINO's bf16 was 10% faster than
-        PyTorch's bf16 path at 1024x512 (35% at 512x256) but, rounding the first layer too,
-        moved FPR95 by 0.6 points where PyTorch's (first layer in float32) moved it by 0.1.
+        once (``openvino``, cached on disk). ``auto`` is PyTorch: OpenVINO keeps the scores
+        and is faster on the CPU (bench/bench_precision.py), but the first start of a
+        checkpoint at an input size converts and compiles it (10-30 s on two cores), it runs
+        on the CPU only, and not every model converts (SynBoost does not); ``openvino`` is
+        one parameter away for a node that should go fastest.
         """
         from anomseg_ros.runtimes import (is_exported, load_exported,
                                           openvino_from_checkpoint, RUNTIMES)

@@ -5,6 +5,7 @@ decodes, runs the pipeline and publishes -> the score image is received here. Th
 input size is set to the frame size, so both columns run the network at the same resolution.
 
     .venv/bin/python bench/bench_node.py [--weights W] [--device cpu|cuda] [--frames N]
+        [--runtime auto|torch|openvino]
 """
 import argparse
 import statistics
@@ -15,6 +16,7 @@ import torch
 
 from anomseg_ros.pipeline import Detector, resolve_device
 from anomseg_ros.precision import autocast, to_fast_layout
+from anomseg_ros.runtimes import RUNTIMES
 
 SIZES_WH = ((512, 256), (1024, 512))
 
@@ -28,7 +30,7 @@ def bench_forward(detector, device, size_wh, frames):
     with torch.inference_mode(), autocast(device, detector.dtype):
         for i in range(frames + 2):
             start = time.perf_counter()
-            detector.model(to_fast_layout(batch))
+            detector.model(to_fast_layout(batch) if detector.channels_last else batch)
             if device.type == 'cuda':
                 torch.cuda.synchronize()
             if i >= 2:  # warm-up
@@ -36,12 +38,12 @@ def bench_forward(detector, device, size_wh, frames):
     return statistics.median(times)
 
 
-def bench_node(weights, device, size_wh, frames, outputs):
+def bench_node(weights, device, size_wh, frames, outputs, runtime):
     from anomseg_ros.ros.client import live_detector
     from anomseg_ros.ros.outputs import OUTPUTS
     width, height = size_wh
     params = {'weights': weights, 'device': device.type, 'input_width': width,
-              'input_height': height}
+              'input_height': height, 'runtime': runtime}
     params.update({f'publish.{name}': name in outputs for name in OUTPUTS})
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     times = []
@@ -64,20 +66,25 @@ def main():
                         help='checkpoint; timing does not depend on the values')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
     parser.add_argument('--frames', type=int, default=15, help='timed frames per cell')
+    parser.add_argument('--runtime', default='auto', choices=RUNTIMES)
     args = parser.parse_args()
 
     from anomseg_ros.ros.outputs import OUTPUTS
     device = resolve_device(args.device)
-    detector = Detector.from_checkpoint(args.weights, device=str(device))
-    info = detector.info
     rows = []
     for size_wh in SIZES_WH:
+        detector = Detector.from_checkpoint(args.weights, device=str(device),
+                                            runtime=args.runtime,
+                                            input_size_hw=(size_wh[1], size_wh[0]))
         forward = bench_forward(detector, device, size_wh, args.frames)
-        score_only = bench_node(args.weights, device, size_wh, args.frames, ('anomaly_score',))
-        all_outputs = bench_node(args.weights, device, size_wh, args.frames, OUTPUTS)
+        score_only = bench_node(args.weights, device, size_wh, args.frames, ('anomaly_score',),
+                                args.runtime)
+        all_outputs = bench_node(args.weights, device, size_wh, args.frames, OUTPUTS,
+                                 args.runtime)
         rows.append((size_wh, forward, score_only, all_outputs))
 
-    print(f'\n{info.backbone} on {device} in {detector.precision_name} '
+    info = detector.info
+    print(f'\n{info.backbone} on {device}, runtime {detector.runtime}, {detector.precision_name} '
           f'({torch.get_num_threads()} CPU threads), median of {args.frames} frames, ms per '
           f'frame')
     print(f'| input | bare forward | node path, score only | ratio | node path, all '

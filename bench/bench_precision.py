@@ -2,17 +2,20 @@
 speed-up over float32 PyTorch, and what it does to the anomaly scores; then a training step in
 float32 and in the fast precision.
 
-Frames of the paths are interleaved (round robin), so a noisy machine slows them alike; each
-figure is a median. With the reference data (``--data`` folder of a benchmark in the
-images/ + labels_masks/ layout and ``--weights``), the AuPRC / FPR95 of MaxLogit on it are
-reported per path beside float32 PyTorch's.
+Each path is timed in a process of its own (two warm-up frames, then timed ones), the paths
+taking turns for a few rounds so a noisy machine slows them alike; each figure is the median
+over all its timed frames. With the reference data (``--data`` folder of a
+benchmark in the images/ + labels_masks/ layout and ``--weights``), the AuPRC / FPR95 of
+MaxLogit on it are reported per path beside float32 PyTorch's.
 
     .venv/bin/python bench/bench_precision.py [--weights W] [--data DIR] [--frames 7]
-        [--int8-calibration DIR]
+        [--int8-calibration DIR] [--rounds 3]
 """
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,40 +39,67 @@ def torch_forward(weights, size_hw, *, precision, channels_last):
 
 
 def paths(weights, size_hw, exported):
-    """(name, detector) of every path at ``size_hw``."""
-    found = [('PyTorch fp32, default layout', torch_forward(weights, size_hw, precision='fp32',
-                                                            channels_last=False)),
-             ('PyTorch fp32, channels_last', torch_forward(weights, size_hw, precision='fp32',
-                                                           channels_last=True))]
+    """(name, detector factory) of every path at ``size_hw``."""
+    found = [('PyTorch fp32, default layout', lambda: torch_forward(
+                 weights, size_hw, precision='fp32', channels_last=False)),
+             ('PyTorch fp32, channels_last', lambda: torch_forward(
+                 weights, size_hw, precision='fp32', channels_last=True))]
     fast = resolve_precision('auto', torch.device('cpu'))
     if fast != torch.float32:
-        found.append(('PyTorch bf16 + channels_last (auto)',
-                      torch_forward(weights, size_hw, precision='bf16', channels_last=True)))
+        found.append(('PyTorch bf16 + channels_last (auto)', lambda: torch_forward(
+            weights, size_hw, precision='bf16', channels_last=True)))
     if 'onnx' in exported:
-        found.append(('ONNX Runtime fp32', Detector.from_checkpoint(
+        found.append(('ONNX Runtime fp32', lambda: Detector.from_checkpoint(
             exported['onnx'], input_size_hw=size_hw)))
     if 'openvino' in exported:
-        found.append(('OpenVINO f32', Detector.from_checkpoint(
+        found.append(('OpenVINO f32', lambda: Detector.from_checkpoint(
             exported['openvino'], precision='fp32', input_size_hw=size_hw)))
         if fast != torch.float32:
-            found.append(('OpenVINO bf16', Detector.from_checkpoint(
-                exported['openvino'], precision='bf16', input_size_hw=size_hw)))
+            found.append(('OpenVINO bf16, image layer f32 (auto)',
+                          lambda: Detector.from_checkpoint(exported['openvino'], precision='bf16',
+                                                           input_size_hw=size_hw)))
     if 'int8' in exported:
-        found.append(('OpenVINO int8 (NNCF)', Detector.from_checkpoint(
-            exported['int8'], precision='fp32', input_size_hw=size_hw)))
+        found.append(('OpenVINO int8 (NNCF)', lambda: Detector.from_checkpoint(
+            exported['int8'], input_size_hw=size_hw)))
     return found
 
 
-def time_paths(detectors, size_hw, frames):
+def frame_times(detector, size_hw, frames, warm=2):
+    """Seconds per ``predict`` of ``frames`` frames after ``warm`` untimed ones."""
     image = np.random.default_rng(0).integers(0, 256, (*size_hw, 3), dtype=np.uint8)
-    times = {name: [] for name, _ in detectors}
-    for round_index in range(frames + 1):
-        for name, detector in detectors:
-            start = time.perf_counter()
-            detector.predict(image)
-            if round_index:  # the first round warms up
-                times[name].append(time.perf_counter() - start)
+    times = []
+    for index in range(warm + frames):
+        start = time.perf_counter()
+        detector.predict(image)
+        if index >= warm:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def time_paths(weights, size_hw, exported, frames, rounds):
+    """Median ms per frame of each path, each timed in a process of its own (runtimes' thread
+    pools disturb one another in one process: ONNX Runtime's and OpenVINO's threads wait
+    spinning), the paths taking turns for ``rounds`` rounds so a noisy machine slows them
+    alike."""
+    names = [name for name, _ in paths(weights, size_hw, exported)]
+    per_round = -(-frames // rounds)
+    times = {name: [] for name in names}
+    for _ in range(rounds):
+        for name in names:
+            child = subprocess.run(
+                [sys.executable, __file__, '--child', name, '--weights', weights,
+                 '--child-size', f'{size_hw[1]}x{size_hw[0]}', '--frames', str(per_round),
+                 '--child-exported', json.dumps(exported)],
+                check=True, capture_output=True, text=True)
+            times[name] += json.loads(child.stdout.strip().splitlines()[-1])
     return {name: 1000 * statistics.median(t) for name, t in times.items()}
+
+
+def run_child(args) -> int:
+    width, height = (int(v) for v in args.child_size.split('x'))
+    factories = dict(paths(args.weights, (height, width), json.loads(args.child_exported)))
+    print(json.dumps(frame_times(factories[args.child](), (height, width), args.frames)))
+    return 0
 
 
 def scores(detector, data):
@@ -107,14 +137,22 @@ def main(argv=None) -> int:
     parser.add_argument('--weights', default='random')
     parser.add_argument('--data', default=None, help='anomaly benchmark folder for the scores')
     parser.add_argument('--frames', type=int, default=7)
+    parser.add_argument('--rounds', type=int, default=3,
+                        help='turns each path takes, in a fresh process each')
+    parser.add_argument('--child', help=argparse.SUPPRESS)
+    parser.add_argument('--child-size', help=argparse.SUPPRESS)
+    parser.add_argument('--child-exported', help=argparse.SUPPRESS)
     parser.add_argument('--int8-calibration', default=None, metavar='DIR',
                         help='images to calibrate an int8 OpenVINO model on (else no int8 row)')
     args = parser.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
+    if args.child:
+        return run_child(args)
     from anomseg_ros.runtimes import export_model
     with tempfile.TemporaryDirectory() as tmp:
         print(f'{os.cpu_count()} CPU threads; torch {torch.__version__}; weights {args.weights};'
-              f' median of {args.frames} frames, paths interleaved')
+              f' median of {args.frames} frames, each path in its own process, {args.rounds} '
+              f'turns each')
         print('| path | input | ms | speed-up over fp32 PyTorch | MaxLogit AuPRC / FPR95 |')
         print('| --- | --- | --- | --- | --- |')
         for width, height in SIZES_WH:
@@ -132,13 +170,12 @@ def main(argv=None) -> int:
                     exported[key] = path
                 except ImportError as exc:
                     print(f'(no {key} row: {exc})')
-            detectors = paths(args.weights, size_hw, exported)
-            timings = time_paths(detectors, size_hw, args.frames)
+            timings = time_paths(args.weights, size_hw, exported, args.frames, args.rounds)
             base = timings['PyTorch fp32, default layout']
-            for name, detector in detectors:
+            for name, factory in paths(args.weights, size_hw, exported):
                 quality = '-'
                 if args.data:
-                    quality = '%.2f / %.2f' % scores(detector, args.data)
+                    quality = '%.2f / %.2f' % scores(factory(), args.data)
                 print(f'| {name} | {width}x{height} | {timings[name]:.1f} | '
                       f'{base / timings[name]:.2f} | {quality} |', flush=True)
     fp32 = training_step_ms(torch.float32)
