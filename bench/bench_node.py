@@ -5,7 +5,7 @@ decodes, runs the pipeline and publishes -> the score image is received here. Th
 input size is set to the frame size, so both columns run the network at the same resolution.
 
     .venv/bin/python bench/bench_node.py [--weights W] [--device cpu|cuda] [--frames N]
-        [--runtime auto|torch|openvino]
+        [--runtime auto|torch|openvino] [--sizes 512x256,1024x512]
 """
 import argparse
 import statistics
@@ -17,8 +17,6 @@ import torch
 from anomseg_ros.pipeline import Detector, resolve_device
 from anomseg_ros.precision import autocast, to_fast_layout
 from anomseg_ros.runtimes import RUNTIMES
-
-SIZES_WH = ((512, 256), (1024, 512))
 
 
 def bench_forward(detector, device, size_wh, frames):
@@ -67,12 +65,13 @@ def main():
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
     parser.add_argument('--frames', type=int, default=15, help='timed frames per cell')
     parser.add_argument('--runtime', default='auto', choices=RUNTIMES)
+    parser.add_argument('--sizes', default='512x256,1024x512', help='input sizes, WxH,...')
     args = parser.parse_args()
 
     from anomseg_ros.ros.outputs import OUTPUTS
     device = resolve_device(args.device)
     rows = []
-    for size_wh in SIZES_WH:
+    for size_wh in (tuple(int(v) for v in size.split('x')) for size in args.sizes.split(',')):
         detector = Detector.from_checkpoint(args.weights, device=str(device),
                                             runtime=args.runtime,
                                             input_size_hw=(size_wh[1], size_wh[0]))

@@ -2,7 +2,7 @@
 speed-up over float32 PyTorch, and what it does to the anomaly scores; then a training step in
 float32 and in the fast precision.
 
-Each path is timed in a process of its own (two warm-up frames, then timed ones), the paths
+Each path is timed in a process of its own (four warm-up frames, then timed ones), the paths
 taking turns for a few rounds so a noisy machine slows them alike; each figure is the median
 over all its timed frames. With the reference data (``--data`` folder of a
 benchmark in the images/ + labels_masks/ layout and ``--weights``), the AuPRC / FPR95 of
@@ -26,7 +26,10 @@ import torch
 from anomseg_ros.pipeline import Detector
 from anomseg_ros.precision import autocast, resolve_precision, to_fast_layout
 
-SIZES_WH = ((512, 256), (1024, 512))
+
+def parse_size(text):
+    width, height = (int(v) for v in text.lower().split('x'))
+    return width, height
 
 
 def torch_forward(weights, size_hw, *, precision, channels_last):
@@ -64,7 +67,7 @@ def paths(weights, size_hw, exported):
     return found
 
 
-def frame_times(detector, size_hw, frames, warm=2):
+def frame_times(detector, size_hw, frames, warm=4):
     """Seconds per ``predict`` of ``frames`` frames after ``warm`` untimed ones."""
     image = np.random.default_rng(0).integers(0, 256, (*size_hw, 3), dtype=np.uint8)
     times = []
@@ -137,6 +140,7 @@ def main(argv=None) -> int:
     parser.add_argument('--weights', default='random')
     parser.add_argument('--data', default=None, help='anomaly benchmark folder for the scores')
     parser.add_argument('--frames', type=int, default=7)
+    parser.add_argument('--sizes', default='512x256,1024x512', help='input sizes, WxH,...')
     parser.add_argument('--rounds', type=int, default=3,
                         help='turns each path takes, in a fresh process each')
     parser.add_argument('--child', help=argparse.SUPPRESS)
@@ -155,7 +159,7 @@ def main(argv=None) -> int:
               f'turns each')
         print('| path | input | ms | speed-up over fp32 PyTorch | MaxLogit AuPRC / FPR95 |')
         print('| --- | --- | --- | --- | --- |')
-        for width, height in SIZES_WH:
+        for width, height in (parse_size(size) for size in args.sizes.split(',')):
             size_hw = (height, width)
             exported = {}
             for key, fmt, suffix, calibration in (
