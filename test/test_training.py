@@ -304,6 +304,36 @@ def test_class_uniform_crops_centre_rare_classes():
     assert 70 < seen[1.0] < 130, seen
 
 
+def test_repeat_factors_by_hand_and_rare_images_are_drawn_more_often():
+    """LVIS's r = max(1, sqrt(t / f)): a class in 1 of 40 images (f = 0.025) at t = 0.1 gets
+    r = 2; classes in every image r = 1; an image takes its rarest class's factor."""
+    from torch.utils.data import WeightedRandomSampler
+    from anomseg_ros.training.train import repeat_factors
+    histograms = np.zeros((40, 20), np.int64)
+    histograms[:, 0] = 100          # road everywhere
+    histograms[0, 16] = 5           # a tram in image 0 only
+    histograms[1:21, 5] = 3         # poles in half of the images
+    factors = repeat_factors(histograms, 0.1)
+    assert factors[0] == pytest.approx(2.0)
+    assert (factors[1:] == 1.0).all()
+    assert (repeat_factors(histograms, 0.0) == 1.0).all()
+    draws = list(WeightedRandomSampler(factors.tolist(), 41 * 200, replacement=True,
+                                       generator=torch.Generator().manual_seed(0)))
+    share = draws.count(0) / len(draws)
+    assert share == pytest.approx(2 / 41, rel=0.15), share
+
+
+def test_train_with_repeat_factor_sampling_runs_and_says_so(cityscapes_root, tmp_path, capsys):
+    out = str(tmp_path / 'rfs')
+    assert main(['train', '--data', cityscapes_root, '--out', out, *TRAIN_ARGS,
+                 '--repeat-threshold', '0.5']) == 0
+    assert 'repeat-factor sampling (threshold 0.5)' in capsys.readouterr().out
+    assert read_checkpoint(os.path.join(out, 'last.pt'))['args']['repeat_threshold'] == 0.5
+    assert main(['train', '--data', cityscapes_root, '--out', str(tmp_path / 'bad'),
+                 *TRAIN_ARGS, '--repeat-threshold', '2']) != 0
+    assert '--repeat-threshold is a fraction' in capsys.readouterr().err
+
+
 def test_init_weights_keep_the_first_19_outputs_of_a_void_model(random_checkpoint):
     source, _ = load_model(random_checkpoint)
     model, info = load_init_weights(random_checkpoint, backbone='erfnet')

@@ -85,6 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help='probability that a training crop is centred on a class drawn '
                         'uniformly from those in the image, so thin and rare classes are seen '
                         'as often as large ones (default 0.5; 0 = plain random crops)')
+    parser.add_argument('--repeat-threshold', type=float, default=DEFAULTS.repeat_threshold,
+                        metavar='T',
+                        help='repeat-factor sampling: draw the images of classes seen in fewer '
+                        'than a fraction T of the images more often, by sqrt(T / fraction) '
+                        '(e.g. 0.1; default 0 = every image equally)')
     parser.add_argument('--lr', type=float, default=DEFAULTS.lr,
                         help=f'Adam learning rate, poly-decayed per iteration (default '
                         f'{ERFNET_LR})')

@@ -31,6 +31,7 @@ class TrainConfig:
     input_size: Optional[Tuple[int, int]] = None  # default 512x256 or the checkpoint's
     crop_size: Optional[Tuple[int, int]] = None   # default: the input size
     class_uniform: float = 0.5
+    repeat_threshold: float = 0.0                 # > 0: repeat-factor sampling of images
     lr: float = ERFNET_LR
     class_weights: bool = True
     mean: Optional[Tuple[float, float, float]] = None

@@ -12,11 +12,13 @@ load as they are, and ``--resume OUT/last.pt`` continues from.
 import os
 import random
 import time
+from typing import Optional
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
+from torch.utils.data import (DataLoader, DistributedSampler, RandomSampler, Subset,
+                              WeightedRandomSampler)
 
 from anomseg_ros.backbones import create_backbone
 from anomseg_ros.backbones.heads import WithIsoMaxPlus
@@ -97,13 +99,32 @@ class _LabelCounts(torch.utils.data.Dataset):
         return label_histogram([self.dataset.load_label(index)], NUM_CITYSCAPES_CLASSES)
 
 
+def image_histograms(dataset: CityscapesDataset, *, workers: int) -> np.ndarray:
+    """``(N, 20)`` pixel counts of the 19 classes and the ignored pixels, per training label."""
+    loader = DataLoader(_LabelCounts(dataset), batch_size=None, **worker_options(workers))
+    return np.stack([np.asarray(counts) for counts in loader])
+
+
 def compute_class_weights(dataset: CityscapesDataset, *, workers: int,
-                          void: bool = False) -> torch.Tensor:
+                          void: bool = False, histograms: Optional[np.ndarray] = None
+                          ) -> torch.Tensor:
     """ERFNet's class weights from the pixel histogram of every label of ``dataset``; with
     ``void``, a 20th weight for the ignored pixels, trained as the void class."""
-    loader = DataLoader(_LabelCounts(dataset), batch_size=None, **worker_options(workers))
-    counts = sum(loader)
-    return enet_class_weights(counts, NUM_CITYSCAPES_CLASSES + int(void))
+    if histograms is None:
+        histograms = image_histograms(dataset, workers=workers)
+    return enet_class_weights(histograms.sum(axis=0), NUM_CITYSCAPES_CLASSES + int(void))
+
+
+def repeat_factors(histograms: np.ndarray, threshold: float) -> np.ndarray:
+    """Repeat-factor sampling (Gupta et al., LVIS, 2019) for images: a class seen in a
+    fraction f of the images gets r = max(1, sqrt(threshold / f)), an image the largest r of
+    the classes it shows, and images are drawn in proportion to r. With threshold 0.1 a
+    class in 2.5% of the images is drawn twice as often; classes in more than 10%, as before."""
+    present = histograms[:, :NUM_CITYSCAPES_CLASSES] > 0
+    fraction = present.mean(axis=0)
+    per_class = np.maximum(1.0, np.sqrt(threshold / np.maximum(fraction, 1e-12)))
+    per_class[fraction == 0] = 1.0
+    return np.where(present, per_class, 1.0).max(axis=1)
 
 
 def load_init_weights(path: str, *, backbone: str,
@@ -142,10 +163,14 @@ def freeze_unused_parameters(model: torch.nn.Module, device: torch.device) -> li
     return unused
 
 
-def _data_loaders(args, train_set, val_set, device: torch.device, generator: torch.Generator):
+def _data_loaders(args, train_set, val_set, device: torch.device, generator: torch.Generator,
+                  image_weights: Optional[np.ndarray] = None):
     world = dist.world_size()
     if dist.is_distributed():
         sampler = DistributedSampler(train_set, shuffle=True, seed=args.seed, drop_last=True)
+    elif image_weights is not None:
+        sampler = WeightedRandomSampler(image_weights.tolist(), len(train_set),
+                                        replacement=True, generator=generator)
     else:
         sampler = RandomSampler(train_set, generator=generator)
     common = dict(pin_memory=device.type == 'cuda', generator=generator,
@@ -239,6 +264,12 @@ def _check_args(args: TrainConfig) -> None:
     if args.pretrained_backbone and (args.resume or args.init_weights):
         raise ConfigError('--pretrained-backbone starts a new ResNet-50 from self-supervised '
                           'weights; it does not go with --resume or --init-weights')
+    if args.repeat_threshold < 0 or args.repeat_threshold > 1:
+        raise ConfigError(f'--repeat-threshold is a fraction of the images in [0, 1] (0: off), '
+                          f'got {args.repeat_threshold}')
+    if args.repeat_threshold and dist.is_distributed():
+        raise ConfigError('--repeat-threshold works in single-process training; drop it, or '
+                          'train in one process')
     parse_loss_spec(args.loss)  # a readable error before any data is read
 
 
@@ -273,7 +304,19 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
     if args.val_limit:
         val_set = Subset(val_set, range(min(args.val_limit, len(val_set))))
     generator = torch.Generator()
-    train_loader, val_loader = _data_loaders(args, train_set, val_set, device, generator)
+    need_weights = args.class_weights and not (resume is not None and
+                                               resume.get('class_weights'))
+    histograms, image_weights = None, None
+    if args.repeat_threshold or (need_weights and not dist.is_distributed()):
+        log(f'counting the pixels of {len(train_set)} training labels')
+        histograms = image_histograms(train_set, workers=args.workers)
+    if args.repeat_threshold:
+        image_weights = repeat_factors(histograms, args.repeat_threshold)
+        log(f'repeat-factor sampling (threshold {args.repeat_threshold:g}): '
+            f'{int((image_weights > 1).sum())} of {len(image_weights)} images drawn more often, '
+            f'up to {image_weights.max():.2f}x')
+    train_loader, val_loader = _data_loaders(args, train_set, val_set, device, generator,
+                                             image_weights)
     iters_per_epoch = len(train_loader)
     if args.max_iters_per_epoch:
         iters_per_epoch = min(iters_per_epoch, args.max_iters_per_epoch)
@@ -288,9 +331,8 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
         else:
             class_weights = torch.zeros(info.num_classes)
             if dist.is_main_process():
-                log(f'class weights: counting the pixels of {len(train_set)} training labels')
                 class_weights = compute_class_weights(train_set, workers=args.workers,
-                                                      void=args.void)
+                                                      void=args.void, histograms=histograms)
             class_weights = dist.broadcast(class_weights.to(device)).cpu()
         log('class weights: ' + ' '.join(f'{w:.2f}' for w in class_weights.tolist()))
     criterion = make_criterion(
