@@ -7,6 +7,7 @@ HIGHLIGHT_RGB = (255, 0, 0)
 
 def overlay(image: np.ndarray, mask: np.ndarray, *, alpha: float = 0.6) -> np.ndarray:
     """``image`` (H,W,3) RGB with the pixels of ``mask`` blended towards red."""
+    image = np.ascontiguousarray(image)  # OpenCV takes no strided views
     out = image.copy()
     if not mask.any():
         return out
