@@ -14,6 +14,7 @@ import time
 import numpy as np
 import torch
 
+from anomseg_ros.evaluation.speed import parse_sizes
 from anomseg_ros.pipeline import Detector, resolve_device
 from anomseg_ros.precision import autocast, to_fast_layout
 from anomseg_ros.runtimes import RUNTIMES
@@ -71,7 +72,8 @@ def main():
     from anomseg_ros.ros.outputs import OUTPUTS
     device = resolve_device(args.device)
     rows = []
-    for size_wh in (tuple(int(v) for v in size.split('x')) for size in args.sizes.split(',')):
+    for height, width in parse_sizes(args.sizes):
+        size_wh = (width, height)
         detector = Detector.from_checkpoint(args.weights, device=str(device),
                                             runtime=args.runtime,
                                             input_size_hw=(size_wh[1], size_wh[0]))

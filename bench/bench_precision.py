@@ -23,13 +23,10 @@ import time
 import numpy as np
 import torch
 
+from anomseg_ros.evaluation.speed import parse_sizes
 from anomseg_ros.pipeline import Detector
 from anomseg_ros.precision import autocast, resolve_precision, to_fast_layout
-
-
-def parse_size(text):
-    width, height = (int(v) for v in text.lower().split('x'))
-    return width, height
+from anomseg_ros.sizes import format_size, parse_size
 
 
 def torch_forward(weights, size_hw, *, precision, channels_last):
@@ -91,7 +88,7 @@ def time_paths(weights, size_hw, exported, frames, rounds):
         for name in names:
             child = subprocess.run(
                 [sys.executable, __file__, '--child', name, '--weights', weights,
-                 '--child-size', f'{size_hw[1]}x{size_hw[0]}', '--frames', str(per_round),
+                 '--child-size', format_size(size_hw), '--frames', str(per_round),
                  '--child-exported', json.dumps(exported)],
                 check=True, capture_output=True, text=True)
             times[name] += json.loads(child.stdout.strip().splitlines()[-1])
@@ -99,9 +96,9 @@ def time_paths(weights, size_hw, exported, frames, rounds):
 
 
 def run_child(args) -> int:
-    width, height = (int(v) for v in args.child_size.split('x'))
-    factories = dict(paths(args.weights, (height, width), json.loads(args.child_exported)))
-    print(json.dumps(frame_times(factories[args.child](), (height, width), args.frames)))
+    size_hw = parse_size(args.child_size)
+    factories = dict(paths(args.weights, size_hw, json.loads(args.child_exported)))
+    print(json.dumps(frame_times(factories[args.child](), size_hw, args.frames)))
     return 0
 
 
@@ -159,8 +156,8 @@ def main(argv=None) -> int:
               f'turns each')
         print('| path | input | ms | speed-up over fp32 PyTorch | MaxLogit AuPRC / FPR95 |')
         print('| --- | --- | --- | --- | --- |')
-        for width, height in (parse_size(size) for size in args.sizes.split(',')):
-            size_hw = (height, width)
+        for size_hw in parse_sizes(args.sizes):
+            height, width = size_hw
             exported = {}
             for key, fmt, suffix, calibration in (
                     ('onnx', 'onnx', 'onnx', None), ('openvino', 'openvino', 'xml', None),
