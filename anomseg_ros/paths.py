@@ -7,7 +7,7 @@ from anomseg_ros.errors import CheckpointError
 
 PACKAGE = 'anomseg_ros'
 DEFAULT_WEIGHTS = 'models/erfnet_synthetic.pt'
-# the bundled learned score around the same segmentation model (SynBoost), shown by the demo
+# the bundled learned score (SynBoost, with its own segmentation model inside), shown by the demo
 LEARNED_WEIGHTS = 'models/synboost_synthetic.pt'
 
 

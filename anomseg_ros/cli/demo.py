@@ -68,8 +68,8 @@ def run(args) -> int:
     from anomseg_ros.ros.conversions import image_msg_to_array
 
     if not args.weights and learned_weights() is not None:
-        # the bundled SynBoost holds the default segmentation model: its classic scores are
-        # the default model's, and its learned score runs beside them
+        # the bundled SynBoost holds its own copy of a segmentation model (an earlier version
+        # of the default one): the demo shows its learned score beside that model's classic ones
         args.weights = learned_weights()
     if not args.weights and default_weights() is None:
         args.weights, args.input_size = 'random', args.input_size or (256, 512)
