@@ -122,8 +122,8 @@ def repeat_factors(histograms: np.ndarray, threshold: float) -> np.ndarray:
     class in 2.5% of the images is drawn twice as often; classes in more than 10%, as before."""
     present = histograms[:, :NUM_CITYSCAPES_CLASSES] > 0
     fraction = present.mean(axis=0)
+    # a class in no image is never present, so its (guarded) factor is never used
     per_class = np.maximum(1.0, np.sqrt(threshold / np.maximum(fraction, 1e-12)))
-    per_class[fraction == 0] = 1.0
     return np.where(present, per_class, 1.0).max(axis=1)
 
 
