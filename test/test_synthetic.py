@@ -88,3 +88,36 @@ def test_synth_writes_the_layouts_and_resumes(tmp_path, capsys):
     assert main(args) == 0
     assert '1 written, 12 already there' in capsys.readouterr().out
     assert (images / 'synth0_000000_000019_leftImg8bit.png').read_bytes() == first
+
+
+def test_a_tram_shows_what_a_bus_has_not():
+    """From behind a tram is a long box like a bus; its pantograph (labelled with it), rails
+    and contact wire (image only, the rails stay road) are what tell the two apart."""
+    from anomseg_ros.data.synthetic import objects, scene
+    from anomseg_ros.data.synthetic.camera import Camera
+    from anomseg_ros.data.synthetic.canvas import Canvas
+
+    cam = Camera(512, 256, focal_px=450.0, horizon_px=110.0, height_m=1.5)
+    street = scene.Street(road_left=-5.0, road_right=5.0, sidewalk_left=2.0, sidewalk_right=2.0,
+                          terrain_left=0.0, terrain_right=0.0, curve=0.0, lanes=2)
+    roof_row = cam.v(objects.TRAM_HEIGHT, 20.0)
+    for draw, label in ((objects.train, objects.TRAIN), (objects.bus, objects.BUS)):
+        canvas = Canvas(512, 256, np.random.default_rng(0))
+        draw(canvas, cam, 0.0, 20.0)
+        rows = np.nonzero((canvas.label == label).any(axis=1))[0]
+        above_roof = rows.min() < roof_row - 5
+        assert above_roof == (label == objects.TRAIN), 'only the tram reaches above its roof'
+
+    canvas = Canvas(512, 256, np.random.default_rng(0))
+    canvas.rect(0, cam.horizon_px, 512, 256, (90, 90, 90), objects.ROAD)
+    before_image, before_label = canvas.image.copy(), canvas.label.copy()
+    scene.tramway(canvas, cam, street, 0.0, 3.0, 20.0)
+    np.testing.assert_array_equal(canvas.label, before_label)
+    changed = (canvas.image != before_image).any(axis=2)
+    rail_row = int(cam.v(0.0, 6.0))  # both rails cross this row, near the lane's centre
+    rail_cols = np.nonzero(changed[rail_row])[0]
+    assert len(rail_cols) and abs(rail_cols.mean() - cam.u(0.0, 6.0)) < 3
+    assert rail_cols.min() < cam.u(0.0, 6.0) < rail_cols.max()
+    beyond = int(cam.v(0.0, 30.0))  # past the tram the ground is untouched
+    assert not changed[beyond:int(cam.v(0.0, 21.0))].any()
+    assert changed[:int(cam.horizon_px)].any(), 'the contact wire above the road'

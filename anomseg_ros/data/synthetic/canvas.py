@@ -42,6 +42,12 @@ class Canvas:
         pts = np.round(np.asarray(points, np.float64) * 8).astype(np.int32)[None]
         cv2.fillPoly(self.image, pts, _bgr(color), cv2.LINE_AA, shift=3)
 
+    def stroke(self, points, color, thickness: float = 1.0) -> None:
+        """A polyline on the image only (a wire in front of whatever is there)."""
+        pts = np.round(np.asarray(points, np.float64) * 8).astype(np.int32)[None]
+        cv2.polylines(self.image, pts, False, _bgr(color), max(1, int(round(thickness))),
+                      cv2.LINE_AA, shift=3)
+
 
 def _bgr(color) -> Tuple[int, int, int]:
     # the canvas is RGB; OpenCV only sees numbers, so colours pass through unchanged

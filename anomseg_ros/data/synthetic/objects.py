@@ -69,9 +69,38 @@ def bus(canvas, cam, x, z):
                 label=BUS, color=color, windows=6, wheel=0.5)
 
 
+TRAM_HEIGHT = 3.4
+WIRE_HEIGHT = 5.6  # the overhead contact wire the pantograph presses against
+
+
 def train(canvas, cam, x, z):
-    box_vehicle(canvas, cam, x, z, width=2.6, height=3.4, length=30.0, label=TRAIN,
-                color=jitter(canvas.rng, (190, 30, 40), 30), windows=10, wheel=0.4)
+    """A tram (Cityscapes' ``train``) seen from behind: a long box like a bus, told apart by
+    what a tram has and a bus has not: a cream band under the roof, a lit destination sign
+    across the top of the rear, and a pantograph up to the contact wire. The rails and the
+    wire are drawn by the scene (``scene.tramway``), which knows the lane."""
+    rng = canvas.rng
+    width, length = 2.6, 30.0
+    box_vehicle(canvas, cam, x, z, width=width, height=TRAM_HEIGHT, length=length, label=TRAIN,
+                color=jitter(rng, (190, 30, 40), 30), windows=10, wheel=0.4)
+    cream = jitter(rng, (235, 225, 190), 10)
+    side_x = x - width / 2 if x > 0 else x + width / 2
+    canvas.paint(_side(cam, side_x, TRAM_HEIGHT * 0.9, TRAM_HEIGHT, z, z + length), cream)
+    canvas.paint(_face(cam, x - width / 2, x + width / 2, TRAM_HEIGHT * 0.9, TRAM_HEIGHT, z),
+                 cream)
+    canvas.paint(_face(cam, x - width * 0.3, x + width * 0.3, TRAM_HEIGHT * 0.78,
+                       TRAM_HEIGHT * 0.87, z), (20, 20, 20))
+    canvas.paint(_face(cam, x - width * 0.26, x + width * 0.26, TRAM_HEIGHT * 0.8,
+                       TRAM_HEIGHT * 0.85, z), (250, 170, 40))
+    # single-arm pantograph on the roof, a quarter of the way along: lower arm, upper arm,
+    # and the contact bar across under the wire
+    zp = z + length * 0.25
+    thick = max(1.0, 0.08 * cam.pixels_per_m(zp))
+    base, knee = cam.point(x - 0.4, TRAM_HEIGHT, zp), cam.point(x + 0.5, TRAM_HEIGHT + 1.0, zp)
+    head = cam.point(x, WIRE_HEIGHT - 0.05, zp)
+    canvas.line(base, knee, (35, 35, 35), TRAIN, thick)
+    canvas.line(knee, head, (35, 35, 35), TRAIN, thick)
+    canvas.line(cam.point(x - 0.8, WIRE_HEIGHT - 0.05, zp),
+                cam.point(x + 0.8, WIRE_HEIGHT - 0.05, zp), (35, 35, 35), TRAIN, thick)
 
 
 def person(canvas, cam, x, z, *, base=0.0, label=PERSON, legs=True):

@@ -230,7 +230,11 @@ def _objects(canvas: Canvas, cam: Camera, street: Street, z_near: float) -> List
         x = (street.road_left + 1.0) if side < 0 else (street.road_right - 1.0)
         at(depth(high=60), x, objects.car)
     if rng.random() < 0.05:
-        at(depth(low=15, high=60), float(np.mean(lanes)), objects.train)
+        z_tram, lane = depth(low=15, high=60), float(np.mean(lanes))
+        at(z_tram, lane, objects.train)
+        # its rails and wire, drawn just before it (nearer things still cover them)
+        items.append((z_tram + 0.01, lambda c, k, z=z_tram, x=lane:
+                      tramway(c, k, street, x, z_near, z)))
     for _ in range(int(rng.integers(0, 9))):  # pedestrians, mostly on the sidewalks
         side = rng.choice([-1, 1])
         if rng.random() < 0.8:
@@ -252,6 +256,22 @@ def _objects(canvas: Canvas, cam: Camera, street: Street, z_near: float) -> List
             at(depth(high=90), edge + side * rng.uniform(0.5, max(0.6, walk - 0.5)),
                objects.tree)
     return items
+
+
+def tramway(canvas: Canvas, cam: Camera, street: Street, x: float, z_near: float,
+            z_end: float) -> None:
+    """Grooved rails in the lane centred on ``x`` from ``z_near`` to the tram at ``z_end``,
+    and the contact wire above them, all the way to the horizon. Image only: the rails stay
+    road (as in Cityscapes) and the wire is thinner than a label could show."""
+    half_gauge = 0.72
+    for rail in (x - half_gauge, x + half_gauge):
+        canvas.paint(ground_strip(cam, street, rail - 0.05, rail + 0.05, z_near, z_end),
+                     (150, 150, 155))
+        canvas.paint(ground_strip(cam, street, rail - 0.015, rail + 0.015, z_near, z_end),
+                     (40, 40, 42))
+    zs = _depths(max(z_near, 2.0))
+    canvas.stroke([cam.point(x + street.bend(z), objects.WIRE_HEIGHT, z) for z in zs],
+                  (30, 30, 30), max(1.0, canvas.width / 1024))
 
 
 def _lighting(canvas: Canvas, cam: Camera) -> None:
