@@ -28,6 +28,11 @@ def add_parser(verbs):
                         'camera; anomseg synth ones otherwise)')
     parser.add_argument('--calibration-limit', type=int, default=300, metavar='N',
                         help='use at most N calibration images (default 300)')
+    parser.add_argument('--int8-max-drop', type=float, default=None, metavar='POINTS',
+                        help='int8 with NNCF\'s accuracy control: layers go back to float '
+                        'until, on the calibration images, the pixels the float model ranks '
+                        'in its most anomalous tenth (MaxLogit) stay there but for POINTS '
+                        'percent (e.g. 1; slower to export, a little slower to run)')
     parser.set_defaults(run=run)
 
 
@@ -39,6 +44,7 @@ def run(args) -> int:
     written = export_model(resolve_weights(args.checkpoint), args.format, args.out,
                            input_size_hw=args.input_size, dynamic=args.dynamic,
                            calibration_dir=args.calibration if args.int8 else None,
-                           calibration_limit=args.calibration_limit)
+                           calibration_limit=args.calibration_limit,
+                           max_drop=args.int8_max_drop)
     print(json.dumps(written))
     return 0
