@@ -68,8 +68,8 @@ def run(args) -> int:
     from anomseg_ros.ros.conversions import image_msg_to_array
 
     if not args.weights and learned_weights() is not None:
-        # the bundled SynBoost holds its own copy of a segmentation model (an earlier version
-        # of the default one): the demo shows its learned score beside that model's classic ones
+        # the bundled SynBoost holds its own frozen copy of the default segmentation model:
+        # the demo shows its learned score beside that model's classic ones
         args.weights = learned_weights()
     if not args.weights and default_weights() is None:
         args.weights, args.input_size = 'random', args.input_size or (256, 512)
