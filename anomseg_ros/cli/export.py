@@ -29,10 +29,11 @@ def add_parser(verbs):
     parser.add_argument('--calibration-limit', type=int, default=300, metavar='N',
                         help='use at most N calibration images (default 300)')
     parser.add_argument('--int8-max-drop', type=float, default=None, metavar='POINTS',
-                        help='int8 with NNCF\'s accuracy control: layers go back to float '
-                        'until, on the calibration images, the pixels the float model ranks '
-                        'in its most anomalous tenth (MaxLogit) stay there but for POINTS '
-                        'percent (e.g. 1; slower to export, a little slower to run)')
+                        help='int8 under NNCF\'s accuracy control: layers go back to float '
+                        'until, on the calibration images, the FPR95 of the int8 MaxLogit '
+                        'score with the float model\'s most anomalous tenth of the pixels as '
+                        'the anomalies is at most POINTS (float: 0; no labels needed; slower '
+                        'to export, a little slower to run)')
     parser.set_defaults(run=run)
 
 
