@@ -101,6 +101,7 @@ class _LabelCounts(torch.utils.data.Dataset):
 
 def image_histograms(dataset: CityscapesDataset, *, workers: int) -> np.ndarray:
     """``(N, 20)`` pixel counts of the 19 classes and the ignored pixels, per training label."""
+    log(f'counting the pixels of {len(dataset)} training labels')
     loader = DataLoader(_LabelCounts(dataset), batch_size=None, **worker_options(workers))
     return np.stack([np.asarray(counts) for counts in loader])
 
@@ -304,13 +305,9 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
     if args.val_limit:
         val_set = Subset(val_set, range(min(args.val_limit, len(val_set))))
     generator = torch.Generator()
-    need_weights = args.class_weights and not (resume is not None and
-                                               resume.get('class_weights'))
-    histograms, image_weights = None, None
-    if args.repeat_threshold or (need_weights and not dist.is_distributed()):
-        log(f'counting the pixels of {len(train_set)} training labels')
-        histograms = image_histograms(train_set, workers=args.workers)
+    histograms, image_weights = None, None  # the histograms serve the class weights too
     if args.repeat_threshold:
+        histograms = image_histograms(train_set, workers=args.workers)
         image_weights = repeat_factors(histograms, args.repeat_threshold)
         log(f'repeat-factor sampling (threshold {args.repeat_threshold:g}): '
             f'{int((image_weights > 1).sum())} of {len(image_weights)} images drawn more often, '
