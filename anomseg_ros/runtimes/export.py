@@ -49,10 +49,15 @@ def _export_onnx(model, info, out: str, size_hw: Tuple[int, int], dynamic: bool)
 TAIL_SHARE = 0.1  # int8 accuracy control's pseudo-anomalies: the float model's top tenth
 
 
+def _maxlogit(logits: np.ndarray) -> np.ndarray:
+    """The MaxLogit score (as ``scoring.MaxLogit``) of ``logits`` (N, C, H, W), flat per image."""
+    return -logits.max(axis=1).reshape(len(logits), -1)
+
+
 def score_tail(logits: np.ndarray, share: float = TAIL_SHARE) -> np.ndarray:
     """Per image of ``logits`` (N, C, H, W), the flat mask of the ``share`` of pixels that
     MaxLogit ranks most anomalous."""
-    flat = -logits.max(axis=1).reshape(len(logits), -1)
+    flat = _maxlogit(logits)
     k = max(1, int(round(share * flat.shape[1])))
     return flat >= np.partition(flat, -k, axis=1)[:, [-k]]
 
@@ -62,9 +67,8 @@ def tail_fpr95(reference: np.ndarray, logits: np.ndarray) -> np.ndarray:
     ``score_tail`` (``reference``) as the anomalies: the share of the other pixels that score
     at least as high as 95% of the tail does. The float model itself scores 0; a model that
     reorders the tail's border scores more. Like the benchmarks' FPR95, without labels."""
-    flat = -logits.max(axis=1).reshape(len(logits), -1)
     return np.array([100.0 * (score[~tail] >= np.percentile(score[tail], 5)).mean()
-                     for score, tail in zip(flat, reference)])
+                     for score, tail in zip(_maxlogit(logits), reference)])
 
 
 def _quantize(ov_model, calibration: tuple, subset_size: int, max_drop: Optional[float],
@@ -80,18 +84,18 @@ def _quantize(ov_model, calibration: tuple, subset_size: int, max_drop: Optional
     if max_drop is None:
         return nncf.quantize(ov_model, nncf.Dataset(paths, transform), **options)
     step = max(1, len(paths) // validation_limit)
-    held = paths[::step][:validation_limit]
     reference_model = openvino.Core().compile_model(ov_model, 'CPU',
                                                     {'INFERENCE_PRECISION_HINT': 'f32'})
-    items = [(path, score_tail(reference_model(transform(path))[0])) for path in held]
+    # NNCF validates dozens of candidate models: decode and scale the held images once
+    inputs = [transform(path) for path in paths[::step][:validation_limit]]
+    items = [(batch, score_tail(reference_model(batch)[0])) for batch in inputs]
 
     def validate(compiled, data) -> tuple:  # higher is better for NNCF: 100 - FPR95
-        values = [100.0 - float(tail_fpr95(tail, compiled(transform(path))[0])[0])
-                  for path, tail in data]
+        values = [100.0 - float(tail_fpr95(tail, compiled(batch)[0])[0]) for batch, tail in data]
         return float(np.mean(values)), values
 
     return nncf.quantize_with_accuracy_control(
-        ov_model, nncf.Dataset(paths, transform), nncf.Dataset(items, lambda i: transform(i[0])),
+        ov_model, nncf.Dataset(paths, transform), nncf.Dataset(items, lambda item: item[0]),
         validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, **options)
 
 
