@@ -76,7 +76,7 @@ def main():
         size_wh = (width, height)
         detector = Detector.from_checkpoint(args.weights, device=str(device),
                                             runtime=args.runtime,
-                                            input_size_hw=(size_wh[1], size_wh[0]))
+                                            input_size_hw=(height, width))
         forward = bench_forward(detector, device, size_wh, args.frames)
         score_only = bench_node(args.weights, device, size_wh, args.frames, ('anomaly_score',),
                                 args.runtime)

@@ -22,12 +22,18 @@ def _side(cam, x, y0, y1, z0, z1):
     return [cam.point(x, y0, z0), cam.point(x, y0, z1), cam.point(x, y1, z1), cam.point(x, y1, z0)]
 
 
+def _near_side(x, width):
+    """The lateral position of a vehicle's side the camera sees (the one towards the road's
+    centre line)."""
+    return x - width / 2 if x > 0 else x + width / 2
+
+
 def box_vehicle(canvas: Canvas, cam: Camera, x, z, *, width, height, length, label, color,
                 windows=1, wheel=0.35):
     """A box seen from behind (or the front) with its near side visible, windows and wheels."""
     rng = canvas.rng
     body, dark = jitter(rng, color, 12), shade(color, 0.55)
-    side_x = x - width / 2 if x > 0 else x + width / 2
+    side_x = _near_side(x, width)
     canvas.polygon(_side(cam, side_x, 0.15, height, z, z + length), shade(body, 0.8), label)
     for i in range(windows):  # side windows
         z0 = z + length * (0.1 + 0.85 * i / windows)
@@ -83,7 +89,7 @@ def train(canvas, cam, x, z):
     box_vehicle(canvas, cam, x, z, width=width, height=TRAM_HEIGHT, length=length, label=TRAIN,
                 color=jitter(rng, (190, 30, 40), 30), windows=10, wheel=0.4)
     cream = jitter(rng, (235, 225, 190), 10)
-    side_x = x - width / 2 if x > 0 else x + width / 2
+    side_x = _near_side(x, width)
     canvas.paint(_side(cam, side_x, TRAM_HEIGHT * 0.9, TRAM_HEIGHT, z, z + length), cream)
     canvas.paint(_face(cam, x - width / 2, x + width / 2, TRAM_HEIGHT * 0.9, TRAM_HEIGHT, z),
                  cream)
