@@ -60,6 +60,16 @@ class DetectorNode(Node):
         self._last_warning = {}
         self._camera_info: Optional[CameraInfo] = None
         super().__init__('anomseg_detector', **kwargs)
+        try:
+            self._set_up()
+        except BaseException:
+            # a refused setting: take down what DDS already holds (participant, publishers)
+            # now, not in the interpreter's exit, where a half-built node could hang it
+            self.destroy_node()
+            raise
+
+    def _set_up(self) -> None:
+        """Parameters, the detector, publishers, subscriptions, timers and the worker."""
         for param in PARAMS:
             self._declare(param)
         get = self._get
