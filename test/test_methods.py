@@ -224,7 +224,7 @@ TINY = ['--epochs', '1', '--iters-per-epoch', '2', '--batch-size', '2', '--worke
         '--device', 'cpu', '--input-size', '64x32']
 
 
-@pytest.mark.parametrize('method,extra', [('pebal', ['--no-regulariser']),
+@pytest.mark.parametrize('method,extra', [('pebal', ['--no-regulariser', '--margins', 'auto']),
                                           ('sleeg', ['--estimators', 'tae',
                                                      '--patch-shape', 'square'])])
 def test_train_anomaly_writes_a_checkpoint_the_detector_runs(tmp_path, cityscapes_root,
@@ -249,6 +249,10 @@ def test_train_anomaly_writes_a_checkpoint_the_detector_runs(tmp_path, cityscape
     assert result.labels.max() < 19 or (result.labels == 255).any()  # never a method output
     if method == 'sleeg':
         assert make_scorer('sleeg', info).estimators == ('tae',)  # the ablation it trained
+    else:  # --margins auto: placed on this model's energies, the paper's gap kept
+        margins = info.method_params['m_in'], info.method_params['m_out']
+        assert margins[1] - margins[0] == pytest.approx(6.0) and margins[0] != pebal.M_IN
+        assert 'margins from the model' in capsys.readouterr().out
     # the classic scorers run on the same checkpoint's inlier outputs
     assert Detector.from_checkpoint(path, scorer='maxlogit', device='cpu').predict(
         _scene(2)[0]).score_map.shape == (32, 64)
@@ -257,6 +261,10 @@ def test_train_anomaly_writes_a_checkpoint_the_detector_runs(tmp_path, cityscape
     assert main(argv[:argv.index('--epochs') + 1] + ['2'] + argv[argv.index('--epochs') + 2:]
                 + ['--resume']) == 0
     assert read_checkpoint(path)['epoch'] == 2
+    if method == 'pebal':  # the resumed run keeps the margins it chose, not a new batch's
+        _, resumed = load_model(path)
+        assert (resumed.method_params['m_in'], resumed.method_params['m_out']) == margins
+        assert 'margins from the model' not in capsys.readouterr().out
 
 
 def test_sleeg_refuses_a_backbone_without_decoder_features():
@@ -274,6 +282,12 @@ def test_train_anomaly_errors(tmp_path, cityscapes_root, random_checkpoint, caps
         with pytest.raises(ConfigError, match=f"score of a {method.upper()}-trained model .*"
                            f"plain segmentation model.*--method {method}"):
             make_scorer(method, info)
+    assert pebal.parse_margins('paper') == (pebal.M_IN, pebal.M_OUT)
+    assert pebal.parse_margins('-8,-2') == (-8.0, -2.0) and pebal.parse_margins('auto') is None
+    for bad, why in (('-2,-8', 'must lie below'), ('low', 'two numbers')):
+        with pytest.raises(ConfigError, match=why):
+            pebal.parse_margins(bad)
+    assert pebal.margins_from_energies(torch.tensor([-9.0, -7.0, -5.0])) == (-7.0, -1.0)
     with pytest.raises(ConfigError, match='tae, tore or tae\\+tore'):
         sleeg.parse_estimators('tea')
     with pytest.raises(ConfigError, match="needs a SLEEG checkpoint"):

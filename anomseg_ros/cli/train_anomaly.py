@@ -65,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     group.add_argument('--mix-probability', type=float, default=0.5,
                        help='share of training images that get an outlier pasted')
     group.add_argument('--pebal-lambda', type=float, default=pebal.LAMBDA)
+    group.add_argument('--margins', default='paper', metavar='paper|auto|M_IN,M_OUT',
+                       help='energy margins of eqs. 6-7: the paper\'s -12,-6 (default; set for '
+                            'models with inlier energies far below -12), auto (m_in at the '
+                            'median inlier energy of this model, m_out 6 above), or two numbers')
     group.add_argument('--fixed-penalty', type=float, default=None, metavar='A',
                        help='ablation: a constant abstention penalty instead of (-E)^2')
     group.add_argument('--no-regulariser', action='store_true',

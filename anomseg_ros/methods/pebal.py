@@ -18,9 +18,12 @@ is fine-tuned, with
   only). At our crop sizes the paper's form outweighs every other term.
 
 The paper averages l_pal over pixels as its code does; the margins and lambda = 0.1 are the
-paper's. At inference the score is the free energy smoothed with a Gaussian kernel (7x7,
-sigma 1, following the paper's reference [19]), and the segmentation comes from the inlier
-outputs alone.
+paper's. The margins were chosen for Cityscapes models whose inlier energies lie far below -12;
+``margins="auto"`` takes them from the model being fine-tuned instead: m_in at the median
+free energy of the inlier pixels of its first batch, m_out the paper's 6 above it
+(``margins_from_energies``). At inference the score is the free energy smoothed with a
+Gaussian kernel (7x7, sigma 1, following the paper's reference [19]), and the segmentation
+comes from the inlier outputs alone.
 """
 import dataclasses
 from typing import Dict, Optional, Tuple
@@ -38,6 +41,7 @@ from anomseg_ros.scoring.base import Scorer
 from anomseg_ros.scoring.registry import register_scorer
 
 M_IN, M_OUT = -12.0, -6.0
+AUTO_QUANTILE = 0.5  # margins="auto": m_in at this quantile of the inlier free energies
 LAMBDA = 0.1
 BETA1, BETA2 = 5e-4, 3e-6
 CODE_SMOOTH, CODE_SPARSE = 3e-6, 5e-4   # the released code's weights (see reg_form)
@@ -60,6 +64,34 @@ def gaussian_smooth(maps: torch.Tensor, kernel_size: int = 7, sigma: float = 1.0
     out = F.pad(maps[:, None].float(), (half, half, half, half), mode='replicate')
     out = F.conv2d(out, g.view(1, 1, 1, -1))
     return F.conv2d(out, g.view(1, 1, -1, 1))[:, 0]
+
+
+def parse_margins(text: str) -> Optional[Tuple[float, float]]:
+    """``--margins``: ``paper`` (-12, -6), ``auto`` (None: from the model, see
+    ``margins_from_energies``) or ``M_IN,M_OUT`` with m_in < m_out."""
+    if text == 'paper':
+        return M_IN, M_OUT
+    if text == 'auto':
+        return None
+    try:
+        m_in, m_out = (float(part) for part in text.split(','))
+    except ValueError:
+        raise ConfigError(f'margins are paper, auto or M_IN,M_OUT (two numbers), got '
+                          f'{text!r}') from None
+    if not m_in < m_out:
+        raise ConfigError(f'the inlier margin must lie below the outlier margin (eqs. 6-7), got '
+                          f'm_in {m_in:g} and m_out {m_out:g}')
+    return m_in, m_out
+
+
+def margins_from_energies(inlier_energies: torch.Tensor) -> Tuple[float, float]:
+    """PEBAL's margins placed on this model's energy scale: m_in at the median inlier free
+    energy, m_out the paper's gap (6) above it."""
+    if inlier_energies.numel() == 0:
+        raise ConfigError('the first batch holds no inlier pixels to place the margins on; '
+                          'give --margins M_IN,M_OUT')
+    m_in = float(torch.quantile(inlier_energies.float().flatten()[:1_000_000], AUTO_QUANTILE))
+    return m_in, m_in + (M_OUT - M_IN)
 
 
 class PebalLoss(nn.Module):
@@ -196,6 +228,7 @@ class Pebal(Method):
             raise ConfigError('PEBAL trains on outliers pasted into inlier images (AnomalyMix): '
                               'give --outliers DIR (RGBA cut-outs, e.g. anomseg synth\'s '
                               'outliers/)')
+        parse_margins(getattr(options, 'margins', 'paper'))
 
     def prepare(self, base, base_info, options):
         model = add_abstention_output(base, base_info.backbone)
@@ -209,16 +242,33 @@ class Pebal(Method):
         return model, info, trainable
 
     def training_state(self, options, info, generator):
-        return {'criterion': PebalLoss(self.base_num_classes, lam=options.pebal_lambda,
-                                       fixed_penalty=options.fixed_penalty,
-                                       regulariser=not options.no_regulariser,
-                                       reg_form=options.reg_form),
+        margins = parse_margins(getattr(options, 'margins', 'paper'))
+        if margins is None and 'm_in' in info.method_params:  # resumed: the margins it chose
+            margins = info.method_params['m_in'], info.method_params['m_out']
+        criterion = PebalLoss(self.base_num_classes, lam=options.pebal_lambda,
+                              fixed_penalty=options.fixed_penalty,
+                              regulariser=not options.no_regulariser, reg_form=options.reg_form)
+        if margins is not None:
+            criterion.m_in, criterion.m_out = margins
+            info.method_params.update(m_in=margins[0], m_out=margins[1])
+        return {'criterion': criterion, 'margins_from_model': margins is None,
+                'method_params': info.method_params,
                 'outliers': load_outliers(options.outliers), 'generator': generator,
                 'probability': options.mix_probability,
                 'mean': torch.tensor(info.mean).view(3, 1, 1),
                 'std': torch.tensor(info.std).view(3, 1, 1)}
 
     def train_step(self, model, images, labels, state, step):
+        if state['margins_from_model']:  # --margins auto: once, on the clean first batch
+            with torch.no_grad():
+                energy = free_energy(model(images)[:, :self.base_num_classes])
+            inlier = (labels != VOID_LABEL) & (labels < self.base_num_classes)
+            criterion = state['criterion']
+            criterion.m_in, criterion.m_out = margins_from_energies(energy[inlier])
+            state['method_params'].update(m_in=criterion.m_in, m_out=criterion.m_out)
+            state['margins_from_model'] = False
+            print(f'margins from the model: m_in {criterion.m_in:.2f}, m_out '
+                  f'{criterion.m_out:.2f} (the paper: {M_IN:g}, {M_OUT:g})', flush=True)
         paste_outliers(images, labels, state['outliers'], label=self.base_num_classes,
                        mean=state['mean'], std=state['std'], generator=state['generator'],
                        probability=state['probability'])
