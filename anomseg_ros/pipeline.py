@@ -4,6 +4,8 @@ resize to the model input size -> normalise -> forward (CUDA when available) -> 
 back to the input resolution -> threshold. ROS-free; the node and the offline tools share it.
 """
 import dataclasses
+import importlib.util
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -94,6 +96,7 @@ class Detector:
         self._mean = torch.tensor(info.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(info.std, device=self.device).view(1, 3, 1, 1)
         self.resynthesis = False
+        self.runtime_reason = 'given a model'  # from_checkpoint says which and why
 
     @property
     def can_resynthesise(self) -> bool:
@@ -118,30 +121,48 @@ class Detector:
         ``.xml`` (OpenVINO IR, compiled for the input size and precision).
 
         ``runtime`` runs a PyTorch checkpoint in PyTorch (``torch``) or converts it to OpenVINO
-        once (``openvino``, cached on disk). ``auto`` is PyTorch: OpenVINO keeps the scores
-        and is faster on the CPU (bench/bench_precision.py), but the first start of a
-        checkpoint at an input size converts and compiles it (10-30 s on two cores), it runs
-        on the CPU only, and not every model converts (SynBoost does not); ``openvino`` is
-        one parameter away for a node that should go fastest.
+        once (``openvino``, cached on disk). ``auto`` takes OpenVINO on the CPU where it is
+        installed: it keeps the scores and is the faster CPU path (bench/bench_precision.py,
+        bench/bench_node.py); the first start of a checkpoint at an input size converts and
+        compiles it (about 10 s at 1024x512 on two cores), later ones read the cache. It
+        stays with PyTorch on a GPU, for random weights, and for a model OpenVINO cannot run
+        (SynBoost). ``runtime_reason`` says why the runtime was taken.
         """
         from anomseg_ros.runtimes import (is_exported, load_exported,
                                           openvino_from_checkpoint, RUNTIMES)
         if runtime not in RUNTIMES:
             raise ConfigError(f'runtime must be one of {", ".join(RUNTIMES)}, got {runtime!r}')
-        if is_exported(weights) or runtime == 'openvino':
+        chosen, reason = runtime, 'asked for'
+        if is_exported(weights):
+            chosen, reason = 'exported', f'the {os.path.splitext(weights)[1]} file\'s own'
+        elif runtime == 'auto':
+            chosen, reason = auto_runtime(weights, kwargs.get('device', 'auto'))
+        model = None
+        if chosen != 'torch':
             device = kwargs.get('device', 'auto')
             if device == 'cuda':
                 raise ConfigError(f'{weights} runs on the CPU (ONNX Runtime / OpenVINO); use '
                                   f'device cpu, or the PyTorch checkpoint with runtime torch')
-            kwargs['device'] = 'cpu'
             dtype = resolve_precision(kwargs.get('precision', 'auto'), torch.device('cpu'))
-            kwargs['precision'] = precision_name(dtype)
-            load = load_exported if is_exported(weights) else openvino_from_checkpoint
-            model, info = load(weights, precision=kwargs['precision'],
-                               input_size_hw=kwargs.get('input_size_hw'))
-        else:
+            options = dict(precision=precision_name(dtype),
+                           input_size_hw=kwargs.get('input_size_hw'))
+            try:
+                if chosen == 'exported':
+                    model, info = load_exported(weights, **options)
+                else:
+                    model, info = openvino_from_checkpoint(weights, backbone=backbone, **options)
+            except ConfigError as exc:  # a model OpenVINO cannot run
+                if runtime != 'auto':
+                    raise
+                reason = f'auto: OpenVINO cannot run it ({exc})'
+            else:
+                kwargs.update(device='cpu', precision=options['precision'])
+        if model is None:
             model, info = load_model(weights, backbone=backbone)
-        return cls(model, info, make_scorer(scorer, info, temperature=temperature), **kwargs)
+        detector = cls(model, info, make_scorer(scorer, info, temperature=temperature),
+                       **kwargs)
+        detector.runtime_reason = reason
+        return detector
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 images to a normalised ``(B,3,h,w)`` batch at the network's input size
@@ -230,6 +251,19 @@ class Detector:
             self.threshold = DEFAULT_THRESHOLD
             self.threshold_source = (f'default: no calibrated threshold for '
                                      f'{self.scorer.name} in the checkpoint')
+
+
+def auto_runtime(weights: str, device: str = 'auto') -> Tuple[str, str]:
+    """``(runtime, reason)`` that ``runtime: auto`` takes for a PyTorch checkpoint: OpenVINO on
+    the CPU where it is installed, PyTorch elsewhere."""
+    if resolve_device(device).type != 'cpu':
+        return 'torch', 'auto: PyTorch runs the GPU'
+    if weights == 'random':
+        return 'torch', 'auto: random weights are not converted'
+    if importlib.util.find_spec('openvino') is None:
+        return 'torch', ('auto: OpenVINO is not installed (pip install openvino for the faster '
+                         'CPU path)')
+    return 'openvino', 'auto: OpenVINO, the faster CPU path'
 
 
 def make_scorer(name: str, info: ModelInfo, *, temperature: Optional[float] = None) -> Scorer:

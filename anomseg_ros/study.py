@@ -186,7 +186,7 @@ def ensure_calibrated(study: Study, model: StudyModel, weights: str, out_dir: st
         return path
     dataset = AnomalyDataset(model.calibrate)
     log(f'[{model.name}] calibrating the MSP temperature on {dataset.name}')
-    detector = Detector.from_checkpoint(weights, device=study.device)
+    detector = Detector.from_checkpoint(weights, device=study.device, runtime='torch')
     search = search_temperature(detector, dataset)
     write_temperature(weights, path, search['temperature'], calibration_record(search, dataset))
     log(f'[{model.name}] temperature {search["temperature"]:g}')
@@ -198,8 +198,10 @@ def _first(dataset, limit: Optional[int]):
 
 
 def evaluate_model(study: Study, weights: str, log: Callable) -> dict:
-    """mIoU on the val split and each scorer on each track, for one checkpoint."""
-    detector = Detector.from_checkpoint(weights, device=study.device)
+    """mIoU on the val split and each scorer on each track, for one checkpoint, in PyTorch: the
+    study compares models as they were trained (and counts their parameters), and it trains
+    in this process again afterwards, which OpenVINO's threads should not see forked."""
+    detector = Detector.from_checkpoint(weights, device=study.device, runtime='torch')
     info = detector.info
     scorers = [s for s in study.scorers if s != 'void' or info.void_channel is not None]
     result = {'weights': weights, 'backbone': info.backbone, 'head': info.head,

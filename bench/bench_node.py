@@ -3,9 +3,14 @@
 The node path is: publish a camera frame over DDS -> the detector node (its own process)
 decodes, runs the pipeline and publishes -> the score image is received here. The node's
 input size is set to the frame size, so both columns run the network at the same resolution.
+Latency is one frame at a time (the next is sent when the last came back); throughput is a
+camera streaming at ``--stream-rate`` Hz for ``--stream-seconds``, counting the frames whose
+five outputs all came back per second (the node works on the newest frame and drops the
+others, as on a vehicle). Everything else is the node's defaults: the bundled model,
+``runtime`` and ``precision`` auto.
 
     .venv/bin/python bench/bench_node.py [--weights W] [--device cpu|cuda] [--frames N]
-        [--runtime auto|torch|openvino] [--sizes 512x256,1024x512]
+        [--runtime auto|torch|openvino] [--sizes 512x256,1024x512] [--stream-rate HZ]
 """
 import argparse
 import statistics
@@ -15,6 +20,7 @@ import numpy as np
 import torch
 
 from anomseg_ros.evaluation.speed import parse_sizes
+from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import Detector, resolve_device
 from anomseg_ros.precision import autocast, to_fast_layout
 from anomseg_ros.runtimes import RUNTIMES
@@ -37,7 +43,20 @@ def bench_forward(detector, device, size_wh, frames):
     return statistics.median(times)
 
 
-def bench_node(weights, device, size_wh, frames, outputs, runtime):
+def bench_stream(client, image, rate_hz: float, seconds: float) -> float:
+    """Frames answered per second while a camera publishes at ``rate_hz``."""
+    answered = client.answered_frames()
+    start = time.perf_counter()
+    for i in range(int(rate_hz * seconds)):
+        time.sleep(max(0.0, start + i / rate_hz - time.perf_counter()))
+        client.publish_rgb(image, 20_000_000_000 + i)
+    time.sleep(2.0)  # the last frames' outputs
+    client.forget_outputs()
+    return (client.answered_frames() - answered) / seconds
+
+
+def bench_node(weights, device, size_wh, frames, outputs, runtime, stream=None):
+    """Median round trip in seconds, and with ``stream`` (rate Hz, seconds) the throughput."""
     from anomseg_ros.ros.client import live_detector
     from anomseg_ros.ros.outputs import OUTPUTS
     width, height = size_wh
@@ -56,18 +75,25 @@ def bench_node(weights, device, size_wh, frames, outputs, runtime):
                 raise RuntimeError(f'frame {i} at {width}x{height} got no answer')
             if i >= 2:
                 times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        rate = bench_stream(live.client, image, *stream) if stream else float('nan')
+        counters = live.client.node_counters()
+    print(f'{width}x{height}, outputs {", ".join(outputs)}: the node ran '
+          f'{counters.get("runtime", "?")} in {counters.get("precision", "?")}')
+    return statistics.median(times), rate
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--weights', default='random',
-                        help='checkpoint; timing does not depend on the values')
+    parser.add_argument('--weights', default='', help='checkpoint (default: the bundled one)')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
     parser.add_argument('--frames', type=int, default=15, help='timed frames per cell')
     parser.add_argument('--runtime', default='auto', choices=RUNTIMES)
     parser.add_argument('--sizes', default='512x256,1024x512', help='input sizes, WxH,...')
+    parser.add_argument('--stream-rate', type=float, default=10.0,
+                        help='camera rate in Hz for the throughput column')
+    parser.add_argument('--stream-seconds', type=float, default=10.0)
     args = parser.parse_args()
+    args.weights = resolve_weights(args.weights)
 
     from anomseg_ros.ros.outputs import OUTPUTS
     device = resolve_device(args.device)
@@ -78,23 +104,24 @@ def main():
                                             runtime=args.runtime,
                                             input_size_hw=(height, width))
         forward = bench_forward(detector, device, size_wh, args.frames)
-        score_only = bench_node(args.weights, device, size_wh, args.frames, ('anomaly_score',),
-                                args.runtime)
-        all_outputs = bench_node(args.weights, device, size_wh, args.frames, OUTPUTS,
-                                 args.runtime)
-        rows.append((size_wh, forward, score_only, all_outputs))
+        score_only, _ = bench_node(args.weights, device, size_wh, args.frames,
+                                   ('anomaly_score',), args.runtime)
+        all_outputs, rate = bench_node(args.weights, device, size_wh, args.frames, OUTPUTS,
+                                       args.runtime, (args.stream_rate, args.stream_seconds))
+        rows.append((size_wh, forward, score_only, all_outputs, rate))
 
     info = detector.info
-    print(f'\n{info.backbone} on {device}, runtime {detector.runtime}, {detector.precision_name} '
-          f'({torch.get_num_threads()} CPU threads), median of {args.frames} frames, ms per '
-          f'frame')
-    print(f'| input | bare forward | node path, score only | ratio | node path, all '
-          f'{len(OUTPUTS)} outputs | ratio |')
-    print('| --- | --- | --- | --- | --- | --- |')
-    for (w, h), forward, score_only, all_outputs in rows:
+    print(f'\n{info.backbone} ({info.source}) on {device}, runtime {detector.runtime} '
+          f'({detector.runtime_reason}), {detector.precision_name} ({torch.get_num_threads()} '
+          f'CPU threads); latency: median of {args.frames} frames, ms; throughput: camera at '
+          f'{args.stream_rate:g} Hz for {args.stream_seconds:g} s')
+    print(f'| input | bare forward | node latency, score only | ratio | node latency, all '
+          f'{len(OUTPUTS)} outputs | ratio | node throughput, all {len(OUTPUTS)} outputs |')
+    print('| --- | --- | --- | --- | --- | --- | --- |')
+    for (w, h), forward, score_only, all_outputs, rate in rows:
         print(f'| {w}x{h} | {1000 * forward:.1f} | {1000 * score_only:.1f} | '
               f'{score_only / forward:.2f} | {1000 * all_outputs:.1f} | '
-              f'{all_outputs / forward:.2f} |')
+              f'{all_outputs / forward:.2f} | {rate:.1f} FPS |')
 
 
 if __name__ == '__main__':

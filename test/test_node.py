@@ -1,4 +1,5 @@
 """The detector node as its own process, over real rclpy / DDS."""
+import importlib.util
 import subprocess
 import sys
 import time
@@ -146,6 +147,10 @@ def test_scorer_and_threshold_change_at_run_time_and_bad_values_are_refused(node
     assert node.set_parameters(scorer='msp', threshold=0.9) == {}
     counters, _ = _counters(node)
     assert counters['scorer'] == 'msp' and counters['threshold'] == '0.9'
+    # runtime auto: OpenVINO on the CPU where it is installed, said in the log and diagnostics
+    expected = 'openvino' if importlib.util.find_spec('openvino') else 'torch'
+    assert counters['runtime'] == expected
+    assert f'({expected}: auto: ' in open(node.log_path).read()
 
 
 def test_a_burst_is_never_a_backlog(node):

@@ -19,7 +19,8 @@ REFERENCE_ROAD_OBSTACLE21 = {'msp': (2.57, 88.46), 'maxlogit': (4.81, 69.51),
 @pytest.mark.slow
 def test_road_obstacle21_labels_shrink_as_the_reference_code_does(shared_data):
     detector = Detector.from_checkpoint(f'{shared_data}/weights/erfnet_cityscapes_approx.pth',
-                                        device='cpu', input_size_hw=(512, 1024),
+                                        device='cpu', runtime='torch',
+                                        input_size_hw=(512, 1024),
                                         precision='fp32')
     dataset = AnomalyDataset(f'{shared_data}/Validation_Dataset/RoadObsticle21')
     results = evaluate_anomaly(detector, dataset, list(REFERENCE_ROAD_OBSTACLE21))
@@ -31,7 +32,8 @@ def test_road_obstacle21_labels_shrink_as_the_reference_code_does(shared_data):
 @pytest.mark.slow
 def test_road_anomaly21_matches_reference_within_one_point(shared_data):
     detector = Detector.from_checkpoint(f'{shared_data}/weights/erfnet_cityscapes_approx.pth',
-                                        device='cpu', input_size_hw=(512, 1024))
+                                        device='cpu', runtime='torch',
+                                        input_size_hw=(512, 1024))
     dataset = AnomalyDataset(f'{shared_data}/Validation_Dataset/RoadAnomaly21')
     assert len(dataset) == 10
     results = evaluate_anomaly(detector, dataset, list(REFERENCE_ROAD_ANOMALY21),
@@ -49,8 +51,9 @@ def test_bf16_keeps_the_numbers_and_the_labels(shared_data):
     weights = f'{shared_data}/weights/erfnet_cityscapes_approx.pth'
     dataset = AnomalyDataset(f'{shared_data}/Validation_Dataset/RoadAnomaly21')
     scorers = ['msp', 'maxlogit', 'maxentropy', 'energy']
-    detectors = {p: Detector.from_checkpoint(weights, device='cpu', input_size_hw=(512, 1024),
-                                             precision=p) for p in ('fp32', 'bf16')}
+    detectors = {p: Detector.from_checkpoint(weights, device='cpu', runtime='torch',
+                                             input_size_hw=(512, 1024), precision=p)
+                 for p in ('fp32', 'bf16')}
     results = {p: evaluate_anomaly(d, dataset, scorers, resolution='network')
                for p, d in detectors.items()}
     for scorer in scorers:
@@ -68,7 +71,8 @@ def test_bf16_keeps_the_numbers_and_the_labels(shared_data):
 @pytest.fixture(scope='module')
 def fp32_reference(shared_data):
     weights = f'{shared_data}/weights/erfnet_cityscapes_approx.pth'
-    detector = Detector.from_checkpoint(weights, device='cpu', input_size_hw=(512, 1024),
+    detector = Detector.from_checkpoint(weights, device='cpu', runtime='torch',
+                                        input_size_hw=(512, 1024),
                                         precision='fp32')
     dataset = AnomalyDataset(f'{shared_data}/Validation_Dataset/RoadAnomaly21')
     return weights, dataset, detector, evaluate_anomaly(detector, dataset, SCORERS,

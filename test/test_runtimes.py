@@ -1,4 +1,5 @@
 """Exported models: ONNX (ONNX Runtime) and OpenVINO IR, run by the Detector like checkpoints."""
+import importlib.util
 import json
 
 import numpy as np
@@ -6,8 +7,9 @@ import pytest
 import torch
 
 from anomseg_ros.cli.main import main
-from anomseg_ros.errors import CheckpointError
-from anomseg_ros.pipeline import Detector
+from anomseg_ros import runtimes
+from anomseg_ros.errors import CheckpointError, ConfigError
+from anomseg_ros.pipeline import auto_runtime, Detector
 from anomseg_ros.precision import cpu_has_native_bf16
 
 pytest.importorskip('onnxruntime', reason='ONNX Runtime is not installed (pip install -r '
@@ -24,7 +26,8 @@ IMAGES = [RNG.integers(0, 256, (50, 90, 3), dtype=np.uint8) for _ in range(2)]
 
 @pytest.fixture(scope='module')
 def reference(random_checkpoint):
-    return Detector.from_checkpoint(random_checkpoint, device='cpu', precision='fp32')
+    return Detector.from_checkpoint(random_checkpoint, device='cpu', precision='fp32',
+                                    runtime='torch')
 
 
 def _export(tmp_path, checkpoint, fmt, *extra):
@@ -169,6 +172,41 @@ def test_runtime_openvino_converts_a_checkpoint_once_and_caches_it(tmp_path, mon
                 if p.suffix == '.xml']) == 1
 
 
+def test_runtime_auto_takes_openvino_on_the_cpu_and_says_why(tmp_path, monkeypatch,
+                                                             random_checkpoint, reference):
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+    detector = Detector.from_checkpoint(random_checkpoint, device='cpu')
+    assert detector.runtime == 'openvino' and detector.runtime_reason.startswith('auto')
+    assert detector.precision_name == ('bf16' if cpu_has_native_bf16() else 'fp32')
+    np.testing.assert_allclose(detector.logits(IMAGES).numpy(), reference.logits(IMAGES).numpy(),
+                               atol=0.1, rtol=0.05)  # bf16 where the CPU has it
+    random = Detector.from_checkpoint('random', device='cpu', input_size_hw=(64, 128))
+    assert random.runtime == 'torch' and 'random weights' in random.runtime_reason
+    asked = Detector.from_checkpoint(random_checkpoint, device='cpu', runtime='torch')
+    assert asked.runtime == 'torch' and asked.runtime_reason == 'asked for'
+    # a GPU runs PyTorch, and without OpenVINO auto is PyTorch
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert auto_runtime(random_checkpoint, 'auto') == ('torch', 'auto: PyTorch runs the GPU')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec',
+                        lambda name, *a: None if name == 'openvino' else real_find_spec(name, *a))
+    runtime, reason = auto_runtime(random_checkpoint, 'cpu')
+    assert runtime == 'torch' and 'OpenVINO is not installed' in reason
+    assert Detector.from_checkpoint(random_checkpoint, device='cpu').runtime == 'torch'
+    # a model OpenVINO cannot run (SynBoost: test_synboost) is run by PyTorch, saying why
+    monkeypatch.undo()
+    monkeypatch.setattr(runtimes, 'openvino_from_checkpoint', _refuse)
+    refused = Detector.from_checkpoint(random_checkpoint, device='cpu')
+    assert refused.runtime == 'torch' and 'OpenVINO cannot run it' in refused.runtime_reason
+    with pytest.raises(ConfigError, match='runs in PyTorch only'):
+        Detector.from_checkpoint(random_checkpoint, device='cpu', runtime='openvino')
+
+
+def _refuse(weights, **_):
+    raise ConfigError('a synboost checkpoint runs in PyTorch only')
+
+
 @pytest.mark.parametrize('backbone', ['erfnet', 'enet', 'bisenetv1', 'bisenetv2', 'resnet50'])
 def test_every_backbone_exports_to_onnx_with_the_same_logits(tmp_path, backbone, capsys):
     """ENet's max-unpooling with an output size does not trace: it is refused with the
@@ -180,7 +218,7 @@ def test_every_backbone_exports_to_onnx_with_the_same_logits(tmp_path, backbone,
     save_checkpoint(path, create_backbone(backbone, num_classes=19),
                     ModelInfo(backbone=backbone, num_classes=19, void_channel=None,
                               input_size_hw=(64, 128)))
-    reference = Detector.from_checkpoint(path, precision='fp32')
+    reference = Detector.from_checkpoint(path, precision='fp32', runtime='torch')
     if backbone == 'enet':
         assert main(['export', path, '--format', 'onnx', '--out',
                      str(tmp_path / 'enet.onnx')]) == 2

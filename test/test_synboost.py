@@ -20,9 +20,13 @@ from anomseg_ros.methods.synboost.maps import perceptual_difference, uncertainty
 from anomseg_ros.methods.synboost.model import SynboostModel
 from anomseg_ros.methods.synboost.networks import FeatureExtractor
 from anomseg_ros.pipeline import Detector, make_scorer
+from anomseg_ros.runtimes import openvino_from_checkpoint
 
 from test_training import _scene, write_tiny_cityscapes
 from tiny_data import write_benchmark
+
+# training runs in a pytest process of its own (see the Makefile's test target)
+pytestmark = pytest.mark.training
 
 TINY = ['--epochs', '1', '--generator-epochs', '1', '--iters-per-epoch', '2', '--batch-size',
         '2', '--workers', '0', '--device', 'cpu', '--input-size', '64x32',
@@ -256,6 +260,10 @@ def test_train_anomaly_synboost_writes_a_checkpoint_the_detector_runs(synboost_c
         assert result.labels.max() < 19 or (result.labels == 255).any()
         if scorer.startswith('synboost'):
             assert 0 <= result.score_map.min() and result.score_map.max() <= 1
+    # runtime auto falls back to PyTorch on this refusal (test_runtimes), which comes before
+    # anything is converted
+    with pytest.raises(ConfigError, match='runs in PyTorch only'):
+        openvino_from_checkpoint(synboost_checkpoint, input_size_hw=None, precision='fp32')
     assert make_scorer('synboost', info).sources == {'weights': 'synboost training'}
     # the re-synthesised image, at the input's size, only when asked for
     assert detector.predict(_scene(2)[0]).resynthesis is None

@@ -24,8 +24,9 @@ def add_model_args(parser: argparse.ArgumentParser, *, scorer: bool = True) -> N
                        help='forward pass precision: auto (default) = bf16 on CPUs with AMX or '
                        'AVX512-BF16, fp16 on CUDA, else fp32')
     group.add_argument('--runtime', default='auto', choices=RUNTIMES,
-                       help='torch, or openvino (the checkpoint converted once, cached); auto = '
-                       'torch; .onnx / .xml weights pick their own')
+                       help='torch, or openvino (the checkpoint converted once, cached); auto '
+                       '(default) = openvino on the CPU when it is installed and the model '
+                       'converts, else torch; .onnx / .xml weights pick their own')
     group.add_argument('--input-size', default=None, metavar='WxH', type=parse_size,
                        help="network input size, e.g. 1024x512 (default: the checkpoint's)")
     if scorer:

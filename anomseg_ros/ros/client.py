@@ -152,6 +152,17 @@ class DetectorClient(Node):
             return {}
         return {kv.key: kv.value for kv in msg.status[0].values}
 
+    def answered_frames(self) -> int:
+        """How many frames sent (probes left out) have had all their outputs back."""
+        with self._cond:
+            return sum(1 for s in self._answered if s >= PROBE_STAMPS_NS)
+
+    def forget_outputs(self) -> None:
+        """Drop the outputs received and not yet taken by ``wait_outputs`` (a stream of frames
+        nobody waits for one by one would keep them all)."""
+        with self._cond:
+            self._received.clear()
+
     def lost_frames(self) -> List[int]:
         """Stamps of the frames sent (probes left out) whose outputs never all came."""
         with self._cond:

@@ -131,7 +131,8 @@ class DetectorNode(Node):
         self._start_worker()
         self.get_logger().info(
             f'{info.backbone} ({info.source}) on {self.detector.device} in '
-            f'{self.detector.precision_name} ({self.detector.runtime}), scorer '
+            f'{self.detector.precision_name} ({self.detector.runtime}: '
+            f'{self.detector.runtime_reason}), scorer '
             f'{self.detector.scorer.name}, threshold {self.detector.threshold:g} '
             f'({self.detector.threshold_source}), input '
             f'{self.detector.input_size_hw[1]}x{self.detector.input_size_hw[0]}')
@@ -322,7 +323,8 @@ class DetectorNode(Node):
             'worker_alive': str(alive).lower(), 'worker_restarts': str(self.worker_restarts),
             'backbone': self.detector.info.backbone,
             'scorer': self.detector.scorer.name, 'threshold': str(self.detector.threshold),
-            'precision': self.detector.precision_name, 'weights': self.detector.info.source,
+            'precision': self.detector.precision_name, 'runtime': self.detector.runtime,
+            'weights': self.detector.info.source,
         }
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         msg = DiagnosticArray(status=[status])

@@ -46,7 +46,8 @@ PARAMS = (
           range=(0, 8192, 8)),
     Param('device', 'auto', 'auto (CUDA when available), cpu or cuda'),
     Param('runtime', 'auto', 'torch, openvino (a PyTorch checkpoint converted once, cached '
-          'on disk) or auto (torch); .onnx / .xml weights pick their own'),
+          'on disk) or auto (openvino on the CPU when installed and the model converts, else '
+          'torch); .onnx / .xml weights pick their own'),
     Param('precision', 'auto', 'forward pass precision: auto (bf16 on CPUs with AMX or '
           'AVX512-BF16, fp16 on CUDA, else fp32), fp32, bf16, fp16 (CUDA only)'),
     Param('queue_depth', 1, 'depth of the input subscription (sensor-data QoS) and of the output '

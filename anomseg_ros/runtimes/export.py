@@ -156,11 +156,12 @@ def _ends(ov_model) -> List[str]:
 def export_model(weights: str, fmt: str, out: str, *,
                  input_size_hw: Optional[Tuple[int, int]] = None, dynamic: bool = False,
                  calibration_dir: Optional[str] = None, calibration_limit: int = 300,
-                 max_drop: Optional[float] = None) -> dict:
+                 max_drop: Optional[float] = None, backbone: Optional[str] = None) -> dict:
     """Write the model of ``weights`` to ``out`` as ``fmt`` (onnx or openvino); with
     ``calibration_dir`` (OpenVINO only) quantize it to int8 on those images, and with
     ``max_drop`` keep the layers in float that would move the score tail's FPR95 more than
-    that (``_quantize``). Returns what was written."""
+    that (``_quantize``). ``backbone`` is ``load_model``'s, for plain state dicts. Returns what
+    was written."""
     if fmt not in FORMATS:
         raise ConfigError(f'format must be one of {", ".join(FORMATS)}, got {fmt!r}')
     suffix = '.onnx' if fmt == 'onnx' else '.xml'
@@ -171,7 +172,7 @@ def export_model(weights: str, fmt: str, out: str, *,
     if max_drop is not None and (not calibration_dir or not 0 < max_drop < 100):
         raise ConfigError(f'--int8-max-drop is in points of FPR95 (between 0 and 100) and '
                           f'needs an int8 export (--int8 --calibration DIR); got {max_drop}')
-    model, info = load_model(weights)
+    model, info = load_model(weights, backbone=backbone)
     if info.method and get_method(info.method).not_exportable:
         raise ConfigError(f'a {info.method} checkpoint runs in PyTorch only '
                           f'({get_method(info.method).not_exportable}); use runtime torch')
@@ -210,27 +211,28 @@ def export_model(weights: str, fmt: str, out: str, *,
 
 
 def openvino_from_checkpoint(weights: str, *, input_size_hw: Optional[Tuple[int, int]],
-                             precision: str):
+                             precision: str, backbone: Optional[str] = None):
     """``(model, info)`` of a PyTorch checkpoint run by OpenVINO: converted to IR once and kept
-    in the cache folder under the checkpoint's hash and the input size (OpenVINO then caches
-    the compiled model beside it), so the second start neither converts nor compiles."""
+    in the cache folder under the checkpoint's hash, the backbone and the input size (OpenVINO
+    then caches the compiled model beside it), so the second start neither converts nor
+    compiles. A checkpoint that cannot be read raises ``CheckpointError``, one OpenVINO cannot
+    run ``ConfigError``."""
     import hashlib
     if weights == 'random':
         raise ConfigError('runtime openvino needs a checkpoint file, not random weights')
-    digest = hashlib.sha256()
+    info = load_model(weights, backbone=backbone)[1]  # names a file that cannot be read
+    digest = hashlib.sha256(info.backbone.encode())
     with open(weights, 'rb') as stream:
         for block in iter(lambda: stream.read(1 << 20), b''):
             digest.update(block)
-    size_hw = tuple(input_size_hw or load_model(weights)[1].input_size_hw)
+    size_hw = tuple(input_size_hw or info.input_size_hw)
     path = os.path.join(cache_dir(), f'{digest.hexdigest()[:16]}_{size_hw[1]}x{size_hw[0]}'
                                      f'_r{IR_REVISION}.xml')
     if not os.path.isfile(path):
         try:
-            export_model(weights, 'openvino', path, input_size_hw=size_hw)
-        except Exception as exc:  # a backbone OpenVINO cannot convert
-            raise ConfigError(f'{weights!r} cannot run on OpenVINO ({type(exc).__name__}: '
-                              f'{str(exc).strip().splitlines()[0][:200]}); use runtime '
-                              f'torch') from None
+            export_model(weights, 'openvino', path, input_size_hw=size_hw, backbone=backbone)
+        except ConfigError as exc:  # a backbone OpenVINO cannot convert, a wrong size
+            raise ConfigError(f'{weights!r} cannot run on OpenVINO: {exc}') from None
     model, info = load_exported(path, precision=precision, input_size_hw=size_hw)
     info.source = weights
     return model, info
