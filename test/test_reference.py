@@ -125,10 +125,14 @@ def test_openvino_keeps_the_numbers_in_fp32_and_in_bf16(fp32_reference, tmp_path
 @pytest.mark.slow
 @pytest.mark.runtimes
 def test_int8_keeps_auprc_within_1_and_fpr95_within_2(fp32_reference, shared_data, tmp_path):
-    """NNCF int8 calibrated on another benchmark's images (RoadAnomaly), never the test set's."""
+    """NNCF int8 (the decoder kept in float) calibrated on another benchmark's images (Road
+    Anomaly), never the test set's. RoadAnomaly21 keeps the budget; on fs_static the largest
+    FPR95 change is at its edge (1.93 points with bf16 around the int8 layers, 2.06 with
+    float32, 2.25 before the decoder stayed in float): this checks it gets no worse than that,
+    not that the budget of 2 is met there (docs/speed.md)."""
     pytest.importorskip('nncf', reason='NNCF is not installed')
     from anomseg_ros.runtimes import export_model
-    weights, dataset, _, reference = fp32_reference
+    weights, dataset, reference_detector, reference = fp32_reference
     path = str(tmp_path / 'erfnet_int8.xml')
     export_model(weights, 'openvino', path, input_size_hw=(512, 1024),
                  calibration_dir=f'{shared_data}/Validation_Dataset/RoadAnomaly/images',
@@ -136,3 +140,7 @@ def test_int8_keeps_auprc_within_1_and_fpr95_within_2(fp32_reference, shared_dat
     detector = Detector.from_checkpoint(path, precision='fp32')
     _within(evaluate_anomaly(detector, dataset, SCORERS, resolution='network'), reference,
             1.0, 2.0)
+    fs_static = AnomalyDataset(f'{shared_data}/Validation_Dataset/fs_static')
+    _within(evaluate_anomaly(detector, fs_static, SCORERS, resolution='network'),
+            evaluate_anomaly(reference_detector, fs_static, SCORERS, resolution='network'),
+            1.0, 2.1)
