@@ -125,8 +125,8 @@ class Detector:
         installed: it keeps the scores and is the faster CPU path (bench/bench_precision.py,
         bench/bench_node.py); the first start of a checkpoint at an input size converts and
         compiles it (about 10 s at 1024x512 on two cores), later ones read the cache. It
-        stays with PyTorch on a GPU, for random weights, and for a model OpenVINO cannot run
-        (SynBoost). ``runtime_reason`` says why the runtime was taken.
+        stays with PyTorch on a GPU, for random weights, and for a model OpenVINO cannot convert
+        or compile (ENet, SynBoost). ``runtime_reason`` says why the runtime was taken.
         """
         from anomseg_ros.runtimes import (is_exported, load_exported,
                                           openvino_from_checkpoint, RUNTIMES)
@@ -151,10 +151,12 @@ class Detector:
                     model, info = load_exported(weights, **options)
                 else:
                     model, info = openvino_from_checkpoint(weights, backbone=backbone, **options)
-            except ConfigError as exc:  # a model OpenVINO cannot run
+            except Exception as exc:  # noqa: B902 - a model OpenVINO cannot convert or compile
                 if runtime != 'auto':
                     raise
-                reason = f'auto: OpenVINO cannot run it ({exc})'
+                # PyTorch then runs it, or raises the same error for a file it cannot read
+                text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''
+                reason = f'auto: OpenVINO cannot run it ({type(exc).__name__}: {text})'
             else:
                 kwargs.update(device='cpu', precision=options['precision'])
         if model is None:
