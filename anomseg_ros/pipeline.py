@@ -152,7 +152,7 @@ class Detector:
                 else:
                     model, info = openvino_from_checkpoint(weights, backbone=backbone, **options)
             except Exception as exc:  # noqa: B902 - a model OpenVINO cannot convert or compile
-                if runtime != 'auto':
+                if runtime != 'auto' or chosen == 'exported':
                     raise
                 # PyTorch then runs it, or raises the same error for a file it cannot read
                 text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''
