@@ -92,3 +92,31 @@ def test_bad_parameters_are_refused_with_the_accepted_ones():
         create_scorer('msp', temperature=0.0)
     with pytest.raises(ConfigError, match='NaN'):  # logits / 1e-40 overflow
         create_scorer('energy', temperature=1e-40)
+
+
+@pytest.mark.parametrize('name', [n for n in list_scorers()
+                                  if create_scorer(n, num_inlier_classes=19).by_rows])
+def test_scorers_by_rows_give_the_same_scores_by_blocks_of_rows_as_whole(name):
+    """A scorer with by_rows runs on blocks of rows on the CPU (scoring.base.in_row_blocks);
+    with 300 columns a block is 27 rows, so these 61 rows are three blocks, the last one short. The
+    numbers agree to float32 rounding (vector kernels split a block's tail differently)."""
+    from anomseg_ros.scoring.base import BLOCK_PIXELS
+    torch.manual_seed(0)
+    logits = 6 * torch.randn(2, 20, 61, 300)
+    assert BLOCK_PIXELS // 300 < 61
+    scorer = create_scorer(name, num_inlier_classes=19,
+                           **({'void_channel': 19} if name == 'void' else {}))
+    with torch.inference_mode():
+        blocks = scorer(logits)
+    torch.testing.assert_close(blocks, scorer.score(logits), rtol=1e-5, atol=1e-7)
+    assert not torch.equal(blocks[:, 27:], torch.zeros_like(blocks[:, 27:]))
+    with_grad = logits.clone().requires_grad_()  # training: the whole map, gradients flow
+    scorer(with_grad).sum().backward()
+    assert with_grad.grad is not None and torch.isfinite(with_grad.grad).all()
+
+
+def test_scorers_of_learned_methods_are_not_run_by_rows():
+    """PEBAL smooths its energy over neighbouring pixels: blocks of rows would cut it at their
+    borders."""
+    import anomseg_ros.methods  # noqa: F401 (registers the methods' scorers)
+    assert not create_scorer('pebal', num_inlier_classes=19).by_rows

@@ -13,6 +13,7 @@ class MaxSoftmax(Scorer):
     """1 - max softmax (paper 000 eq. 7); with ``temperature`` T != 1 it is eq. 10. Takes the
     checkpoint's calibrated temperature (paper 000 section IV.A) unless told otherwise."""
 
+    by_rows = True
     calibrated_temperature = True
 
     def __init__(self, *, num_inlier_classes: Optional[int] = None, temperature: float = 1.0):
@@ -51,6 +52,8 @@ class MaxLogit(Scorer):
 class MaxEntropy(Scorer):
     """Entropy of the softmax, natural log (paper 000 eq. 9)."""
 
+    by_rows = True
+
     def score(self, logits):
         log_probs = torch.log_softmax(self.inlier_logits(logits), dim=1)
         return -(log_probs.exp() * log_probs).sum(dim=1)
@@ -59,6 +62,8 @@ class MaxEntropy(Scorer):
 @register_scorer('energy')
 class FreeEnergy(Scorer):
     """Free energy E = -T logsumexp(logits / T) of the inlier logits (paper 004 eq. 4)."""
+
+    by_rows = True
 
     def __init__(self, *, num_inlier_classes: Optional[int] = None, temperature: float = 1.0):
         super().__init__(num_inlier_classes=num_inlier_classes)
@@ -77,6 +82,8 @@ class VoidProbability(Scorer):
     after the inliers (19 for Cityscapes).
     """
 
+    by_rows = True
+
     def __init__(self, *, num_inlier_classes: Optional[int] = None,
                  void_channel: Optional[int] = None):
         super().__init__(num_inlier_classes=num_inlier_classes)
@@ -92,4 +99,5 @@ class VoidProbability(Scorer):
         if not -logits.shape[1] <= channel < logits.shape[1]:
             raise ConfigError(f"scorer 'void' reads channel {channel}, but the model has only "
                               f'{logits.shape[1]} outputs; it needs a model with a void output')
-        return torch.softmax(logits, dim=1)[:, channel]
+        # the softmax at one channel, without the whole probability map
+        return torch.exp(logits[:, channel] - torch.logsumexp(logits, dim=1))
