@@ -61,7 +61,7 @@ class OnnxRuntimeModel(torch.nn.Module):
         batch = x.detach().float().contiguous().cpu().numpy()
         parts = [batch[i:i + 1] for i in range(len(batch))] if self.batch_of_one else [batch]
         logits = [self.session.run(None, {self.input_name: part})[0] for part in parts]
-        return torch.from_numpy(np.concatenate(logits))
+        return torch.from_numpy(logits[0] if len(logits) == 1 else np.concatenate(logits))
 
 
 class OpenVinoModel(torch.nn.Module):
@@ -97,7 +97,9 @@ class OpenVinoModel(torch.nn.Module):
                               f'{self.size_hw[0]}, got {x.shape[-1]}x{x.shape[-2]}')
         outputs = [self.compiled(image[None].float().contiguous().cpu().numpy())[0]
                    for image in x]
-        return torch.from_numpy(np.concatenate(outputs)).float()
+        # one frame (the node's case) is not copied again: 5 ms at 1024x512
+        logits = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+        return torch.from_numpy(logits).float()
 
 
 def load_exported(path: str, *, precision: str = 'fp32',
