@@ -199,8 +199,7 @@ def _first(dataset, limit: Optional[int]):
 
 def evaluate_model(study: Study, weights: str, log: Callable) -> dict:
     """mIoU on the val split and each scorer on each track, for one checkpoint, in PyTorch: the
-    study compares models as they were trained (and counts their parameters), and it trains
-    in this process again afterwards: training where OpenVINO had run crashed (docs/speed.md)."""
+    study compares models as they were trained (and counts their parameters)."""
     detector = Detector.from_checkpoint(weights, device=study.device, runtime='torch')
     info = detector.info
     scorers = [s for s in study.scorers if s != 'void' or info.void_channel is not None]

@@ -15,16 +15,6 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(1,
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
 
-@pytest.fixture(autouse=True)
-def _no_openvino_where_training(request, monkeypatch):
-    """In the training tests' process, ``runtime: auto`` is PyTorch: training in a process
-    where OpenVINO had run crashed with a segmentation fault (see the Makefile)."""
-    if request.node.get_closest_marker('training'):
-        from anomseg_ros import pipeline
-        monkeypatch.setattr(pipeline, 'auto_runtime', lambda weights, device='auto': (
-            'torch', 'auto: PyTorch in the training tests\' process'))
-
-
 @pytest.fixture(scope='session')
 def shared_data():
     if not os.path.isdir(SHARED_DATA):

@@ -21,7 +21,6 @@ from anomseg_ros.pipeline import Detector, make_scorer
 from test_backbones import _torchvision_resnet50_state, _write_ssl
 from test_training import _scene, TRAIN_ARGS, write_tiny_cityscapes
 
-# training runs in a pytest process of its own (see the Makefile's test target)
 pytestmark = pytest.mark.training
 
 

@@ -25,7 +25,6 @@ from anomseg_ros.runtimes import openvino_from_checkpoint
 from test_training import _scene, write_tiny_cityscapes
 from tiny_data import write_benchmark
 
-# training runs in a pytest process of its own (see the Makefile's test target)
 pytestmark = pytest.mark.training
 
 TINY = ['--epochs', '1', '--generator-epochs', '1', '--iters-per-epoch', '2', '--batch-size',

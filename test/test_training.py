@@ -27,7 +27,6 @@ from anomseg_ros.cli.train import get_args_parser
 from anomseg_ros.training.train import load_init_weights, resolve_amp
 from anomseg_ros.training.transforms import EvalTransform, TrainTransform
 
-# training runs in a pytest process of its own (see the Makefile's test target)
 pytestmark = pytest.mark.training
 
 # class name -> RGB colour drawn in the images of the tiny dataset

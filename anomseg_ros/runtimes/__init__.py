@@ -6,8 +6,8 @@ reads one back as a module the ``Detector`` runs like a PyTorch model. OpenVINO,
 ONNX Runtime are imported only when used.
 """
 from anomseg_ros.runtimes.exported import (EXPORTED_SUFFIXES, is_exported, load_exported,
-                                           RUNTIMES)
+                                           openvino_core, RUNTIMES)
 from anomseg_ros.runtimes.export import export_model, FORMATS, openvino_from_checkpoint
 
 __all__ = ['EXPORTED_SUFFIXES', 'export_model', 'FORMATS', 'is_exported', 'load_exported',
-           'openvino_from_checkpoint', 'RUNTIMES']
+           'openvino_core', 'openvino_from_checkpoint', 'RUNTIMES']

@@ -13,7 +13,8 @@ from anomseg_ros.data.images import IMAGE_EXTENSIONS, read_rgb
 from anomseg_ros.errors import ConfigError, DatasetError
 from anomseg_ros.methods import get_method
 from anomseg_ros.preprocessing import to_network_input
-from anomseg_ros.runtimes.exported import cache_dir, load_exported, METADATA_KEY
+from anomseg_ros.runtimes.exported import (cache_dir, kept_signal_stack, load_exported,
+                                           METADATA_KEY, openvino_core)
 
 FORMATS = ('onnx', 'openvino')
 ONNX_OPSET = 17
@@ -77,14 +78,13 @@ def _quantize(ov_model, calibration: tuple, subset_size: int, max_drop: Optional
     float, the most harmful first, until ``tail_fpr95`` of the quantized model, on up to
     ``validation_limit`` of the calibration images, is at most ``max_drop`` points."""
     import nncf
-    import openvino
     paths, transform = calibration
     options = dict(subset_size=subset_size, preset=nncf.QuantizationPreset.MIXED,
                    ignored_scope=nncf.IgnoredScope(names=_ends(ov_model)))
     if max_drop is None:
         return nncf.quantize(ov_model, nncf.Dataset(paths, transform), **options)
     step = max(1, len(paths) // validation_limit)
-    reference_model = openvino.Core().compile_model(ov_model, 'CPU',
+    reference_model = openvino_core().compile_model(ov_model, 'CPU',
                                                     {'INFERENCE_PRECISION_HINT': 'f32'})
     # NNCF validates dozens of candidate models: decode and scale the held images once
     inputs = [transform(path) for path in paths[::step][:validation_limit]]
@@ -106,7 +106,8 @@ def _export_openvino(model, info, out: str, size_hw: Tuple[int, int],
     ov_model = openvino.convert_model(model, example_input=torch.rand(1, 3, *size_hw),
                                       input=[1, 3, *size_hw])
     if calibration is not None:
-        ov_model = _quantize(ov_model, calibration, subset_size, max_drop, validation_limit)
+        with kept_signal_stack():  # NNCF makes and drops OpenVINO Cores of its own
+            ov_model = _quantize(ov_model, calibration, subset_size, max_drop, validation_limit)
     ov_model.set_rt_info(json.dumps(info.to_dict()), [METADATA_KEY])
     openvino.save_model(ov_model, out, compress_to_fp16=False)
     _keep_precise(out, _image_convolutions(ov_model))

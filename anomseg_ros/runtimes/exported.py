@@ -3,8 +3,12 @@
 Both are wrapped as ``torch.nn.Module``s taking the normalised ``(B,3,H,W)`` float batch and
 returning float32 logits, so the ``Detector`` and the scorers do not care which runtime ran.
 """
+import contextlib
+import ctypes
 import json
 import os
+import sys
+import threading
 from typing import Optional, Tuple
 
 import numpy as np
@@ -27,6 +31,55 @@ def cache_dir() -> str:
     """Where OpenVINO keeps compiled models, so a second start skips compiling."""
     base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
     return os.path.join(base, 'anomseg_ros', 'openvino')
+
+
+_CORE = None
+_CORE_LOCK = threading.Lock()
+
+
+def openvino_core():
+    """The process's one ``openvino.Core``, made on first use and kept to the end.
+
+    OpenVINO's CPU plugin, which each Core makes for itself, points the thread's signal stack
+    at memory of its own and, when it is destroyed, points it back at whatever it found there.
+    Two Cores destroyed in the order they were made therefore leave the thread's signal stack
+    on memory already unmapped, and the next signal Python handles there (a finished child
+    process's SIGCHLD under a PyTorch DataLoader, say) kills the process with a segmentation
+    fault. One Core that lives as long as the process never does that
+    (test_runtimes.py checks it); for the Cores NNCF makes, see ``kept_signal_stack``."""
+    global _CORE
+    with _CORE_LOCK:  # two threads must not each make one, and drop one
+        if _CORE is None:
+            import openvino
+            _CORE = openvino.Core()
+    return _CORE
+
+
+SS_ONSTACK = 1  # <signal.h>
+
+
+class _SignalStack(ctypes.Structure):  # <signal.h>'s stack_t
+    _fields_ = [('ss_sp', ctypes.c_void_p), ('ss_flags', ctypes.c_int),
+                ('ss_size', ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def kept_signal_stack():
+    """Run the block, then give the calling thread back the signal stack it had before (see
+    ``openvino_core``): for library code that makes and destroys OpenVINO Cores of its own
+    (NNCF's quantization). Linux only; elsewhere it does nothing."""
+    sigaltstack = getattr(ctypes.CDLL(None), 'sigaltstack', None) \
+        if sys.platform.startswith('linux') else None
+    if sigaltstack is None:
+        yield
+        return
+    before = _SignalStack()
+    sigaltstack(None, ctypes.byref(before))
+    try:
+        yield
+    finally:
+        before.ss_flags &= ~SS_ONSTACK  # only a flag sigaltstack reports, not one it takes
+        sigaltstack(ctypes.byref(before), None)
 
 
 def _info(text: Optional[str], path: str) -> ModelInfo:
@@ -73,8 +126,7 @@ class OpenVinoModel(torch.nn.Module):
     def __init__(self, path: str, *, input_size_hw: Optional[Tuple[int, int]] = None,
                  precision: str = 'fp32'):
         super().__init__()
-        import openvino
-        core = openvino.Core()
+        core = openvino_core()
         try:
             model = core.read_model(path)
         except Exception as exc:
