@@ -77,6 +77,10 @@ def bench_node(weights, device, size_wh, frames, outputs, runtime, stream=None):
                 times.append(time.perf_counter() - start)
         rate = bench_stream(live.client, image, *stream) if stream else float('nan')
         counters = live.client.node_counters()
+        deadline = time.monotonic() + 5  # a short run can end before the first /diagnostics
+        while not counters and time.monotonic() < deadline:
+            time.sleep(0.1)
+            counters = live.client.node_counters()
     print(f'{width}x{height}, outputs {", ".join(outputs)}: the node ran '
           f'{counters.get("runtime", "?")} in {counters.get("precision", "?")}')
     return statistics.median(times), rate
@@ -90,7 +94,7 @@ def main():
     parser.add_argument('--runtime', default='auto', choices=RUNTIMES)
     parser.add_argument('--sizes', default='512x256,1024x512', help='input sizes, WxH,...')
     parser.add_argument('--stream-rate', type=float, default=10.0,
-                        help='camera rate in Hz for the throughput column')
+                        help='camera rate in Hz for the throughput column (0: no column)')
     parser.add_argument('--stream-seconds', type=float, default=10.0)
     args = parser.parse_args()
     args.weights = resolve_weights(args.weights)
@@ -106,8 +110,9 @@ def main():
         forward = bench_forward(detector, device, size_wh, args.frames)
         score_only, _ = bench_node(args.weights, device, size_wh, args.frames,
                                    ('anomaly_score',), args.runtime)
+        stream = (args.stream_rate, args.stream_seconds) if args.stream_rate > 0 else None
         all_outputs, rate = bench_node(args.weights, device, size_wh, args.frames, OUTPUTS,
-                                       args.runtime, (args.stream_rate, args.stream_seconds))
+                                       args.runtime, stream)
         rows.append((size_wh, forward, score_only, all_outputs, rate))
 
     info = detector.info
@@ -119,9 +124,10 @@ def main():
           f'{len(OUTPUTS)} outputs | ratio | node throughput, all {len(OUTPUTS)} outputs |')
     print('| --- | --- | --- | --- | --- | --- | --- |')
     for (w, h), forward, score_only, all_outputs, rate in rows:
+        throughput = f'{rate:.1f} FPS' if args.stream_rate > 0 else '-'
         print(f'| {w}x{h} | {1000 * forward:.1f} | {1000 * score_only:.1f} | '
               f'{score_only / forward:.2f} | {1000 * all_outputs:.1f} | '
-              f'{all_outputs / forward:.2f} | {rate:.1f} FPS |')
+              f'{all_outputs / forward:.2f} | {throughput} |')
 
 
 if __name__ == '__main__':
