@@ -32,6 +32,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/bench_precision.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_scorers.py
 	$(BIN)/python bench/bench_node.py
 	$(BIN)/python bench/bench_backbones.py
 	$(BIN)/python bench/bench_synboost.py
