@@ -115,8 +115,19 @@ def test_scorers_by_rows_give_the_same_scores_by_blocks_of_rows_as_whole(name):
     assert with_grad.grad is not None and torch.isfinite(with_grad.grad).all()
 
 
-def test_scorers_of_learned_methods_are_not_run_by_rows():
-    """PEBAL smooths its energy over neighbouring pixels: blocks of rows would cut it at their
-    borders."""
+def test_learned_scores_by_rows_give_the_same_scores():
+    """SLEEG's score is pixelwise and runs by rows; PEBAL smooths its energy over neighbouring
+    pixels, so only its energy runs by rows and the smoothing sees the whole map (blocks would
+    cut it at their borders)."""
     import anomseg_ros.methods  # noqa: F401 (registers the methods' scorers)
-    assert not create_scorer('pebal', num_inlier_classes=19).by_rows
+    torch.manual_seed(0)
+    logits = 6 * torch.randn(1, 21, 61, 300)
+    pebal = create_scorer('pebal', num_inlier_classes=19)
+    sleeg = create_scorer('sleeg', num_inlier_classes=19)
+    assert sleeg.by_rows and not pebal.by_rows
+    for scorer in (pebal, sleeg):
+        with torch.inference_mode():
+            blocks = scorer(logits)
+        with torch.enable_grad():  # the whole map at once
+            whole = scorer(logits.clone().requires_grad_()).detach()
+        torch.testing.assert_close(blocks, whole, rtol=1e-5, atol=1e-6)

@@ -203,7 +203,8 @@ class PebalEnergy(Scorer):
         self.kernel_size, self.sigma = kernel_size, sigma
 
     def score(self, logits: torch.Tensor) -> torch.Tensor:
-        energy = free_energy(self.inlier_logits(logits))
+        # the energy pixel by pixel (by rows where faster), the smoothing on the whole map
+        energy = self.pixelwise(lambda rows: free_energy(self.inlier_logits(rows)), logits)
         return gaussian_smooth(energy, self.kernel_size, self.sigma)
 
 

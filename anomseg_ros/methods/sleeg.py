@@ -113,6 +113,7 @@ class SleegScore(Scorer):
     """SLEEG's score (eq. 9) on a SLEEG checkpoint's outputs."""
 
     method = 'sleeg'
+    by_rows = True
 
     def __init__(self, *, num_inlier_classes: Optional[int] = None, lam: float = LAMBDA,
                  estimators: str = 'tae+tore'):

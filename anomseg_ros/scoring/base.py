@@ -51,10 +51,16 @@ class Scorer:
         if logits.dim() != 4:
             raise ValueError(f'logits must be (B,C,H,W), got shape {tuple(logits.shape)}')
         logits = logits.float()
-        if self.by_rows and logits.device.type == 'cpu' and not (
-                torch.is_grad_enabled() and logits.requires_grad):
-            return in_row_blocks(self.score, logits)
-        return self.score(logits)
+        return self.pixelwise(self.score, logits) if self.by_rows else self.score(logits)
+
+    @staticmethod
+    def pixelwise(function, logits: torch.Tensor) -> torch.Tensor:
+        """``function`` of ``logits`` that works pixel by pixel, on blocks of rows where that
+        is faster (``in_row_blocks``: the CPU, no gradients wanted), else on the whole map."""
+        if logits.device.type == 'cpu' and not (torch.is_grad_enabled() and
+                                                logits.requires_grad):
+            return in_row_blocks(function, logits)
+        return function(logits)
 
     def settings(self) -> Dict[str, object]:
         """Every setting the score is computed with (its keyword parameters but the model's
