@@ -259,8 +259,9 @@ def test_a_signal_handled_after_openvino_models_are_dropped_does_not_crash(tmp_p
     """OpenVINO's CPU plugin moves the thread's signal stack and puts back what it found;
     plugins dropped in the order they were made (not the reverse) left it on unmapped memory,
     and the next signal Python handled (a DataLoader's SIGCHLD, in training after OpenVINO
-    had run) was a segmentation fault (runtimes.exported.openvino_core). Two models and an int8 export (NNCF's own
-    Cores), dropped in the order they were made, then a signal: the process lives."""
+    had run) was a segmentation fault (runtimes.exported.openvino_core). Two models and an
+    int8 export (NNCF's own Cores), dropped in the order they were made, then a signal: the
+    process lives."""
     import subprocess
     import sys
     env = {**os.environ, 'XDG_CACHE_HOME': str(tmp_path / 'cache')}
