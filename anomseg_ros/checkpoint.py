@@ -14,7 +14,7 @@ from torch import nn
 from anomseg_ros.backbones import (backbone_class, create_backbone, list_backbones,  # noqa: F401
                                    with_num_classes)  # (with_num_classes: still importable here)
 from anomseg_ros.backbones.heads import HEADS, WithIsoMaxPlus
-from anomseg_ros.errors import CheckpointError
+from anomseg_ros.errors import CheckpointError, first_line
 from anomseg_ros.labels import CITYSCAPES_CLASSES
 from anomseg_ros.methods import get_method
 
@@ -98,10 +98,9 @@ def _read(path: str) -> dict:
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # torch raises many kinds for a corrupt file
-        first_line = (str(exc).strip().splitlines() or ['no message'])[0][:200]
         raise CheckpointError(f'weights file {path!r} cannot be read as a PyTorch checkpoint '
-                              f'({type(exc).__name__}: {first_line}); is it complete and a '
-                              f'torch.save file?') from None
+                              f'({type(exc).__name__}: {first_line(exc, empty="no message")}); '
+                              f'is it complete and a torch.save file?') from None
 
 
 def _strip_prefix(state: dict, prefix: str = 'module.') -> dict:

@@ -28,5 +28,11 @@ class ConfigError(AnomsegError, ValueError):
     """A parameter or configuration value is out of range or of the wrong kind."""
 
 
+def first_line(exc: BaseException, *, limit: int = 200, empty: str = '-') -> str:
+    """The first line of ``exc``'s message, at most ``limit`` characters (``empty`` if it has
+    none): enough of a library's long error to say what went wrong in one of ours."""
+    return (str(exc).strip().splitlines() or [empty])[0][:limit]
+
+
 class TrainingError(AnomsegError):
     """Training cannot start or go on (bad resume state, a loss that became NaN)."""

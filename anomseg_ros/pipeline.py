@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from anomseg_ros.checkpoint import load_model, ModelInfo
-from anomseg_ros.errors import ConfigError
+from anomseg_ros.errors import ConfigError, first_line
 from anomseg_ros.labels import VOID_LABEL
 from anomseg_ros.precision import (autocast, keep_input_layers_float32, precision_name,
                                    resolve_precision, to_fast_layout)
@@ -155,8 +155,8 @@ class Detector:
                 if runtime != 'auto' or chosen == 'exported':
                     raise
                 # PyTorch then runs it, or raises the same error for a file it cannot read
-                text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''
-                reason = f'auto: OpenVINO cannot run it ({type(exc).__name__}: {text})'
+                reason = (f'auto: OpenVINO cannot run it ({type(exc).__name__}: '
+                          f'{first_line(exc, limit=300, empty="")})')
             else:
                 kwargs.update(device='cpu', precision=options['precision'])
         if model is None:

@@ -28,7 +28,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, qos_profile_sensor_data, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from anomseg_ros.errors import AnomsegError, ConfigError
+from anomseg_ros.errors import AnomsegError, ConfigError, first_line
 from anomseg_ros.obstacles import find_obstacles
 from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import Detector, make_scorer, parse_threshold
@@ -363,9 +363,9 @@ def main(args=None):
     try:
         rclpy.init(args=args)
     except Exception as exc:  # a params file rcl cannot parse, a bad --ros-args
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         print(f'anomseg_detector: cannot start: the ROS arguments were refused (check the '
-              f'-p values and the YAML of --params-file): {first_line}', file=sys.stderr)
+              f'-p values and the YAML of --params-file): '
+              f'{first_line(exc, limit=300, empty=type(exc).__name__)}', file=sys.stderr)
         sys.exit(2)
     try:
         node = DetectorNode()

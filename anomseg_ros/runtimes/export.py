@@ -10,7 +10,7 @@ import torch
 
 from anomseg_ros.checkpoint import load_model
 from anomseg_ros.data.images import IMAGE_EXTENSIONS, read_rgb
-from anomseg_ros.errors import ConfigError, DatasetError
+from anomseg_ros.errors import ConfigError, DatasetError, first_line
 from anomseg_ros.methods import get_method
 from anomseg_ros.preprocessing import to_network_input
 from anomseg_ros.runtimes.exported import (cache_dir, kept_signal_stack, load_exported,
@@ -128,10 +128,6 @@ def _keep_precise(xml_path: str, names: List[str]) -> None:
     tree.write(xml_path, encoding='utf-8', xml_declaration=True)
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or ['-'])[0][:200]
-
-
 _CONVOLUTIONS = ('Convolution', 'ConvolutionBackpropData', 'GroupConvolution')
 
 
@@ -206,7 +202,7 @@ def export_model(weights: str, fmt: str, out: str, *,
             raise
         except Exception as exc:  # an operation the exporter cannot trace
             raise ConfigError(f'{info.backbone} cannot be exported to ONNX '
-                              f'({type(exc).__name__}: {_first_line(exc)}); run it in PyTorch '
+                              f'({type(exc).__name__}: {first_line(exc)}); run it in PyTorch '
                               f'(runtime torch) instead') from None
         return {'format': 'onnx', 'path': out, 'input_size_hw': size_hw, 'dynamic': dynamic}
     calibration, paths = None, []
@@ -220,7 +216,7 @@ def export_model(weights: str, fmt: str, out: str, *,
         raise
     except Exception as exc:
         raise ConfigError(f'{info.backbone} cannot be converted to OpenVINO '
-                          f'({type(exc).__name__}: {_first_line(exc)}); run it in PyTorch '
+                          f'({type(exc).__name__}: {first_line(exc)}); run it in PyTorch '
                           f'(runtime torch) instead') from None
     return {'format': 'openvino', 'path': out, 'input_size_hw': size_hw,
             'int8': bool(calibration_dir), 'calibration_images': len(paths),

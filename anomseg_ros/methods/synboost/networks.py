@@ -19,7 +19,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from anomseg_ros.errors import ConfigError
+from anomseg_ros.errors import ConfigError, first_line
 
 VGG16_LAYERS = ('3', '8', '15', '22')   # relu1_2, relu2_2, relu3_3, relu4_3 of vgg16.features
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -117,8 +117,7 @@ def vgg16_features(path: Optional[str] = None) -> nn.Module:
             raise ConfigError(f'VGG-16 weights {path!r} do not exist') from None
         except Exception as exc:  # a corrupt file, or another network's state dict
             raise ConfigError(f'{path!r} is not a torchvision vgg16 state dict '
-                              f'({type(exc).__name__}: {str(exc).strip().splitlines()[0][:160]})'
-                              ) from None
+                              f'({type(exc).__name__}: {first_line(exc, limit=160)})') from None
     features = model.features[:int(VGG16_LAYERS[-1]) + 1]
     for parameter in features.parameters():
         parameter.requires_grad_(False)
