@@ -101,6 +101,7 @@ def main():
 
     from anomseg_ros.ros.outputs import OUTPUTS
     device = resolve_device(args.device)
+    stream = (args.stream_rate, args.stream_seconds) if args.stream_rate > 0 else None
     rows = []
     for height, width in parse_sizes(args.sizes):
         size_wh = (width, height)
@@ -110,7 +111,6 @@ def main():
         forward = bench_forward(detector, device, size_wh, args.frames)
         score_only, _ = bench_node(args.weights, device, size_wh, args.frames,
                                    ('anomaly_score',), args.runtime)
-        stream = (args.stream_rate, args.stream_seconds) if args.stream_rate > 0 else None
         all_outputs, rate = bench_node(args.weights, device, size_wh, args.frames, OUTPUTS,
                                        args.runtime, stream)
         rows.append((size_wh, forward, score_only, all_outputs, rate))
@@ -118,13 +118,14 @@ def main():
     info = detector.info
     print(f'\n{info.backbone} ({info.source}) on {device}, runtime {detector.runtime} '
           f'({detector.runtime_reason}), {detector.precision_name} ({torch.get_num_threads()} '
-          f'CPU threads); latency: median of {args.frames} frames, ms; throughput: camera at '
-          f'{args.stream_rate:g} Hz for {args.stream_seconds:g} s')
+          f'CPU threads); latency: median of {args.frames} frames, ms' +
+          (f'; throughput: camera at {args.stream_rate:g} Hz for {args.stream_seconds:g} s'
+           if stream else ''))
     print(f'| input | bare forward | node latency, score only | ratio | node latency, all '
           f'{len(OUTPUTS)} outputs | ratio | node throughput, all {len(OUTPUTS)} outputs |')
     print('| --- | --- | --- | --- | --- | --- | --- |')
     for (w, h), forward, score_only, all_outputs, rate in rows:
-        throughput = f'{rate:.1f} FPS' if args.stream_rate > 0 else '-'
+        throughput = f'{rate:.1f} FPS' if stream else '-'
         print(f'| {w}x{h} | {1000 * forward:.1f} | {1000 * score_only:.1f} | '
               f'{score_only / forward:.2f} | {1000 * all_outputs:.1f} | '
               f'{all_outputs / forward:.2f} | {throughput} |')

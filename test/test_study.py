@@ -21,8 +21,6 @@ from anomseg_ros.pipeline import Detector, make_scorer
 from test_backbones import _torchvision_resnet50_state, _write_ssl
 from test_training import _scene, TRAIN_ARGS, write_tiny_cityscapes
 
-pytestmark = pytest.mark.training
-
 
 @pytest.fixture(scope='module')
 def cityscapes_root(tmp_path_factory):

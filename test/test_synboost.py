@@ -25,8 +25,6 @@ from anomseg_ros.runtimes import openvino_from_checkpoint
 from test_training import _scene, write_tiny_cityscapes
 from tiny_data import write_benchmark
 
-pytestmark = pytest.mark.training
-
 TINY = ['--epochs', '1', '--generator-epochs', '1', '--iters-per-epoch', '2', '--batch-size',
         '2', '--workers', '0', '--device', 'cpu', '--input-size', '64x32',
         '--ensemble-step', '0.25']

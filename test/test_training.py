@@ -27,8 +27,6 @@ from anomseg_ros.cli.train import get_args_parser
 from anomseg_ros.training.train import load_init_weights, resolve_amp
 from anomseg_ros.training.transforms import EvalTransform, TrainTransform
 
-pytestmark = pytest.mark.training
-
 # class name -> RGB colour drawn in the images of the tiny dataset
 COLOURS = {'road': (128, 64, 128), 'building': (70, 70, 70), 'sky': (70, 130, 180),
            'car': (0, 0, 142)}
