@@ -33,7 +33,7 @@ setup(
     tests_require=['pytest'],
     entry_points={
         'console_scripts': [
-            'detector = anomseg_ros.ros.detector_node:main',
+            'detector = anomseg_ros.detector:main',
             'anomseg = anomseg_ros.cli.main:main',
         ],
     },

@@ -49,6 +49,30 @@ class ModelInfo:
     def num_inlier_classes(self) -> int:
         return len(self.class_names)
 
+    def check_outputs(self, path: str, channels: Optional[int] = None) -> None:
+        """Refuse metadata that does not describe the network: its class names, void output
+        and method outputs must add up to ``num_classes``, and that to the ``channels`` the
+        network really has (when known). A mismatch would run silently on the wrong
+        channels."""
+        extra = get_method(self.method).extra_outputs if self.method else 0
+        void = 0 if self.void_channel is None else 1
+        if self.void_channel is not None and self.void_channel != len(self.class_names):
+            raise CheckpointError(
+                f'the metadata of {path!r} puts the void output at channel '
+                f'{self.void_channel}, but names {len(self.class_names)} classes before it '
+                f'(void must follow the classes); the metadata does not fit the network')
+        expected = len(self.class_names) + void + extra
+        if expected != self.num_classes:
+            parts = f'{len(self.class_names)} class names' + (' + void' if void else '') + \
+                (f' + {extra} {self.method} outputs' if extra else '')
+            raise CheckpointError(f'the metadata of {path!r} does not fit its network: {parts} '
+                                  f'make {expected} outputs, but it says num_classes '
+                                  f'{self.num_classes}; re-export or re-save the checkpoint')
+        if channels is not None and channels != self.num_classes:
+            raise CheckpointError(f'{path!r}: the network has {channels} output channels but '
+                                  f'its metadata describes {self.num_classes}; the metadata '
+                                  f'belongs to another model')
+
     def to_dict(self) -> dict:
         info = dataclasses.asdict(self)
         info.pop('source')
@@ -155,6 +179,7 @@ def load_model(path: str, *, backbone: Optional[str] = None) -> Tuple[nn.Module,
                               f'not a state dict or an anomseg_ros checkpoint')
     if 'model_state' in checkpoint:
         info = ModelInfo.from_dict(checkpoint.get('model_info', {}), source=path)
+        info.check_outputs(path)
         if backbone is not None and backbone != info.backbone:
             raise CheckpointError(f'{path!r} holds a {info.backbone!r} model, not {backbone!r}')
         state = checkpoint['model_state']

@@ -39,16 +39,39 @@ def parse_threshold(value) -> object:
     return number
 
 
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What turns logits into a score and a mask: the scorer, its threshold and where that
+    came from. A ``Detector`` swaps its whole ``Settings`` at once and each batch reads it
+    once, so no frame is ever scored by one scorer and thresholded with another's threshold."""
+
+    scorer: Scorer
+    threshold: float
+    threshold_setting: object  # "auto" or the number given
+    threshold_source: str
+
+    def describe(self) -> dict:
+        """The settings as plain values (for logs, /diagnostics and result files)."""
+        described = {'scorer': self.scorer.name, 'threshold': float(self.threshold),
+                     'threshold_setting': str(self.threshold_setting),
+                     'threshold_source': self.threshold_source}
+        temperature = getattr(self.scorer, 'temperature', None)
+        if temperature is not None:
+            described['temperature'] = float(temperature)
+        return described
+
+
 @dataclasses.dataclass
 class Detection:
     """Outputs for one image, all at the input's resolution."""
 
     labels: np.ndarray      # (H,W) uint8 trainIds, 255 where void
     score_map: np.ndarray   # (H,W) float32, higher = more anomalous
-    mask: np.ndarray        # (H,W) bool, score_map >= threshold
+    mask: np.ndarray        # (H,W) bool, score_map >= settings.threshold
     # (H,W,3) uint8: the image a re-synthesis method (SynBoost) rendered from the labels, when
     # the detector was asked for it (Detector.set_resynthesis)
     resynthesis: Optional[np.ndarray] = None
+    settings: Optional[Settings] = None  # the scorer and threshold that made score and mask
 
 
 def resolve_device(device: str) -> torch.device:
@@ -91,12 +114,12 @@ class Detector:
             raise ConfigError(f'input size must be positive multiples of 8 (the network '
                               f'downsamples 8x), got {self.input_size_hw[1]}x'
                               f'{self.input_size_hw[0]}')
-        self.scorer = scorer
-        self.set_threshold(threshold)
+        self.settings = self._settings(scorer, threshold)
         self._mean = torch.tensor(info.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(info.std, device=self.device).view(1, 3, 1, 1)
         self.resynthesis = False
         self.runtime_reason = 'given a model'  # from_checkpoint says which and why
+        self.notes: List[str] = []  # warnings of loading it (an OpenVINO cache rebuilt, ...)
 
     @property
     def can_resynthesise(self) -> bool:
@@ -137,7 +160,7 @@ class Detector:
             chosen, reason = 'exported', f'the {os.path.splitext(weights)[1]} file\'s own'
         elif runtime == 'auto':
             chosen, reason = auto_runtime(weights, kwargs.get('device', 'auto'))
-        model = None
+        model, notes = None, []
         if chosen != 'torch':
             device = kwargs.get('device', 'auto')
             if device == 'cuda':
@@ -150,7 +173,9 @@ class Detector:
                 if chosen == 'exported':
                     model, info = load_exported(weights, **options)
                 else:
-                    model, info = openvino_from_checkpoint(weights, backbone=backbone, **options)
+                    model, info, note = openvino_from_checkpoint(weights, backbone=backbone,
+                                                                 **options)
+                    notes.append(note)
             except Exception as exc:  # noqa: B902 - a model OpenVINO cannot convert or compile
                 if runtime != 'auto' or chosen == 'exported':
                     raise
@@ -164,6 +189,7 @@ class Detector:
         detector = cls(model, info, make_scorer(scorer, info, temperature=temperature),
                        **kwargs)
         detector.runtime_reason = reason
+        detector.notes = [note for note in notes if note]
         return detector
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -201,8 +227,9 @@ class Detector:
         """Run the whole pipeline on a batch; images may differ in size."""
         if not images:
             return []
+        settings = self.settings  # one snapshot for the whole batch (see Settings)
         logits = self.logits(images)
-        scores = self.scorer(logits)
+        scores = settings.scorer(logits)
         labels = self.semantic(logits)
         synthesis = self._synthesis(len(images))
         detections = []
@@ -222,7 +249,8 @@ class Detector:
                 rendered = (rendered[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(
                     torch.uint8).cpu().numpy()
             detections.append(Detection(labels=label.cpu().numpy(), score_map=score_np,
-                                        mask=score_np >= self.threshold, resynthesis=rendered))
+                                        mask=score_np >= settings.threshold,
+                                        resynthesis=rendered, settings=settings))
         return detections
 
     def _synthesis(self, count: int) -> Optional[torch.Tensor]:
@@ -235,24 +263,56 @@ class Detector:
     def predict(self, image: np.ndarray) -> Detection:
         return self.predict_batch([image])[0]
 
+    # -- settings: read through one snapshot, changed by swapping it whole --------------------
+    @property
+    def scorer(self) -> Scorer:
+        return self.settings.scorer
+
+    @property
+    def threshold(self) -> float:
+        return self.settings.threshold
+
+    @property
+    def threshold_setting(self):
+        return self.settings.threshold_setting
+
+    @property
+    def threshold_source(self) -> str:
+        return self.settings.threshold_source
+
+    def configure(self, *, scorer: Optional[str] = None, temperature: Optional[float] = None,
+                  threshold=None) -> Settings:
+        """Change the scorer (with ``temperature``) and / or the threshold in one step: the
+        next frame sees all of the change and the current one none of it. A threshold of
+        ``"auto"`` follows the scorer; a number given before is kept. Returns the new
+        settings; on a refused value the old ones stay."""
+        current = self.settings
+        new_scorer = current.scorer if scorer is None else make_scorer(
+            scorer, self.info, temperature=temperature)
+        setting = current.threshold_setting if threshold is None else threshold
+        self.settings = self._settings(new_scorer, setting)
+        return self.settings
+
     def set_scorer(self, name: str, *, temperature: Optional[float] = None) -> None:
-        self.scorer = make_scorer(name, self.info, temperature=temperature)
-        self.set_threshold(self.threshold_setting)  # "auto" follows the scorer
+        self.configure(scorer=name, temperature=temperature)
 
     def set_threshold(self, threshold) -> None:
         """A number, or ``"auto"``: the threshold ``anomseg calibrate --thresholds`` wrote into
         the checkpoint for the current scorer, else ``DEFAULT_THRESHOLD``
         (``threshold_source`` says which)."""
-        self.threshold_setting = parse_threshold(threshold)
-        if self.threshold_setting != 'auto':
-            self.threshold, self.threshold_source = self.threshold_setting, 'given'
-        elif self.scorer.name in self.info.thresholds:
-            self.threshold = float(self.info.thresholds[self.scorer.name])
-            self.threshold_source = 'calibrated'
+        self.configure(threshold=threshold)
+
+    def _settings(self, scorer: Scorer, threshold) -> Settings:
+        setting = parse_threshold(threshold)
+        if setting != 'auto':
+            value, source = setting, 'given'
+        elif scorer.name in self.info.thresholds:
+            value, source = float(self.info.thresholds[scorer.name]), 'calibrated'
         else:
-            self.threshold = DEFAULT_THRESHOLD
-            self.threshold_source = (f'default: no calibrated threshold for '
-                                     f'{self.scorer.name} in the checkpoint')
+            value = DEFAULT_THRESHOLD
+            source = f'default: no calibrated threshold for {scorer.name} in the checkpoint'
+        return Settings(scorer=scorer, threshold=float(value), threshold_setting=setting,
+                        threshold_source=source)
 
 
 def auto_runtime(weights: str, device: str = 'auto') -> Tuple[str, str]:

@@ -110,7 +110,7 @@ def test_every_argument_is_described(description):
 def test_the_node_is_our_entry_point_with_installed_files(description):
     detector = _node(_run(description), 'anomseg_ros')
     setup_py = open(os.path.join(REPO, 'setup.py')).read()
-    assert f"'{detector.kwargs['executable']} = anomseg_ros.ros.detector_node:main'" in setup_py
+    assert f"'{detector.kwargs['executable']} = anomseg_ros.detector:main'" in setup_py
     assert detector.kwargs['name'] == 'anomseg_detector'
     assert detector.kwargs['remappings'][0] == ('image', '/camera/image_raw')
     assert detector.kwargs['remappings'][1] == ('image/compressed',

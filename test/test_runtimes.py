@@ -158,19 +158,170 @@ def test_exported_models_are_refused_clearly(tmp_path, random_checkpoint, capsys
     assert '.xml file' in capsys.readouterr().err
 
 
+def _entries(root):
+    folder = root / 'anomseg_ros' / 'openvino'
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_dir() and p.name != 'compiled' and not p.name.startswith('.tmp-'))
+
+
 def test_runtime_openvino_converts_a_checkpoint_once_and_caches_it(tmp_path, monkeypatch,
                                                                    random_checkpoint, reference):
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
     detector = Detector.from_checkpoint(random_checkpoint, runtime='openvino', precision='fp32')
     assert detector.runtime == 'openvino' and detector.info.source == random_checkpoint
+    assert detector.notes == []  # a first build is no warning
     np.testing.assert_allclose(detector.logits(IMAGES).numpy(), reference.logits(IMAGES).numpy(),
                                atol=1e-4, rtol=1e-4)
-    cached = sorted(p.name for p in (tmp_path / 'cache' / 'anomseg_ros' / 'openvino').iterdir()
-                    if p.suffix == '.xml')
-    assert len(cached) == 1 and cached[0].endswith('_128x64_r2.xml')
-    Detector.from_checkpoint(random_checkpoint, runtime='openvino')  # from the cache
-    assert len([p for p in (tmp_path / 'cache' / 'anomseg_ros' / 'openvino').iterdir()
-                if p.suffix == '.xml']) == 1
+    entries = _entries(tmp_path / 'cache')
+    assert len(entries) == 1 and entries[0].endswith('_erfnet_128x64_r2')
+    entry = tmp_path / 'cache' / 'anomseg_ros' / 'openvino' / entries[0]
+    assert sorted(os.listdir(entry)) == ['manifest.json', 'model.bin', 'model.xml']
+    manifest = json.loads((entry / 'manifest.json').read_text())
+    assert manifest['input_size_hw'] == [64, 128] and manifest['backbone'] == 'erfnet'
+    assert manifest['package_version'] and set(manifest['sha256']) == {'model.xml', 'model.bin'}
+    assert oct(os.stat(entry.parent).st_mode & 0o777) == '0o700'  # private to the user
+    again = Detector.from_checkpoint(random_checkpoint, runtime='openvino')  # from the cache
+    assert again.notes == [] and _entries(tmp_path / 'cache') == entries
+
+
+def _other_checkpoint(tmp_path):
+    from anomseg_ros.backbones import create_backbone
+    from anomseg_ros.checkpoint import ModelInfo, save_checkpoint
+    torch.manual_seed(1)
+    path = str(tmp_path / 'other.pt')
+    save_checkpoint(path, create_backbone('erfnet', num_classes=20),
+                    ModelInfo(input_size_hw=(64, 128), pretrained=False))
+    return path
+
+
+def _damage_truncated_bin(entry, other):
+    data = (entry / 'model.bin').read_bytes()
+    (entry / 'model.bin').write_bytes(data[:len(data) // 2])
+
+
+def _damage_swapped_for_another_model(entry, other):
+    for name in ('model.xml', 'model.bin'):
+        (entry / name).write_bytes((other / name).read_bytes())
+
+
+def _damage_swapped_xml_only(entry, other):
+    (entry / 'model.xml').write_bytes((other / 'model.xml').read_bytes())
+
+
+def _damage_manifest_of_another_version(entry, other):
+    manifest = json.loads((entry / 'manifest.json').read_text())
+    manifest['package_version'] = '0.0.1'
+    (entry / 'manifest.json').write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize('damage,reason', [
+    (_damage_truncated_bin, 'model.bin does not match'),
+    (_damage_swapped_for_another_model, 'does not match the hash'),
+    (_damage_swapped_xml_only, 'model.xml does not match'),
+    (_damage_manifest_of_another_version, "package_version '0.0.1'"),
+])
+def test_a_damaged_or_swapped_cache_entry_is_rebuilt_with_one_warning(
+        tmp_path, monkeypatch, random_checkpoint, reference, damage, reason, caplog):
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+    Detector.from_checkpoint(random_checkpoint, runtime='openvino', precision='fp32')
+    Detector.from_checkpoint(_other_checkpoint(tmp_path), runtime='openvino', precision='fp32')
+    folder = tmp_path / 'cache' / 'anomseg_ros' / 'openvino'
+    ours = next(folder / name for name in _entries(tmp_path / 'cache')
+                if name.startswith(runtimes.cache.file_sha256(random_checkpoint)[:16]))
+    theirs = next(folder / name for name in _entries(tmp_path / 'cache')
+                  if folder / name != ours)
+    damage(ours, theirs)
+    with caplog.at_level('WARNING', logger='anomseg_ros'):
+        detector = Detector.from_checkpoint(random_checkpoint, runtime='openvino',
+                                            precision='fp32')
+    assert len(detector.notes) == 1 and reason in detector.notes[0], detector.notes
+    assert 'rebuilt' in detector.notes[0]
+    assert [r.getMessage() for r in caplog.records if r.levelname == 'WARNING'] == detector.notes
+    np.testing.assert_allclose(detector.logits(IMAGES).numpy(), reference.logits(IMAGES).numpy(),
+                               atol=1e-4, rtol=1e-4)
+    assert Detector.from_checkpoint(random_checkpoint, runtime='openvino').notes == []
+
+
+def test_an_unwritable_or_full_cache_folder_runs_uncached_with_one_warning(
+        tmp_path, monkeypatch, random_checkpoint, reference):
+    import errno
+    import tempfile
+    blocked = tmp_path / 'not_a_folder'
+    blocked.write_text('a file where the cache folder would be')  # read-only for root too
+    monkeypatch.setenv('XDG_CACHE_HOME', str(blocked))
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path / 'tmp'))
+    os.makedirs(tmp_path / 'tmp')
+    detector = Detector.from_checkpoint(random_checkpoint, runtime='openvino', precision='fp32')
+    assert len(detector.notes) == 1 and 'cannot be written' in detector.notes[0]
+    np.testing.assert_allclose(detector.logits(IMAGES).numpy(), reference.logits(IMAGES).numpy(),
+                               atol=1e-4, rtol=1e-4)
+    assert os.listdir(tmp_path / 'tmp') == []  # the run's own conversion is not left behind
+    # a disk that fills up while the entry is written
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+
+    def full(path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(runtimes.cache, '_fsync', full)
+    detector = Detector.from_checkpoint(random_checkpoint, runtime='openvino', precision='fp32')
+    assert len(detector.notes) == 1 and 'No space left' in detector.notes[0]
+    assert detector.logits(IMAGES).shape[1] == 20
+    assert _entries(tmp_path / 'cache') == []  # no half-written entry
+
+
+def test_a_conversion_killed_half_way_leaves_no_entry_and_the_next_start_converts(
+        tmp_path, random_checkpoint, reference):
+    """SIGKILL while the IR is being written: only a temporary folder stays, which the next
+    start removes before it converts again."""
+    import subprocess
+    import sys
+    script = (
+        'import os, signal\n'
+        'from anomseg_ros.runtimes.cache import IrCache\n'
+        'def build(xml):\n'
+        '    open(xml, "w").write("<net")\n'
+        '    os.kill(os.getpid(), signal.SIGKILL)\n'
+        f'IrCache().get("{runtimes.cache.file_sha256(random_checkpoint)[:16]}_erfnet_128x64_r2",'
+        ' {}, build)\n')
+    env = {**os.environ, 'XDG_CACHE_HOME': str(tmp_path / 'cache')}
+    killed = subprocess.run([sys.executable, '-c', script], env=env, timeout=120)
+    assert killed.returncode == -9
+    folder = tmp_path / 'cache' / 'anomseg_ros' / 'openvino'
+    assert [n for n in os.listdir(folder) if n.startswith('.tmp-')]  # what the kill left
+    assert _entries(tmp_path / 'cache') == []
+    os.environ['XDG_CACHE_HOME'], before = str(tmp_path / 'cache'), os.environ.get(
+        'XDG_CACHE_HOME')
+    try:
+        detector = Detector.from_checkpoint(random_checkpoint, runtime='openvino',
+                                            precision='fp32')
+    finally:
+        if before is None:
+            del os.environ['XDG_CACHE_HOME']
+        else:
+            os.environ['XDG_CACHE_HOME'] = before
+    np.testing.assert_allclose(detector.logits(IMAGES).numpy(), reference.logits(IMAGES).numpy(),
+                               atol=1e-4, rtol=1e-4)
+    assert not [n for n in os.listdir(folder) if n.startswith('.tmp-')]
+    assert len(_entries(tmp_path / 'cache')) == 1
+
+
+def test_an_ir_with_another_models_bin_or_metadata_that_does_not_fit_is_refused(
+        tmp_path, random_checkpoint):
+    from anomseg_ros.checkpoint import load_model, save_checkpoint
+    ours = _export(tmp_path, random_checkpoint, 'openvino')
+    other_dir = tmp_path / 'other'
+    other_dir.mkdir()
+    theirs = _export(other_dir, _other_checkpoint(tmp_path), 'openvino')
+    os.replace(theirs[:-4] + '.bin', ours[:-4] + '.bin')  # same size, other weights
+    with pytest.raises(CheckpointError, match='not the weights file exported with') as refused:
+        Detector.from_checkpoint(ours)
+    assert '\n' not in str(refused.value)
+    # metadata naming 5 classes for a network with 20 outputs
+    model, info = load_model(random_checkpoint)
+    info.class_names = info.class_names[:5]
+    bad = str(tmp_path / 'five_classes.pt')
+    save_checkpoint(bad, model, info)
+    with pytest.raises(CheckpointError, match='does not fit'):
+        Detector.from_checkpoint(bad, runtime='torch')
 
 
 def test_runtime_auto_takes_openvino_on_the_cpu_and_says_why(tmp_path, monkeypatch,

@@ -38,6 +38,8 @@ class Method:
     # outputs of the segmentation model it builds on (PEBAL: the 19 classes, void dropped);
     # None keeps them all
     base_num_classes = None
+    # outputs it adds after the classes and the void output (PEBAL's abstention: 1)
+    extra_outputs = 0
     # why its checkpoints run in PyTorch only ('' = they export to ONNX / OpenVINO)
     not_exportable = ''
 

@@ -219,6 +219,7 @@ class Pebal(Method):
     default_lr = 1e-5           # the paper's
     needs_outliers = True
     base_num_classes = NUM_CITYSCAPES_CLASSES  # the inlier outputs it builds on
+    extra_outputs = 1  # the abstention output
 
     def build_model(self, info, build_base) -> nn.Module:
         # the backbone itself with Y+1 outputs

@@ -313,6 +313,7 @@ class Sleeg(Method):
     paper = '003'
     default_lr = 1e-3  # for the new head; paper 003 does not state one
     base_num_classes = None  # builds on every output of the segmentation model
+    extra_outputs = 2  # the OoD head's two outputs
 
     def build_model(self, info, build_base) -> nn.Module:
         base = dataclasses.replace(info, method='', method_params={},

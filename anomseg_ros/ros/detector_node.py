@@ -9,6 +9,7 @@ rejected, one that fails in the network or scores non-finite as failed, each wit
 warning that says why; and a worker that stopped all the same is an ERROR in /diagnostics and
 is started again.
 """
+import logging
 import posixpath
 import statistics
 import sys
@@ -38,12 +39,34 @@ from anomseg_ros.ros.dds import configure_dds
 from anomseg_ros.ros.health import FrameHealth
 from anomseg_ros.ros.outputs import compress, IMAGE_OUTPUTS, OPTIONAL_OUTPUTS
 from anomseg_ros.ros.parameters import descriptor, PARAMS
+from anomseg_ros.scoring.base import check_temperature
 
 WARN_PERIOD_S = 5.0
 
 
 class NonFiniteScores(AnomsegError):
     """A score map with NaN or infinite values: no mask decision can be made from it."""
+
+
+class RosLogHandler(logging.Handler):
+    """The core's ``logging`` records (logger ``anomseg_ros``) in the node's ROS log."""
+
+    def __init__(self, logger):
+        super().__init__()
+        self.logger = logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            # one call site per severity: rclpy refuses a call site whose severity changes
+            if record.levelno >= logging.ERROR:
+                self.logger.error(text)
+            elif record.levelno >= logging.WARNING:
+                self.logger.warning(text)
+            else:
+                self.logger.info(text)
+        except Exception:  # noqa: B902 - logging must never end the code that logs
+            self.handleError(record)
 
 
 class DetectorNode(Node):
@@ -59,7 +82,11 @@ class DetectorNode(Node):
         self.worker_restarts = 0
         self._last_warning = {}
         self._camera_info: Optional[CameraInfo] = None
+        self._threshold_reset: Optional[float] = None
         super().__init__('anomseg_detector', **kwargs)
+        self._log_handler = RosLogHandler(self.get_logger())
+        logging.getLogger('anomseg_ros').addHandler(self._log_handler)
+        logging.getLogger('anomseg_ros').setLevel(logging.INFO)
         try:
             self._set_up()
         except BaseException:
@@ -88,6 +115,7 @@ class DetectorNode(Node):
         if not info.pretrained:
             self.get_logger().warning('weights are RANDOMLY INITIALISED: the outputs are '
                                       'meaningless')
+        self.add_pre_set_parameters_callback(self._complete_parameters)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.max_pixels = get('max_input_pixels')
@@ -113,6 +141,8 @@ class DetectorNode(Node):
         self._obstacles_pub = self.create_publisher(PointCloud2, 'obstacles', output_qos) \
             if get('publish.obstacles') else None
         self._camera_info_pub = self.create_publisher(CameraInfo, 'camera_info', output_qos)
+        self._settings_pub = self.create_publisher(DiagnosticArray, 'frame_settings',
+                                                   output_qos)
         input_qos = QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
                                reliability=qos_profile_sensor_data.reliability,
                                durability=qos_profile_sensor_data.durability)
@@ -136,6 +166,8 @@ class DetectorNode(Node):
             f'{self.detector.scorer.name}, threshold {self.detector.threshold:g} '
             f'({self.detector.threshold_source}), input '
             f'{self.detector.input_size_hw[1]}x{self.detector.input_size_hw[0]}')
+        for note in self.detector.notes:
+            self.get_logger().warning(note)
 
     # -- parameters, declared once from PARAMS --------------------------------------------------
     def _declare(self, param) -> None:
@@ -158,27 +190,50 @@ class DetectorNode(Node):
     def _get(self, name):
         return self.get_parameter(name).value
 
+    def _complete_parameters(self, params):
+        """A scorer change without a threshold in the same call takes ``threshold: auto``
+        when the threshold was a number: a number is on the old scorer's scale (msp's 0.55
+        flags nothing on maxlogit's, maxlogit's -2.1 every pixel on msp's)."""
+        names = {p.name for p in params}
+        if 'scorer' in names and 'threshold' not in names and \
+                self.detector.threshold_setting != 'auto':
+            scorer = next(p.value for p in params if p.name == 'scorer')
+            if scorer != self.detector.scorer.name:
+                params = list(params) + [Parameter('threshold', Parameter.Type.STRING, 'auto')]
+                self._threshold_reset = self.detector.threshold
+        return params
+
     def _validate_parameters(self, params):
         values = {p.name: p.value for p in params}
         scorer = values.get('scorer', self.detector.scorer.name)
         temperature = values.get('temperature', self._get('temperature'))
         try:
+            if temperature:  # for every scorer that takes one, whichever is active now
+                check_temperature(float(temperature))
             make_scorer(scorer, self.detector.info, temperature=temperature or None)
             if 'threshold' in values:
                 parse_threshold(values['threshold'])
         except AnomsegError as exc:
+            self._threshold_reset = None
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
     def _apply_parameters(self, params):
         names = {p.name for p in params}
+        change = {}
         if names & {'scorer', 'temperature'}:
-            self.detector.set_scorer(self._get('scorer'),
-                                     temperature=self._get('temperature') or None)
+            change.update(scorer=self._get('scorer'),
+                          temperature=self._get('temperature') or None)
         if 'threshold' in names:
-            self.detector.set_threshold(self._get('threshold'))
+            change['threshold'] = self._get('threshold')
+        if change:  # one swap: no frame sees the new scorer with the old threshold
+            self.detector.configure(**change)
         if 'min_obstacle_area' in names:
             self.min_obstacle_area = self._get('min_obstacle_area')
+        reset, self._threshold_reset = self._threshold_reset, None
+        if reset is not None:
+            self.get_logger().warning(f'threshold {reset:g} was for the previous scorer\'s '
+                                      f'scale: it is "auto" again')
         self.get_logger().info(f'now scorer {self.detector.scorer.name}, threshold '
                                f'{self.detector.threshold:g} '
                                f'({self.detector.threshold_source})')
@@ -204,7 +259,8 @@ class DetectorNode(Node):
         self._offer(msg, compressed_msg_to_rgb)
 
     def _has_listeners(self) -> bool:
-        publishers = [pub for _, pub in self._outputs] + list(self._compressed.values())
+        publishers = [pub for _, pub in self._outputs] + list(self._compressed.values()) + \
+            [self._settings_pub]
         if self._obstacles_pub is not None:
             publishers.append(self._obstacles_pub)
         return any(pub.get_subscription_count() for pub in publishers)
@@ -269,8 +325,12 @@ class DetectorNode(Node):
         now = time.monotonic()
         if now - self._last_warning.get(kind, -WARN_PERIOD_S) >= WARN_PERIOD_S:
             self._last_warning[kind] = now
-            log = self.get_logger().warning if kind == 'rejected' else self.get_logger().error
-            log(f'frame {kind} ({self.counts[kind]} so far): {reason}')
+            text = f'frame {kind} ({self.counts[kind]} so far): {reason}'
+            # one call site per severity: rclpy refuses a call site whose severity changes
+            if kind == 'rejected':
+                self.get_logger().warning(text)
+            else:
+                self.get_logger().error(text)
 
     def _process(self, header, image: np.ndarray):
         detection = self.detector.predict(image)
@@ -278,7 +338,10 @@ class DetectorNode(Node):
         if not finite.all():
             raise NonFiniteScores(f'{int(finite.size - finite.sum())} of {finite.size} anomaly '
                                   f'scores are NaN or infinite (scorer '
-                                  f'{self.detector.scorer.name}); the frame is not published')
+                                  f'{detection.settings.scorer.name}); the frame is not '
+                                  f'published')
+        if self._settings_pub.get_subscription_count():
+            self._settings_pub.publish(settings_msg(detection.settings, header))
         for output, publisher in self._outputs:
             compressed = self._compressed.get(output.name)
             wanted = publisher.get_subscription_count()
@@ -322,7 +385,7 @@ class DetectorNode(Node):
             **{f'recent_{k}': str(recent[k]) for k in ('rejected', 'failed', 'nonfinite')},
             'worker_alive': str(alive).lower(), 'worker_restarts': str(self.worker_restarts),
             'backbone': self.detector.info.backbone,
-            'scorer': self.detector.scorer.name, 'threshold': str(self.detector.threshold),
+            **{key: str(value) for key, value in self.detector.settings.describe().items()},
             'precision': self.detector.precision_name, 'runtime': self.detector.runtime,
             'weights': self.detector.info.source,
         }
@@ -335,13 +398,51 @@ class DetectorNode(Node):
             self.worker_restarts += 1
             self._start_worker()
 
+    def spin_until(self, stop: threading.Event, *, step_s: float = 0.1) -> int:
+        """Serve the node's callbacks until ``stop`` is set; the exit code (1 when a callback
+        raised, which is logged with its traceback)."""
+        from rclpy.executors import SingleThreadedExecutor
+        executor = SingleThreadedExecutor(context=self.context)
+        executor.add_node(self)
+        try:
+            while not stop.is_set():
+                executor.spin_once(timeout_sec=step_s)
+        except ExternalShutdownException:
+            return 0
+        except Exception as exc:  # noqa: B902 - a callback's bug: said, then a clean stop
+            self.get_logger().fatal(f'stopping: {type(exc).__name__}: {exc}\n'
+                                    f'{traceback.format_exc()}')
+            return 1
+        finally:
+            executor.remove_node(self)
+        return 0
+
+    def close(self, *, worker_grace_s: float = 5.0) -> None:
+        """Stop the worker (waiting at most ``worker_grace_s`` for its frame), destroy the
+        node and shut rclpy down, which flushes the ROS log."""
+        self._worker_grace_s = worker_grace_s
+        try:
+            self.destroy_node()
+        finally:
+            rclpy.try_shutdown(context=self.context)
+
     def destroy_node(self):
         with self._cond:
             self._running = False
             self._cond.notify()
         if self._worker is not None:
-            self._worker.join(timeout=5.0)
+            self._worker.join(timeout=getattr(self, '_worker_grace_s', 5.0))
+        logging.getLogger('anomseg_ros').removeHandler(self._log_handler)
         return super().destroy_node()
+
+
+def settings_msg(settings, header) -> DiagnosticArray:
+    """The settings that produced one frame's outputs (``frame_settings``), stamped with the
+    frame's header, so a consumer can check each mask against its own scorer and threshold."""
+    status = DiagnosticStatus(name='anomseg frame settings', level=DiagnosticStatus.OK)
+    status.values = [KeyValue(key=key, value=str(value))
+                     for key, value in settings.describe().items()]
+    return DiagnosticArray(header=header, status=[status])
 
 
 def _reason(exc: BaseException) -> str:
@@ -358,31 +459,35 @@ def _range_text(param) -> str:
     return f' from {param.range[0]:g} to {param.range[1]:g}'
 
 
-def main(args=None):
+def start_node(args=None) -> DetectorNode:
+    """rclpy initialised (leaving the signals to ``process``) and the node built; a start-up
+    that cannot go on prints one line that says why and raises ``SystemExit`` (2: the ROS
+    arguments, 1: a setting or the weights)."""
+    from rclpy.signals import SignalHandlerOptions
     applied = configure_dds()
     try:
-        rclpy.init(args=args)
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except Exception as exc:  # a params file rcl cannot parse, a bad --ros-args
         print(f'anomseg_detector: cannot start: the ROS arguments were refused (check the '
               f'-p values and the YAML of --params-file): '
               f'{first_line(exc, limit=300, empty=type(exc).__name__)}', file=sys.stderr)
-        sys.exit(2)
+        raise SystemExit(2) from None
     try:
         node = DetectorNode()
     except AnomsegError as exc:
         print(f'anomseg_detector: cannot start: {exc}', file=sys.stderr)
         rclpy.try_shutdown()
-        sys.exit(1)
+        raise SystemExit(1) from None
     if applied:
         node.get_logger().info(f'DDS: {applied} (set FASTDDS_DEFAULT_PROFILES_FILE to use a '
                                f'profile of your own)')
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    return node
+
+
+def main(args=None):
+    """The node's process (``anomseg_ros.ros.process``): a clean exit on every signal."""
+    from anomseg_ros.ros.process import main as run
+    run(args)
 
 
 if __name__ == '__main__':

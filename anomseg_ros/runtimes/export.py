@@ -10,11 +10,12 @@ import torch
 
 from anomseg_ros.checkpoint import load_model
 from anomseg_ros.data.images import IMAGE_EXTENSIONS, read_rgb
-from anomseg_ros.errors import ConfigError, DatasetError, first_line
+from anomseg_ros.errors import CheckpointError, ConfigError, DatasetError, first_line
 from anomseg_ros.methods import get_method
 from anomseg_ros.preprocessing import to_network_input
-from anomseg_ros.runtimes.exported import (cache_dir, kept_signal_stack, load_exported,
-                                           METADATA_KEY, openvino_core)
+from anomseg_ros.runtimes.cache import file_sha256, IrCache
+from anomseg_ros.runtimes.exported import (bin_path, BIN_HASH_KEY, kept_signal_stack,
+                                           load_exported, METADATA_KEY, openvino_core)
 
 FORMATS = ('onnx', 'openvino')
 ONNX_OPSET = 17
@@ -110,21 +111,27 @@ def _export_openvino(model, info, out: str, size_hw: Tuple[int, int],
             ov_model = _quantize(ov_model, calibration, subset_size, max_drop, validation_limit)
     ov_model.set_rt_info(json.dumps(info.to_dict()), [METADATA_KEY])
     openvino.save_model(ov_model, out, compress_to_fp16=False)
-    _keep_precise(out, _image_convolutions(ov_model))
+    _finish_xml(out, _image_convolutions(ov_model))
 
 
-def _keep_precise(xml_path: str, names: List[str]) -> None:
-    """Mark layers ``names`` of the IR at ``xml_path`` to stay in float32 when OpenVINO runs
+def _finish_xml(xml_path: str, precise: List[str]) -> None:
+    """Mark layers ``precise`` of the IR at ``xml_path`` to stay in float32 when OpenVINO runs
     the rest in bf16 (or f16): the IR's ``precise`` attribute, which OpenVINO's own
-    ``compress_to_fp16`` writes for the layers it must not round. Python has no call that sets
-    it on a node, so it goes into the file."""
+    ``compress_to_fp16`` writes for the layers it must not round (Python has no call that sets
+    it on a node, so it goes into the file). And record the SHA-256 of the ``.bin`` in the
+    model's rt_info (``BIN_HASH_KEY``), so that loading refuses another model's weights."""
     tree = ElementTree.parse(xml_path)
     for layer in tree.getroot().iter('layer'):
-        if layer.get('name') in names:
+        if layer.get('name') in precise:
             rt_info = layer.find('rt_info')
             if rt_info is None:
                 rt_info = ElementTree.SubElement(layer, 'rt_info')
             ElementTree.SubElement(rt_info, 'attribute', {'name': 'precise', 'version': '0'})
+    model_info = tree.getroot().find('./rt_info')
+    if model_info is None:
+        model_info = ElementTree.SubElement(tree.getroot(), 'rt_info')
+    ElementTree.SubElement(model_info, BIN_HASH_KEY,
+                           {'value': file_sha256(bin_path(xml_path))})
     tree.write(xml_path, encoding='utf-8', xml_declaration=True)
 
 
@@ -224,28 +231,47 @@ def export_model(weights: str, fmt: str, out: str, *,
 
 
 def openvino_from_checkpoint(weights: str, *, input_size_hw: Optional[Tuple[int, int]],
-                             precision: str, backbone: Optional[str] = None):
-    """``(model, info)`` of a PyTorch checkpoint run by OpenVINO: converted to IR once and kept
-    in the cache folder under the checkpoint's hash, the backbone and the input size (OpenVINO
-    then caches the compiled model beside it), so the second start neither converts nor
-    compiles. A checkpoint that cannot be read raises ``CheckpointError``, one OpenVINO cannot
-    run ``ConfigError``."""
-    import hashlib
+                             precision: str, backbone: Optional[str] = None,
+                             cache: Optional[IrCache] = None):
+    """``(model, info, note)`` of a PyTorch checkpoint run by OpenVINO: converted to IR once
+    and kept in the cache (``runtimes.cache``: written atomically, verified before each use)
+    under the checkpoint's hash, the backbone and the input size; OpenVINO caches the
+    compiled model beside it, so the second start neither converts nor compiles. ``note`` is
+    the one warning about the cache there was ('' when none: a hit or a first build). A
+    checkpoint that cannot be read raises ``CheckpointError``, one OpenVINO cannot run
+    ``ConfigError``."""
+    import shutil
     if weights == 'random':
         raise ConfigError('runtime openvino needs a checkpoint file, not random weights')
-    info = load_model(weights, backbone=backbone)[1]  # names a file that cannot be read
-    digest = hashlib.sha256(info.backbone.encode())
-    with open(weights, 'rb') as stream:
-        for block in iter(lambda: stream.read(1 << 20), b''):
-            digest.update(block)
-    size_hw = tuple(input_size_hw or info.input_size_hw)
-    path = os.path.join(cache_dir(), f'{digest.hexdigest()[:16]}_{size_hw[1]}x{size_hw[0]}'
-                                     f'_r{IR_REVISION}.xml')
-    if not os.path.isfile(path):
+    checkpoint_info = load_model(weights, backbone=backbone)[1]  # names an unreadable file
+    size_hw = tuple(input_size_hw or checkpoint_info.input_size_hw)
+    checkpoint_hash = file_sha256(weights)
+    fields = {'checkpoint_sha256': checkpoint_hash, 'backbone': checkpoint_info.backbone,
+              'input_size_hw': list(size_hw), 'ir_precision': 'fp32',
+              'ir_revision': IR_REVISION}
+    key = f'{checkpoint_hash[:16]}_{checkpoint_info.backbone}_{size_hw[1]}x{size_hw[0]}' \
+          f'_r{IR_REVISION}'
+
+    def build(xml_path: str) -> None:
         try:
-            export_model(weights, 'openvino', path, input_size_hw=size_hw, backbone=backbone)
+            export_model(weights, 'openvino', xml_path, input_size_hw=size_hw,
+                         backbone=backbone)
         except ConfigError as exc:  # a backbone OpenVINO cannot convert, a wrong size
             raise ConfigError(f'{weights!r} cannot run on OpenVINO: {exc}') from None
-    model, info = load_exported(path, precision=precision, input_size_hw=size_hw)
+
+    cache = cache or IrCache()
+    path, note = cache.get(key, fields, build)
+    uncached = not path.startswith(os.path.join(cache.root, ''))
+    try:
+        model, info = load_exported(path, precision=precision, input_size_hw=size_hw,
+                                    compiled_cache=None if uncached else cache.compiled_dir)
+    finally:
+        if uncached:  # OpenVINO holds what it needs: the files go with this run
+            shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+    for field in ('backbone', 'num_classes', 'class_names', 'void_channel', 'method'):
+        if getattr(info, field) != getattr(checkpoint_info, field):
+            raise CheckpointError(f'the cached OpenVINO model {path} is not a conversion of '
+                                  f'{weights!r} ({field} {getattr(info, field)!r} against '
+                                  f'{getattr(checkpoint_info, field)!r}); delete it')
     info.source = weights
-    return model, info
+    return model, info, note

@@ -6,20 +6,27 @@ returning float32 logits, so the ``Detector`` and the scorers do not care which 
 import contextlib
 import ctypes
 import json
+import logging
 import os
 import sys
 import threading
 from typing import Optional, Tuple
 
+import xml.etree.ElementTree as ElementTree
+
 import numpy as np
 import torch
 
 from anomseg_ros.checkpoint import ModelInfo
-from anomseg_ros.errors import CheckpointError, ConfigError
+from anomseg_ros.errors import CheckpointError, ConfigError, first_line
+from anomseg_ros.runtimes.cache import file_sha256
+
+log = logging.getLogger('anomseg_ros.runtimes')
 
 EXPORTED_SUFFIXES = ('.onnx', '.xml')
 RUNTIMES = ('auto', 'torch', 'openvino')
 METADATA_KEY = 'anomseg_model_info'
+BIN_HASH_KEY = 'anomseg_bin_sha256'
 OPENVINO_PRECISIONS = {'fp32': 'f32', 'bf16': 'bf16', 'fp16': 'f16'}
 
 
@@ -27,10 +34,21 @@ def is_exported(path: str) -> bool:
     return isinstance(path, str) and path.lower().endswith(EXPORTED_SUFFIXES)
 
 
-def cache_dir() -> str:
-    """Where OpenVINO keeps compiled models, so a second start skips compiling."""
-    base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-    return os.path.join(base, 'anomseg_ros', 'openvino')
+def bin_path(xml_path: str) -> str:
+    """The weights file beside an OpenVINO IR's ``.xml``."""
+    return os.path.splitext(xml_path)[0] + '.bin'
+
+
+def recorded_bin_sha256(xml_path: str) -> Optional[str]:
+    """The SHA-256 of its ``.bin`` that ``anomseg export`` recorded in an IR's ``.xml``
+    (``BIN_HASH_KEY`` in the model's rt_info), or None for an IR written by other tools."""
+    try:
+        root = ElementTree.parse(xml_path).getroot()
+    except (OSError, ElementTree.ParseError) as exc:
+        raise CheckpointError(f'{xml_path!r} is not a readable OpenVINO IR: '
+                              f'{first_line(exc)}') from None
+    entry = root.find(f'./rt_info/{BIN_HASH_KEY}')
+    return None if entry is None else entry.get('value')
 
 
 _CORE = None
@@ -82,14 +100,18 @@ def kept_signal_stack():
         sigaltstack(ctypes.byref(before), None)
 
 
-def _info(text: Optional[str], path: str) -> ModelInfo:
+def _info(text: Optional[str], path: str, channels=None) -> ModelInfo:
+    """The ModelInfo in an exported file's metadata, checked against the ``channels`` its
+    network outputs (an int, or None / a name when the file leaves them open)."""
     if not text:
         raise CheckpointError(f'{path!r} carries no anomseg model information in its metadata; '
                               f'export it with anomseg export, or run the original checkpoint')
     try:
-        return ModelInfo.from_dict(json.loads(text), source=path)
+        info = ModelInfo.from_dict(json.loads(text), source=path)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f'the anomseg metadata of {path!r} cannot be read: {exc}') from None
+    info.check_outputs(path, channels if isinstance(channels, int) else None)
+    return info
 
 
 class OnnxRuntimeModel(torch.nn.Module):
@@ -108,7 +130,9 @@ class OnnxRuntimeModel(torch.nn.Module):
         self.input_name = self.session.get_inputs()[0].name
         self.batch_of_one = self.session.get_inputs()[0].shape[0] == 1  # a static export
         metadata = self.session.get_modelmeta().custom_metadata_map
-        self.info = _info(metadata.get(METADATA_KEY), path)
+        outputs = self.session.get_outputs()[0].shape
+        self.info = _info(metadata.get(METADATA_KEY), path,
+                          outputs[1] if len(outputs) == 4 else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.detach().float().contiguous().cpu().numpy()
@@ -124,23 +148,36 @@ class OpenVinoModel(torch.nn.Module):
     runtime = 'openvino'
 
     def __init__(self, path: str, *, input_size_hw: Optional[Tuple[int, int]] = None,
-                 precision: str = 'fp32'):
+                 precision: str = 'fp32', compiled_cache: Optional[str] = None):
         super().__init__()
         core = openvino_core()
+        check_bin(path)
         try:
             model = core.read_model(path)
         except Exception as exc:
             raise CheckpointError(f'{path!r} cannot be read by OpenVINO: '
-                                  f'{str(exc).strip()[:300]}') from None
+                                  f'{first_line(exc, limit=300)}') from None
         info = model.get_rt_info([METADATA_KEY]).astype(str) \
             if model.has_rt_info([METADATA_KEY]) else None
-        self.info = _info(info, path)
+        channels = model.output(0).get_partial_shape()
+        channels = channels[1].get_length() if channels.rank.is_static and \
+            channels.rank.get_length() == 4 and channels[1].is_static else None
+        self.info = _info(info, path, channels)
         height, width = input_size_hw or self.info.input_size_hw
         model.reshape([1, 3, height, width])
-        os.makedirs(cache_dir(), exist_ok=True)
-        core.set_property({'CACHE_DIR': cache_dir()})
-        hint = OPENVINO_PRECISIONS[precision]
-        self.compiled = core.compile_model(model, 'CPU', {'INFERENCE_PRECISION_HINT': hint})
+        config = {'INFERENCE_PRECISION_HINT': OPENVINO_PRECISIONS[precision]}
+        if compiled_cache is not None:
+            config['CACHE_DIR'] = compiled_cache
+        try:
+            self.compiled = core.compile_model(model, 'CPU', config)
+        except Exception as exc:  # noqa: B902 - a damaged compiled blob: compile afresh
+            if compiled_cache is None:
+                raise CheckpointError(f'{path!r} cannot be compiled by OpenVINO: '
+                                      f'{first_line(exc, limit=300)}') from None
+            log.warning(f'compiling {path} with the cache in {compiled_cache} failed '
+                        f'({first_line(exc)}): compiled without it')
+            del config['CACHE_DIR']
+            self.compiled = core.compile_model(model, 'CPU', config)
         self.size_hw = (height, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,8 +191,24 @@ class OpenVinoModel(torch.nn.Module):
         return torch.from_numpy(logits).float()
 
 
+def check_bin(xml_path: str) -> None:
+    """Refuse an IR whose ``.bin`` is not the one exported with its ``.xml`` (the hash
+    ``anomseg export`` recorded): another model's weights of the same size would load and give
+    garbage."""
+    recorded = recorded_bin_sha256(xml_path)
+    weights = bin_path(xml_path)
+    if recorded is None or not os.path.isfile(weights):
+        return  # an IR of other tools; OpenVINO names a missing .bin itself
+    if file_sha256(weights) != recorded:
+        raise CheckpointError(f'{weights!r} is not the weights file exported with '
+                              f'{os.path.basename(xml_path)!r} (its SHA-256 differs from the '
+                              f'one recorded there): export the model again, or put its own '
+                              f'.bin beside it')
+
+
 def load_exported(path: str, *, precision: str = 'fp32',
-                  input_size_hw: Optional[Tuple[int, int]] = None):
+                  input_size_hw: Optional[Tuple[int, int]] = None,
+                  compiled_cache: Optional[str] = None):
     """``(model, ModelInfo)`` of an exported ``.onnx`` or ``.xml``, ready for the Detector.
 
     ``precision`` (fp32 or bf16) is OpenVINO's inference precision; ONNX Runtime runs the
@@ -170,5 +223,6 @@ def load_exported(path: str, *, precision: str = 'fp32',
     else:
         if precision not in OPENVINO_PRECISIONS:
             raise ConfigError(f'OpenVINO on the CPU runs fp32 or bf16, not {precision!r}')
-        model = OpenVinoModel(path, input_size_hw=input_size_hw, precision=precision)
+        model = OpenVinoModel(path, input_size_hw=input_size_hw, precision=precision,
+                              compiled_cache=compiled_cache)
     return model.eval(), model.info

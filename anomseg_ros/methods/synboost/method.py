@@ -135,6 +135,7 @@ class SynBoost(Method):
     default_lr = 1e-4           # the dissimilarity network's
     needs_outliers = True       # the void source's objects (unless --void-share 0)
     base_num_classes = None     # keeps every output of the segmentation model
+    extra_outputs = NUM_MAPS    # the dissimilarity logit and its three inputs
     finish_stage = 'ensemble'
     not_exportable = ('its feature extractor stops the segmentation model early through forward '
                       'hooks and it keeps the synthesised image for the resynthesis topic')
