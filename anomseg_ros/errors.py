@@ -1,4 +1,5 @@
 """Typed errors of anomseg_ros: each message says what was wrong and what to do about it."""
+import re
 
 
 class AnomsegError(Exception):
@@ -28,10 +29,22 @@ class ConfigError(AnomsegError, ValueError):
     """A parameter or configuration value is out of range or of the wrong kind."""
 
 
+# the lines of a C++ library's error that say where it was raised, not why (OpenVINO:
+# "Exception from src/inference/src/cpp/core.cpp:84:", "Check '...' failed at src/...:219:")
+_WHERE = re.compile(r"^(Exception from \S+:\d+:?|Check '.*' failed at \S+:\d+:?)$")
+
+
 def first_line(exc: BaseException, *, limit: int = 200, empty: str = '-') -> str:
-    """The first line of ``exc``'s message, at most ``limit`` characters (``empty`` if it has
-    none): enough of a library's long error to say what went wrong in one of ours."""
-    return (str(exc).strip().splitlines() or [empty])[0][:limit]
+    """The first line of ``exc``'s message that says why, at most ``limit`` characters
+    (``empty`` if it has none): enough of a library's long error to say what went wrong in one
+    of ours. Lines that only say where in a library's sources it was raised are skipped."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    reasons = [line for line in lines if not _WHERE.match(line)]
+    return ((reasons or lines) or [empty])[0][:limit]
+
+
+class NonFiniteScores(AnomsegError):
+    """A score map with NaN or infinite values: no mask decision can be made from it."""
 
 
 class TrainingError(AnomsegError):

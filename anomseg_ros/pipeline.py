@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from anomseg_ros.checkpoint import load_model, ModelInfo
-from anomseg_ros.errors import ConfigError, first_line
+from anomseg_ros.errors import ConfigError, first_line, NonFiniteScores
 from anomseg_ros.labels import VOID_LABEL
 from anomseg_ros.precision import (autocast, keep_input_layers_float32, precision_name,
                                    resolve_precision, to_fast_layout)
@@ -72,6 +72,16 @@ class Detection:
     # the detector was asked for it (Detector.set_resynthesis)
     resynthesis: Optional[np.ndarray] = None
     settings: Optional[Settings] = None  # the scorer and threshold that made score and mask
+
+    def check_finite(self, what: str = 'the frame') -> None:
+        """Raise ``NonFiniteScores`` when any score is NaN or infinite: its mask decides
+        nothing and must not be published or written."""
+        finite = np.isfinite(self.score_map)
+        if not finite.all():
+            scorer = self.settings.scorer.name if self.settings else 'the scorer'
+            raise NonFiniteScores(f'{what}: {int(finite.size - finite.sum())} of {finite.size} '
+                                  f'anomaly scores are NaN or infinite ({scorer}); no mask is '
+                                  f'made from them')
 
 
 def resolve_device(device: str) -> torch.device:
@@ -305,7 +315,7 @@ class Detector:
     def _settings(self, scorer: Scorer, threshold) -> Settings:
         setting = parse_threshold(threshold)
         if setting != 'auto':
-            value, source = setting, 'given'
+            value, source = scorer.check_threshold(setting), 'given'
         elif scorer.name in self.info.thresholds:
             value, source = float(self.info.thresholds[scorer.name]), 'calibrated'
         else:

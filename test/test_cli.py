@@ -52,6 +52,24 @@ def test_detect_names_an_unreadable_image_and_fails(tmp_path, random_checkpoint,
     assert 'broken.png' in capsys.readouterr().out
 
 
+def test_detect_writes_no_mask_from_non_finite_scores_and_fails(tmp_path, capsys,
+                                                                random_checkpoint):
+    import torch
+    from anomseg_ros.checkpoint import load_model, save_checkpoint
+    model, info = load_model(random_checkpoint)
+    with torch.no_grad():
+        next(p for name, p in model.named_parameters() if name.endswith('weight')).fill_(
+            float('nan'))
+    broken = str(tmp_path / 'nan.pt')
+    save_checkpoint(broken, model, info)
+    write_rgb(str(tmp_path / 'frame.png'), np.zeros((40, 72, 3), np.uint8))
+    code = main(['detect', str(tmp_path / 'frame.png'), '--out', str(tmp_path / 'out'),
+                 '--weights', broken, '--runtime', 'torch'])
+    out = capsys.readouterr().out
+    assert code == 1 and 'frame.png' in out and 'NaN or infinite' in out
+    assert not (tmp_path / 'out' / 'frame_mask.png').exists()
+
+
 def test_random_weights_are_announced(tmp_path, capsys):
     write_rgb(str(tmp_path / 'f.png'), np.zeros((16, 16, 3), np.uint8))
     main(['detect', str(tmp_path / 'f.png'), '--out', str(tmp_path), '--weights', 'random',

@@ -64,3 +64,35 @@ def test_compressed_png_and_jpeg_decode_to_rgb():
 def test_undecodable_compressed_data_is_refused(data):
     with pytest.raises(ImageFormatError, match='compressed image'):
         compressed_msg_to_rgb(SimpleNamespace(format='jpeg', data=data))
+
+
+def _scan_bomb(repeats):
+    """A progressive JPEG whose last scan is repeated: small, and slow to decode."""
+    flat = np.zeros((2048, 2048, 3), np.uint8)
+    ok, encoded = cv2.imencode('.jpg', flat, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    data = encoded.tobytes()
+    last, end = data.rfind(b'\xff\xda'), data.rfind(b'\xff\xd9')
+    return data[:end] + data[last:end] * repeats + data[end:]
+
+
+def test_a_jpeg_scan_bomb_is_refused_before_decoding():
+    import time
+    bomb = _scan_bomb(2000)
+    assert len(bomb) < 2_000_000
+    started = time.monotonic()
+    with pytest.raises(ImageFormatError, match='2010 scans'):
+        compressed_msg_to_rgb(SimpleNamespace(format='jpeg', data=bomb))
+    assert time.monotonic() - started < 0.5
+    # an ordinary progressive JPEG still decodes
+    ok, jpeg = cv2.imencode('.jpg', RGB, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    assert compressed_msg_to_rgb(SimpleNamespace(format='jpeg', data=jpeg.tobytes())).shape == \
+        RGB.shape
+
+
+def test_a_library_error_is_one_line_with_its_reason():
+    from anomseg_ros.errors import first_line
+    openvino = ("Exception from src/inference/src/cpp/core.cpp:84:\nCheck 'res.status == "
+                "pugi::status_ok' failed at src/frontends/ir/src/input_model.cpp:219:\nError "
+                "parsing start element tag at offset 47\n\n")
+    assert first_line(RuntimeError(openvino)) == 'Error parsing start element tag at offset 47'
+    assert first_line(RuntimeError('')) == '-'

@@ -433,3 +433,107 @@ def test_demo_runs_the_bundled_model_through_the_live_node(tmp_path):
     for scorer in scorers:
         assert float(rows[scorer]) == pytest.approx(thresholds[scorer], abs=1e-3), scorer
     assert len([f for f in os.listdir(out) if f.endswith('_overlay.png')]) == 2
+
+
+def _in_process_node(random_checkpoint, **params):
+    from rclpy.parameter import Parameter
+    from anomseg_ros.ros.detector_node import DetectorNode
+    values = {'weights': random_checkpoint, 'device': 'cpu', 'lazy': False, 'runtime': 'torch',
+              **params}
+    return DetectorNode(parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+
+
+def _wait_until(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def test_a_failed_frame_after_a_rejected_one_does_not_end_the_worker(rclpy_context,
+                                                                     random_checkpoint):
+    """The warning of a rejected frame and the error of a failed one come from two call sites:
+    rclpy refuses one call site whose severity changes, and that killed the worker."""
+    from anomseg_ros.ros.conversions import image_msg_to_rgb
+    node = _in_process_node(random_checkpoint)
+    try:
+        bad = _raw(RGB, 'rgb8', 1)
+        bad.data = bad.data[:10]
+        node._offer(bad, image_msg_to_rgb)  # rejected: WARN
+        assert _wait_until(lambda: node.counts['rejected'] == 1)
+        real_predict = node.detector.predict
+
+        def fail_once(image):
+            node.detector.predict = real_predict
+            raise RuntimeError('the network failed')
+        node.detector.predict = fail_once
+        node._offer(_raw(RGB, 'rgb8', 2), image_msg_to_rgb)  # failed: ERROR
+        assert _wait_until(lambda: node.counts['failed'] == 1)
+        node._offer(_raw(RGB, 'rgb8', 3), image_msg_to_rgb)  # and a good one
+        assert _wait_until(lambda: node.counts['processed'] == 1)
+        assert node._worker.is_alive() and node.worker_restarts == 0
+        assert node._worker_error == ''
+    finally:
+        node.destroy_node()
+
+
+def _camera_info(width, height, k=(100.0, 0, 26, 0, 100.0, 18, 0, 0, 1)):
+    from sensor_msgs.msg import CameraInfo
+    info = CameraInfo(width=width, height=height)
+    info.k = [float(v) for v in k]
+    return info
+
+
+def test_camera_info_is_checked_and_not_restamped_when_old(rclpy_context, random_checkpoint):
+    from anomseg_ros.ros.conversions import image_msg_to_rgb
+    node = _in_process_node(random_checkpoint, camera_info_max_age=0.5)
+    published = []
+    node._camera_info_pub.publish = published.append
+    try:
+        def frame(stamp):
+            before = node.counts['processed']
+            node._offer(_raw(RGB, 'rgb8', stamp), image_msg_to_rgb)
+            assert _wait_until(lambda: node.counts['processed'] == before + 1)
+
+        node._on_camera_info(_camera_info(W, H))  # a good one: re-stamped
+        frame(1)
+        assert len(published) == 1 and published[-1].header.stamp.nanosec == 1
+        node._on_camera_info(_camera_info(1920, 1080))  # another size than the frames
+        frame(2)
+        assert len(published) == 1 and node.camera_info_counts['mismatched'] == 1
+        for k in ((float('nan'),) * 9, (0.0,) * 9):  # NaN, all zero: refused on arrival
+            node._on_camera_info(_camera_info(W, H, k))
+            frame(3)
+        assert len(published) == 1 and node.camera_info_counts['rejected'] == 2
+        node._on_camera_info(_camera_info(W, H))
+        time.sleep(0.6)  # the camera stopped sending it
+        frame(4)
+        assert len(published) == 1 and node.camera_info_counts['stale'] == 1
+        # a subscriber to camera_info alone is a listener for lazy processing
+        node._camera_info_pub.get_subscription_count = lambda: 1
+        assert node._has_listeners()
+    finally:
+        node.destroy_node()
+
+
+def test_out_of_scale_thresholds_and_misspelt_parameters_are_refused(rclpy_context,
+                                                                     random_checkpoint):
+    from anomseg_ros.errors import ConfigError
+    with pytest.raises(ConfigError, match='outside the scores of msp'):
+        _in_process_node(random_checkpoint, threshold=1e6)
+    with pytest.raises(ConfigError, match="did you mean 'threshold'"):
+        _in_process_node(random_checkpoint, thresold=0.5)
+    node = _in_process_node(random_checkpoint, threshold=0.9)
+    try:
+        from rclpy.parameter import Parameter
+        refused = node.set_parameters([Parameter('threshold', value=1e6)])[0]
+        assert not refused.successful and 'outside the scores of msp' in refused.reason
+        # a scorer change alone: the number was on msp's scale, so the threshold is auto again
+        assert node.set_parameters([Parameter('scorer', value='maxlogit')])[0].successful
+        assert node.detector.threshold_setting == 'auto'
+        assert node.get_parameter('threshold').value == 'auto'
+        # a temperature is checked for every scorer, whichever is active
+        refused = node.set_parameters([Parameter('temperature', value=0.001)])[0]
+        assert not refused.successful and '0.01' in refused.reason
+    finally:
+        node.destroy_node()

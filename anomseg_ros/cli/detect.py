@@ -6,7 +6,7 @@ from tqdm import tqdm
 
 from anomseg_ros.cli.common import add_model_args, build_detector, warn_if_untrained
 from anomseg_ros.data.images import read_rgb, write_gray, write_rgb
-from anomseg_ros.errors import ImageFormatError
+from anomseg_ros.errors import ImageFormatError, NonFiniteScores
 from anomseg_ros.labels import colorize
 from anomseg_ros.visualize import heatmap, overlay
 
@@ -34,6 +34,11 @@ def run(args) -> int:
             failed.append(str(exc))
             continue
         result = detector.predict(image)
+        try:
+            result.check_finite(f'{path}: nothing written')
+        except NonFiniteScores as exc:
+            failed.append(str(exc))
+            continue
         stem = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0])
         write_gray(f'{stem}_labels.png', result.labels)
         write_rgb(f'{stem}_color.png', colorize(result.labels))

@@ -7,8 +7,11 @@ network runs, the newest one wins and the others are counted as dropped; there i
 Nothing a frame can raise ends the worker: a frame that cannot be decoded is counted as
 rejected, one that fails in the network or scores non-finite as failed, each with a throttled
 warning that says why; and a worker that stopped all the same is an ERROR in /diagnostics and
-is started again.
+is started again. Each frame is processed with one snapshot of the settings (``Settings``)
+and the snapshot is published beside its outputs (``frame_settings``). The process around the
+node (signals, start-up, exit) is ``anomseg_ros.ros.process``.
 """
+import collections
 import logging
 import posixpath
 import statistics
@@ -29,7 +32,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, qos_profile_sensor_data, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from anomseg_ros.errors import AnomsegError, ConfigError, first_line
+from anomseg_ros.errors import AnomsegError, ConfigError, first_line, NonFiniteScores
 from anomseg_ros.obstacles import find_obstacles
 from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import Detector, make_scorer, parse_threshold
@@ -42,10 +45,6 @@ from anomseg_ros.ros.parameters import descriptor, PARAMS
 from anomseg_ros.scoring.base import check_temperature
 
 WARN_PERIOD_S = 5.0
-
-
-class NonFiniteScores(AnomsegError):
-    """A score map with NaN or infinite values: no mask decision can be made from it."""
 
 
 class RosLogHandler(logging.Handler):
@@ -77,11 +76,14 @@ class DetectorNode(Node):
         self._cond = threading.Condition()
         self._running = True
         self._slot = None
+        self._in_work_since: Optional[float] = None  # arrival of the frame in the network
         self._worker: Optional[threading.Thread] = None
         self._worker_error = ''
         self.worker_restarts = 0
         self._last_warning = {}
-        self._camera_info: Optional[CameraInfo] = None
+        self._camera_info: Optional[tuple] = None  # (CameraInfo, arrival time)
+        self.camera_info_counts = collections.Counter(
+            {name: 0 for name in ('published', 'rejected', 'mismatched', 'stale')})
         self._threshold_reset: Optional[float] = None
         super().__init__('anomseg_detector', **kwargs)
         self._log_handler = RosLogHandler(self.get_logger())
@@ -99,6 +101,7 @@ class DetectorNode(Node):
         """Parameters, the detector, publishers, subscriptions, timers and the worker."""
         for param in PARAMS:
             self._declare(param)
+        self._check_unknown_parameters()
         get = self._get
         input_size_hw = (get('input_height'), get('input_width'))
         temperature = get('temperature') or None
@@ -121,6 +124,7 @@ class DetectorNode(Node):
         self.max_pixels = get('max_input_pixels')
         self.min_obstacle_area = get('min_obstacle_area')
         self.lazy = get('lazy')
+        self.camera_info_max_age = get('camera_info_max_age')
 
         depth = get('queue_depth')
         output_qos = QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
@@ -187,6 +191,23 @@ class DetectorNode(Node):
                               f'({type(exc).__name__}); expected '
                               f'{_KINDS[type(param.default)]}{_range_text(param)}') from None
 
+    def _check_unknown_parameters(self) -> None:
+        """A parameter given for this node that it does not have: refused when it is close to
+        one of its own (a misspelt ``thresold`` would otherwise be ignored in silence), else
+        warned about (a params file's ``/**`` section may hold other nodes' settings)."""
+        import difflib
+        names = [param.name for param in PARAMS]
+        for given in sorted(getattr(self, '_parameter_overrides', {})):
+            if self.has_parameter(given):
+                continue
+            close = difflib.get_close_matches(given, names, n=1, cutoff=0.75)
+            if close:
+                raise ConfigError(f'parameter {given!r} is not one of this node\'s: did you '
+                                  f'mean {close[0]!r}? (check the -p values and the params '
+                                  f'file)')
+            self.get_logger().warning(f'parameter {given!r} is not one of this node\'s and is '
+                                      f'ignored (ros2 param list shows those it has)')
+
     def _get(self, name):
         return self.get_parameter(name).value
 
@@ -210,9 +231,12 @@ class DetectorNode(Node):
         try:
             if temperature:  # for every scorer that takes one, whichever is active now
                 check_temperature(float(temperature))
-            make_scorer(scorer, self.detector.info, temperature=temperature or None)
-            if 'threshold' in values:
-                parse_threshold(values['threshold'])
+            new_scorer = make_scorer(scorer, self.detector.info,
+                                     temperature=temperature or None)
+            threshold = parse_threshold(values['threshold']) if 'threshold' in values else \
+                self.detector.threshold_setting
+            if threshold != 'auto':
+                new_scorer.check_threshold(threshold)
         except AnomsegError as exc:
             self._threshold_reset = None
             return SetParametersResult(successful=False, reason=str(exc))
@@ -250,7 +274,21 @@ class DetectorNode(Node):
         self.create_subscription(CameraInfo, topic, self._on_camera_info, qos)
 
     def _on_camera_info(self, msg):
-        self._camera_info = msg
+        """Keep the camera's newest camera_info if it can describe an image at all."""
+        k = np.asarray(msg.k, dtype=np.float64)
+        problem = ''
+        if msg.width <= 0 or msg.height <= 0:
+            problem = f'its size is {msg.width}x{msg.height}'
+        elif k.size != 9 or not np.isfinite(k).all():
+            problem = 'its K matrix is not finite'
+        elif not k.any() or k[0] <= 0 or k[4] <= 0:
+            problem = 'its K matrix has no focal length (all zero, or fx / fy not positive)'
+        if problem:
+            self._camera_info = None
+            self._camera_info_problem('rejected', f'camera_info refused: {problem}; it is not '
+                                                  f'republished')
+            return
+        self._camera_info = (msg, time.monotonic())
 
     def _on_image(self, msg):
         self._offer(msg, image_msg_to_rgb)
@@ -260,7 +298,7 @@ class DetectorNode(Node):
 
     def _has_listeners(self) -> bool:
         publishers = [pub for _, pub in self._outputs] + list(self._compressed.values()) + \
-            [self._settings_pub]
+            [self._settings_pub, self._camera_info_pub]
         if self._obstacles_pub is not None:
             publishers.append(self._obstacles_pub)
         return any(pub.get_subscription_count() for pub in publishers)
@@ -291,7 +329,11 @@ class DetectorNode(Node):
                     if not self._running:
                         return
                     frame, self._slot = self._slot, None
-                self._handle(*frame)
+                    self._in_work_since = frame[2]
+                try:
+                    self._handle(*frame)
+                finally:
+                    self._in_work_since = None
         except BaseException as exc:  # noqa: B902 - said in /diagnostics, then restarted
             self._worker_error = f'{type(exc).__name__}: {exc}'
             self.get_logger().fatal(f'the worker thread stopped: {self._worker_error}\n'
@@ -334,12 +376,7 @@ class DetectorNode(Node):
 
     def _process(self, header, image: np.ndarray):
         detection = self.detector.predict(image)
-        finite = np.isfinite(detection.score_map)
-        if not finite.all():
-            raise NonFiniteScores(f'{int(finite.size - finite.sum())} of {finite.size} anomaly '
-                                  f'scores are NaN or infinite (scorer '
-                                  f'{detection.settings.scorer.name}); the frame is not '
-                                  f'published')
+        detection.check_finite('the frame is not published')
         if self._settings_pub.get_subscription_count():
             self._settings_pub.publish(settings_msg(detection.settings, header))
         for output, publisher in self._outputs:
@@ -358,16 +395,45 @@ class DetectorNode(Node):
             obstacles = find_obstacles(detection.mask, detection.score_map,
                                        min_area=self.min_obstacle_area)
             self._obstacles_pub.publish(obstacles_to_msg(obstacles, header))
-        info = self._camera_info
-        if info is not None:
+        self._republish_camera_info(header, image.shape[:2])
+
+    def _republish_camera_info(self, header, size_hw) -> None:
+        """The camera's camera_info, re-stamped with the frame's header, when it describes
+        frames of this size and is recent; else it is held back, counted and warned about."""
+        if self._camera_info is None:
+            return
+        info, arrived = self._camera_info
+        age = time.monotonic() - arrived
+        if (info.height, info.width) != tuple(size_hw):
+            self._camera_info_problem(
+                'mismatched', f'camera_info is for {info.width}x{info.height} images, the frames '
+                              f'are {size_hw[1]}x{size_hw[0]}: it is not republished (fix the '
+                              f'camera driver\'s calibration or its resolution)')
+        elif age > self.camera_info_max_age:
+            self._camera_info_problem(
+                'stale', f'the newest camera_info is {age:.1f} s old (camera_info_max_age '
+                         f'{self.camera_info_max_age:g} s): it is not republished')
+        else:
             info.header = header
             self._camera_info_pub.publish(info)
+            self.camera_info_counts['published'] += 1
+
+    def _camera_info_problem(self, kind: str, text: str) -> None:
+        self.camera_info_counts[kind] += 1
+        now = time.monotonic()
+        key = f'camera_info_{kind}'
+        if now - self._last_warning.get(key, -WARN_PERIOD_S) >= WARN_PERIOD_S:
+            self._last_warning[key] = now
+            self.get_logger().warning(f'{text} ({self.camera_info_counts[kind]} so far)')
 
     # -- diagnostics --------------------------------------------------------------------------
     def _publish_diagnostics(self):
         alive = self._worker is not None and self._worker.is_alive()
-        level, message = self.health.level(worker_alive=alive,
-                                           worker_error=self._worker_error)
+        with self._cond:
+            waiting = [t for t in (self._in_work_since, self._slot and self._slot[2])
+                       if t is not None]
+        level, message = self.health.level(worker_alive=alive, worker_error=self._worker_error,
+                                           pending_since=min(waiting) if waiting else None)
         counts = self.health.snapshot()
         now, processed = time.monotonic(), counts['processed']
         then, processed_then = self._last_rate
@@ -383,6 +449,7 @@ class DetectorNode(Node):
             'latency_ms_median': f'{latency:.1f}', 'output_rate_hz': f'{rate_hz:.2f}',
             **{f'frames_{k}': str(v) for k, v in counts.items()},
             **{f'recent_{k}': str(recent[k]) for k in ('rejected', 'failed', 'nonfinite')},
+            **{f'camera_info_{k}': str(v) for k, v in self.camera_info_counts.items()},
             'worker_alive': str(alive).lower(), 'worker_restarts': str(self.worker_restarts),
             'backbone': self.detector.info.backbone,
             **{key: str(value) for key, value in self.detector.settings.describe().items()},
@@ -482,13 +549,3 @@ def start_node(args=None) -> DetectorNode:
         node.get_logger().info(f'DDS: {applied} (set FASTDDS_DEFAULT_PROFILES_FILE to use a '
                                f'profile of your own)')
     return node
-
-
-def main(args=None):
-    """The node's process (``anomseg_ros.ros.process``): a clean exit on every signal."""
-    from anomseg_ros.ros.process import main as run
-    run(args)
-
-
-if __name__ == '__main__':
-    main()

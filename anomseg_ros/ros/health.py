@@ -1,8 +1,9 @@
 """The detector node's health as a diagnostics level: counters since start-up for the record, and
 a sliding window for the level, so one bad frame warns for a while and not forever (ROS-free).
 
-- ERROR when the worker thread is not alive, when frames keep arriving but no output has left
-  for ``stale_s`` (stale), or when every frame of the window failed;
+- ERROR when the worker thread is not alive, when a frame has been waiting for the network
+  for more than ``stale_s`` (stale: given by the node as ``pending_since``, the arrival of
+  the oldest frame taken and not yet finished), or when every frame of the window failed;
 - WARN when frames were rejected, failed or scored non-finite within the window;
 - OK otherwise ("running", or "waiting for images" when none came in the window).
 """
@@ -25,18 +26,12 @@ class FrameHealth:
         self.counts = collections.Counter({name: 0 for name in COUNTERS})
         self._events = collections.deque()  # (time, counter name) within the window
         self._lock = threading.Lock()
-        self._last_received: Optional[float] = None
-        self._last_output = clock()  # start-up counts as the last output
 
     def count(self, name: str) -> None:
         now = self.clock()
         with self._lock:
             self.counts[name] += 1
             self._events.append((now, name))
-            if name == 'received':
-                self._last_received = now
-            elif name in ('processed', 'skipped'):
-                self._last_output = now
 
     def snapshot(self) -> Dict[str, int]:
         with self._lock:
@@ -50,17 +45,19 @@ class FrameHealth:
                 self._events.popleft()
             return collections.Counter(name for _, name in self._events)
 
-    def level(self, *, worker_alive: bool = True, worker_error: str = '') -> Tuple[int, str]:
+    def level(self, *, worker_alive: bool = True, worker_error: str = '',
+              pending_since: Optional[float] = None) -> Tuple[int, str]:
+        """The diagnostics level and message; ``pending_since`` is when the oldest frame that
+        waits for (or is in) the network arrived, None when none does. A camera that sends a
+        frame every 8 s is not stale: each is answered soon after it comes."""
         now = self.clock()
         recent = self.recent()
         window = f'in the last {self.window_s:g} s'
         if not worker_alive:
             return ERROR, f'worker thread stopped ({worker_error or "no reason given"})'
-        with self._lock:
-            last_received, last_output = self._last_received, self._last_output
-        if last_received is not None and now - last_received < self.stale_s and \
-                now - last_output > self.stale_s:
-            return ERROR, f'stale: frames arrive but no output for {now - last_output:.1f} s'
+        if pending_since is not None and now - pending_since > self.stale_s:
+            return ERROR, (f'stale: a frame has waited {now - pending_since:.1f} s for its '
+                           f'outputs (stale_timeout {self.stale_s:g} s)')
         if recent['failed'] and not recent['processed']:
             return ERROR, f'every frame failed {window} ({recent["failed"]} failed)'
         problems = [f'{recent[name]} {name}' for name in PROBLEMS if recent[name]]

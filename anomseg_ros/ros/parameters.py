@@ -63,12 +63,15 @@ PARAMS = (
           'CompressedImage: PNG for obstacle_mask and semantic_color, JPEG for overlay)'),
     Param('min_obstacle_area', DEFAULT_MIN_AREA, 'smallest connected component of the mask, in '
           'input pixels, that is published on obstacles', dynamic=True, range=(1, 1 << 31, 1)),
+    Param('camera_info_max_age', 2.0, 'seconds: a camera_info older than this is not '
+          're-stamped onto new frames (a camera that stopped sending it)',
+          range=(0.01, 3600.0, 0.0)),
     Param('diagnostics_period', 1.0, 'seconds between /diagnostics messages',
           range=(0.1, 60.0, 0.0)),
     Param('health_window', 10.0, 'seconds of the window /diagnostics judges by: rejected or '
           'failed frames in it give WARN (ERROR when all failed)', range=(1.0, 3600.0, 0.0)),
-    Param('stale_timeout', 5.0, 'seconds without any output while frames arrive after which '
-          '/diagnostics reports ERROR (stale)', range=(0.5, 3600.0, 0.0)),
+    Param('stale_timeout', 5.0, 'seconds a frame may wait for its outputs (in the slot or in '
+          'the network) before /diagnostics reports ERROR (stale)', range=(0.5, 3600.0, 0.0)),
 ) + tuple(Param(f'publish.{name}', True, f'publish the {name} topic')
           for name in OUTPUTS + ('obstacles',)) + tuple(
     Param(f'publish.{o.name}', o.default, f'publish the {o.name} topic ({o.description})')

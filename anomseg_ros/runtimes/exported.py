@@ -126,7 +126,7 @@ class OnnxRuntimeModel(torch.nn.Module):
             self.session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
         except Exception as exc:  # ORT raises its own kinds for unreadable models
             raise CheckpointError(f'{path!r} cannot be loaded by ONNX Runtime: '
-                                  f'{str(exc).strip()[:300]}') from None
+                                  f'{first_line(exc, limit=300)}') from None
         self.input_name = self.session.get_inputs()[0].name
         self.batch_of_one = self.session.get_inputs()[0].shape[0] == 1  # a static export
         metadata = self.session.get_modelmeta().custom_metadata_map

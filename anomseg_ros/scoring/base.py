@@ -1,7 +1,7 @@
 """The scorer contract: logits ``(B,C,H,W)`` in, anomaly scores ``(B,H,W)`` out, higher = more
 anomalous."""
 import inspect
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -34,6 +34,26 @@ class Scorer:
         if num_inlier_classes is not None and num_inlier_classes < 2:
             raise ConfigError(f'num_inlier_classes must be at least 2, got {num_inlier_classes}')
         self.num_inlier_classes = num_inlier_classes
+
+    # the scores' bounds (None: unbounded on that side); a threshold outside them would make a
+    # mask that never or always fires
+    score_range: Tuple[Optional[float], Optional[float]] = (None, None)
+
+    def bounds(self) -> Tuple[Optional[float], Optional[float]]:
+        """``score_range`` of this scorer (subclasses whose bounds depend on their settings
+        override it)."""
+        return self.score_range
+
+    def check_threshold(self, threshold: float) -> float:
+        """Refuse a mask threshold outside this scorer's scores."""
+        low, high = self.bounds()
+        if (low is not None and threshold < low) or (high is not None and threshold > high):
+            span = f'[{low:g}, {high:g}]' if low is not None and high is not None else \
+                (f'at least {low:g}' if low is not None else f'at most {high:g}')
+            raise ConfigError(f'threshold {threshold:g} is outside the scores of {self.name} '
+                              f'({span}): its mask would never or always fire; give one in '
+                              f'that range, or "auto"')
+        return threshold
 
     def inlier_logits(self, logits: torch.Tensor) -> torch.Tensor:
         if self.num_inlier_classes is None:

@@ -15,6 +15,7 @@ class MaxSoftmax(Scorer):
 
     by_rows = True
     calibrated_temperature = True
+    score_range = (0.0, 1.0)
 
     def __init__(self, *, num_inlier_classes: Optional[int] = None, temperature: float = 1.0):
         super().__init__(num_inlier_classes=num_inlier_classes)
@@ -54,6 +55,11 @@ class MaxEntropy(Scorer):
 
     by_rows = True
 
+    def bounds(self):
+        import math
+        classes = self.num_inlier_classes
+        return (0.0, math.log(classes) if classes else None)
+
     def score(self, logits):
         log_probs = torch.log_softmax(self.inlier_logits(logits), dim=1)
         return -(log_probs.exp() * log_probs).sum(dim=1)
@@ -83,6 +89,7 @@ class VoidProbability(Scorer):
     """
 
     by_rows = True
+    score_range = (0.0, 1.0)
 
     def __init__(self, *, num_inlier_classes: Optional[int] = None,
                  void_channel: Optional[int] = None):
