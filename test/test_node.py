@@ -372,14 +372,14 @@ def test_4k_frames_from_a_reliable_publisher_reach_the_node(node):
 def test_a_dead_worker_is_an_error_and_is_restarted(rclpy_context, random_checkpoint):
     """In-process: whatever ends the worker thread, /diagnostics says ERROR with the reason,
     and the worker is started again and processes frames. Also: an integer is taken for a
-    double parameter (-p threshold:=-5)."""
+    double parameter (-p threshold:=1)."""
     from rclpy.parameter import Parameter
     from anomseg_ros.ros.detector_node import DetectorNode
     node = DetectorNode(parameter_overrides=[
         Parameter('weights', value=random_checkpoint), Parameter('device', value='cpu'),
-        Parameter('threshold', value=-5), Parameter('lazy', value=False)])
+        Parameter('threshold', value=1), Parameter('lazy', value=False)])
     try:
-        assert node.detector.threshold == -5.0
+        assert node.detector.threshold == 1.0
         published = []
         node.diagnostics_pub.publish = published.append
 

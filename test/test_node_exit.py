@@ -144,7 +144,7 @@ def test_every_mask_belongs_to_the_scorer_that_made_its_score(rclpy_context, tmp
         checked[settings['scorer']] += 1
 
     with NodeProcess(namespace=namespace, params=params, log_path=log) as node:
-        client = DetectorClient(namespace, outputs=())
+        client = DetectorClient(namespace, outputs=('obstacle_mask',))
         try:
             qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
             client.create_subscription(Image, 'anomaly_score', lambda m: on('score', m), qos)
@@ -166,6 +166,7 @@ def test_every_mask_belongs_to_the_scorer_that_made_its_score(rclpy_context, tmp
                 while time.monotonic() < deadline:
                     assert client.set_parameters(**switches[index % len(switches)]) == {}
                     index += 1
+                    client.forget_outputs()  # checked above as they came
                     time.sleep(0.2)
             finally:
                 stop.set()
