@@ -3,11 +3,20 @@
 A dataset bag holds the camera on ``/camera/image_raw`` (``sensor_msgs/Image`` rgb8, or
 ``sensor_msgs/CompressedImage`` png on request) and, where the dataset has them, the ground
 truth as mono8 images on ``/ground_truth/anomaly`` (0 inlier, 1 anomaly, 255 void) and
-``/ground_truth/semantic`` (trainIds). Messages of one frame share their header stamp.
+``/ground_truth/semantic`` (trainIds). Messages of one frame share their header stamp. Each
+camera message has its CRC-32 on ``<camera topic>/crc32`` (``std_msgs/UInt32``, same log
+time): rosbags writes MCAP chunks without checksums, so without it a bag damaged in its pixel
+data would read as a valid one.
+
+Reading reports damage instead of hiding it (``BagDamage``): a frame whose checksum does not
+match, that cannot be decoded, or whose stamp repeats an earlier frame's is skipped and
+counted; a chunk the reader cannot read ends the bag there, said as such.
 """
+import binascii
+import collections
 import dataclasses
 import os
-from typing import Dict, Iterable, Iterator, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -15,7 +24,9 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
 
 from anomseg_ros.errors import DatasetError, ImageFormatError
-from anomseg_ros.ros.conversions import compressed_msg_to_rgb, image_msg_to_array
+from anomseg_ros.errors import first_line
+from anomseg_ros.ros.conversions import (compressed_msg_to_rgb, image_msg_to_array,
+                                         image_msg_to_rgb, INPUT_ENCODINGS)
 
 IMAGE_TOPIC = '/camera/image_raw'
 COMPRESSED_TOPIC = '/camera/image_raw/compressed'
@@ -27,6 +38,9 @@ Image = TYPESTORE.types['sensor_msgs/msg/Image']
 CompressedImage = TYPESTORE.types['sensor_msgs/msg/CompressedImage']
 Header = TYPESTORE.types['std_msgs/msg/Header']
 Time = TYPESTORE.types['builtin_interfaces/msg/Time']
+UInt32 = TYPESTORE.types['std_msgs/msg/UInt32']
+CHECKSUM_SUFFIX = '/crc32'
+CAMERA_TYPES = (Image.__msgtype__, CompressedImage.__msgtype__)
 START_NS = 1_700_000_000_000_000_000  # stamps of a dataset bag start here
 
 
@@ -61,10 +75,46 @@ def image_message(array: np.ndarray, stamp_ns: int, frame_id: str = 'camera'):
 
 
 def message_array(msg) -> np.ndarray:
-    """The numpy image of a deserialised Image or CompressedImage message."""
+    """The numpy image of a deserialised Image or CompressedImage message: a camera frame
+    (any encoding the node reads: rgb8, bgr8, ...) as RGB, others (mono8 labels, 32FC1 scores)
+    as they are."""
     if msg.__msgtype__ == CompressedImage.__msgtype__:
         return compressed_msg_to_rgb(msg)
+    if msg.encoding in INPUT_ENCODINGS and msg.encoding != 'mono8':
+        return image_msg_to_rgb(msg)
+    expected = int(msg.step) * int(msg.height)
+    if len(msg.data) != expected:
+        raise ImageFormatError(f'{msg.encoding} image with {len(msg.data)} bytes, expected '
+                               f'step*height = {expected}')
     return image_msg_to_array(msg)[0]
+
+
+@dataclasses.dataclass
+class BagDamage:
+    """What could not be read of a bag: frames skipped by reason, a few examples, and whether
+    the reader stopped before the end (``truncated``: why)."""
+
+    skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    examples: List[str] = dataclasses.field(default_factory=list)
+    truncated: str = ''
+
+    def skip(self, reason: str, example: str) -> None:
+        self.skipped[reason] += 1
+        if len(self.examples) < 5:
+            self.examples.append(example)
+
+    def __bool__(self) -> bool:
+        return bool(self.skipped) or bool(self.truncated)
+
+    def summary(self) -> str:
+        parts = [f'{count} frames {reason}' for reason, count in sorted(self.skipped.items())]
+        if self.truncated:
+            parts.append(f'read stopped early: {self.truncated}')
+        return '; '.join(parts)
+
+    def to_dict(self) -> dict:
+        return {'skipped': dict(self.skipped), 'examples': self.examples,
+                'truncated': self.truncated}
 
 
 def _refuse_existing(out: str) -> None:
@@ -91,11 +141,18 @@ class BagWriter:
         self.writer.close()
 
     def write(self, topic: str, msg, stamp_ns: int) -> None:
+        raw = TYPESTORE.serialize_cdr(msg, msg.__msgtype__)
+        self._write_raw(topic, msg.__msgtype__, raw, stamp_ns)
+        if msg.__msgtype__ in CAMERA_TYPES:  # read_frames checks it (see the module doc)
+            checksum = UInt32(data=binascii.crc32(raw))
+            self._write_raw(topic + CHECKSUM_SUFFIX, UInt32.__msgtype__,
+                            TYPESTORE.serialize_cdr(checksum, UInt32.__msgtype__), stamp_ns)
+
+    def _write_raw(self, topic: str, msgtype: str, raw, stamp_ns: int) -> None:
         if topic not in self.connections:
-            self.connections[topic] = self.writer.add_connection(topic, msg.__msgtype__,
+            self.connections[topic] = self.writer.add_connection(topic, msgtype,
                                                                  typestore=TYPESTORE)
-        self.writer.write(self.connections[topic], stamp_ns,
-                          TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+        self.writer.write(self.connections[topic], stamp_ns, raw)
 
 
 def write_dataset_bag(frames: Iterable[Tuple[np.ndarray, Optional[np.ndarray],
@@ -137,11 +194,15 @@ def write_image_bag(messages: Iterable[Tuple[str, np.ndarray, int]], out: str, *
     return count
 
 
-def read_frames(path: str, *, image_topic: Optional[str] = None) -> Iterator[BagFrame]:
+def read_frames(path: str, *, image_topic: Optional[str] = None,
+                damage: Optional[BagDamage] = None) -> Iterator[BagFrame]:
     """The camera frames of a bag in stamp order, each with the ground truth of its stamp.
 
     Ground truth is matched by header stamp, so it may be written before or after its image.
+    Frames that cannot be used are skipped and counted in ``damage`` (see the module doc);
+    a camera topic that is missing or carries no images is one ``DatasetError``.
     """
+    damage = damage if damage is not None else BagDamage()
     try:
         reader = Reader(path)
         reader.open()
@@ -154,19 +215,70 @@ def read_frames(path: str, *, image_topic: Optional[str] = None) -> Iterator[Bag
         if image_topic not in topics:
             raise DatasetError(f'{path!r} has no camera topic {image_topic or IMAGE_TOPIC}; its '
                                f'topics: {", ".join(sorted(topics)) or "none"}')
+        msgtype = topics[image_topic].msgtype
+        if msgtype not in CAMERA_TYPES:
+            raise DatasetError(f'{path!r}: topic {image_topic} carries {msgtype}, not '
+                               f'{" or ".join(CAMERA_TYPES)}; give the camera topic')
         truth: Dict[str, Dict[int, np.ndarray]] = {ANOMALY_TOPIC: {}, SEMANTIC_TOPIC: {}}
-        wanted = [topics[t] for t in truth if t in topics]
+        checksums: Dict[int, set] = collections.defaultdict(set)  # by log time
+        repeated = set()  # stamps of two ground-truth messages of one topic
+        checksum_topic = image_topic + CHECKSUM_SUFFIX
+        wanted = [topics[t] for t in list(truth) + [checksum_topic] if t in topics]
         # (an empty list would mean every connection to rosbags)
-        for connection, _, raw in reader.messages(connections=wanted) if wanted else ():
-            msg = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
-            truth[connection.topic][_stamp_ns(msg)] = message_array(msg)
-        for connection, _, raw in reader.messages(connections=[topics[image_topic]]):
-            msg = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
+        for connection, log_ns, raw in _messages(reader, wanted, damage, 'ground truth'):
+            if connection.topic == checksum_topic:
+                checksums[log_ns].add(TYPESTORE.deserialize_cdr(raw, connection.msgtype).data)
+                continue
+            try:
+                msg = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
+                if _stamp_ns(msg) in truth[connection.topic]:
+                    repeated.add(_stamp_ns(msg))
+                truth[connection.topic][_stamp_ns(msg)] = message_array(msg)
+            except Exception as exc:  # noqa: B902 - any damage of the bytes
+                damage.skip(f'without readable {connection.topic}',
+                            f'{connection.topic} at {log_ns}: {_reason(exc)}')
+        seen = set()
+        for connection, log_ns, raw in _messages(reader, [topics[image_topic]], damage,
+                                                 image_topic):
+            if log_ns in checksums and binascii.crc32(raw) not in checksums[log_ns]:
+                damage.skip('damaged (checksum mismatch)', f'{image_topic} at {log_ns}')
+                continue
+            try:
+                msg = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
+                image = message_array(msg)
+            except Exception as exc:  # noqa: B902 - any damage of the bytes
+                damage.skip('undecodable', f'{image_topic} at {log_ns}: {_reason(exc)}')
+                continue
             stamp_ns = _stamp_ns(msg)
-            yield BagFrame(stamp_ns, message_array(msg), truth[ANOMALY_TOPIC].get(stamp_ns),
+            if stamp_ns in seen or stamp_ns in repeated:  # whose ground truth is whose?
+                damage.skip('with a repeated header stamp', f'{image_topic} stamp {stamp_ns}')
+                continue
+            seen.add(stamp_ns)
+            yield BagFrame(stamp_ns, image, truth[ANOMALY_TOPIC].get(stamp_ns),
                            truth[SEMANTIC_TOPIC].get(stamp_ns), msg.header.frame_id)
     finally:
         reader.close()
+
+
+def _messages(reader, connections, damage: BagDamage, what: str):
+    """``reader.messages`` that ends, saying why in ``damage``, where the bag cannot be read
+    further (a chunk whose checksum or size is wrong, a truncated file)."""
+    if not connections:
+        return
+    iterator = reader.messages(connections=connections)
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: B902 - ReaderError, struct / decompression errors
+            damage.truncated = f'{what}: {_reason(exc)}'
+            return
+        yield item
+
+
+def _reason(exc: BaseException) -> str:
+    return f'{type(exc).__name__}: {first_line(exc)}'
 
 
 def _stamp_ns(msg) -> int:

@@ -15,7 +15,7 @@ from anomseg_ros.data.images import resize_label
 from anomseg_ros.evaluation import AnomalyMetrics, SegmentationMetrics
 from anomseg_ros.labels import CITYSCAPES_CLASSES
 from anomseg_ros.ros.conversions import image_msg_to_array
-from rosbag_tools.bags import BagWriter, image_message, read_frames
+from rosbag_tools.bags import BagDamage, BagWriter, image_message, read_frames
 
 RECORD_TOPICS = {'anomaly_score': '/anomseg/anomaly_score', 'semantic': '/anomseg/semantic'}
 
@@ -30,6 +30,7 @@ class BagScore:
                                                     class_names=CITYSCAPES_CLASSES))
     sent: int = 0
     received: int = 0
+    damage: BagDamage = dataclasses.field(default_factory=BagDamage)
     missing_stamps: List[int] = dataclasses.field(default_factory=list)
     # compare at this (height, width) instead of the camera's: scores shrunk by area, labels
     # (published and ground truth) by PIL's nearest
@@ -60,7 +61,8 @@ class BagScore:
         result = {'resolution': self.resolution,
                   'frames_sent': self.sent, 'frames_received': self.received,
                   'frames_missing': len(self.missing_stamps),
-                  'missing_stamps_ns': self.missing_stamps[:20]}
+                  'missing_stamps_ns': self.missing_stamps[:20],
+                  'damage': self.damage.to_dict()}
         if self.anomaly.num_images:
             result['anomaly'] = self.anomaly.compute()
         if self.segmentation.num_images:
@@ -73,7 +75,7 @@ def evaluate_offline(path: str, detector, *,
     """The node's pipeline run in-process on every frame of the bag (no ROS); ``size_hw`` as
     in ``BagScore``."""
     score = BagScore(size_hw=size_hw)
-    for frame in read_frames(path):
+    for frame in read_frames(path, damage=score.damage):
         score.sent += 1
         detection = detector.predict(frame.image)
         score.add(frame, detection.score_map, detection.labels)
@@ -102,7 +104,7 @@ def evaluate_live(path: str, *, params: Optional[Dict[str, object]] = None,
             namespace, params=params, outputs=tuple(RECORD_TOPICS), log_path=log_path,
             connect=connect, timeout=max(timeout, 60.0))).client
         frames = {}
-        for frame in read_frames(path):
+        for frame in read_frames(path, damage=score.damage):
             client.publish_rgb(frame.image, frame.stamp_ns, frame_id=frame.frame_id)
             score.sent += 1
             if rate_hz is None:

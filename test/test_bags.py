@@ -137,3 +137,83 @@ def test_clocked_replay_reports_the_frames_the_node_skipped(tmp_path, random_che
     assert live['frames_received'] + live['frames_missing'] == 12
     assert live['frames_missing'] > 0 and code == 1  # missing frames are not silent
     assert live['frames_received'] >= 1
+
+
+def _eval(bag, checkpoint, *extra):
+    return main(['bag', 'eval', str(bag), '--offline', '--weights', checkpoint, '--device', 'cpu',
+                 '--runtime', 'torch', *extra])
+
+
+def _write(bag, messages):
+    """``(topic, message, stamp_ns)`` into a new bag, as they are."""
+    from rosbag_tools.bags import BagWriter
+    with BagWriter(str(bag), 'mcap') as writer:
+        for topic, msg, stamp_ns in messages:
+            writer.write(topic, msg, stamp_ns)
+
+
+@pytest.mark.parametrize('kind', ['std_msgs/msg/String', 'sensor_msgs/msg/CameraInfo'])
+def test_a_non_image_on_the_camera_topic_is_one_line(tmp_path, random_checkpoint, capsys, kind):
+    from rosbag_tools.bags import _header, TYPESTORE
+    if kind.endswith('String'):
+        msg = TYPESTORE.types[kind](data='not a frame')
+    else:
+        info = TYPESTORE.types[kind]
+        msg = info(header=_header(1, 'camera'), height=2, width=2, distortion_model='',
+                   d=np.zeros(0), k=np.zeros(9), r=np.zeros(9), p=np.zeros(12), binning_x=0,
+                   binning_y=0, roi=TYPESTORE.types['sensor_msgs/msg/RegionOfInterest'](
+                       x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+    _write(tmp_path / 'bag', [('/camera/image_raw', msg, 1)])
+    assert _eval(tmp_path / 'bag', random_checkpoint) == 2
+    captured = capsys.readouterr()
+    assert f'carries {kind}' in captured.err and 'Traceback' not in captured.err + captured.out
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_a_damaged_bag_is_reported_with_counts_and_fails(tmp_path, random_checkpoint, capsys):
+    """A truncated Image, a camera message garbled inside its pixels (rosbags writes MCAP
+    chunks without checksums: only the bag's own CRC topic sees it), repeated stamps: each
+    skipped and counted, the run fails, and no metric is NaN."""
+    import glob
+    from rosbag_tools.bags import image_message
+    frames = list(_frames(6, seed=2))
+    messages = []
+    for index, (image, anomaly, _) in enumerate(frames):
+        stamp = 1_000 + index
+        camera = image_message(image, stamp)
+        if index == 1:
+            camera.data = camera.data[:1000]  # 1000 of 2880 bytes
+        if index == 4:
+            stamp = 1_003  # the stamp of frame 3 again
+            camera = image_message(image, stamp)
+        messages += [('/camera/image_raw', camera, stamp),
+                     ('/ground_truth/anomaly', image_message(anomaly, stamp), stamp)]
+    _write(tmp_path / 'bag', messages)
+    mcap = glob.glob(str(tmp_path / 'bag' / '*.mcap'))[0]
+    data = bytearray(open(mcap, 'rb').read())
+    at = data.find(frames[5][0].tobytes()[:64])  # inside frame 5's pixels
+    data[at + 100:at + 200] = bytes(100)
+    open(mcap, 'wb').write(bytes(data))
+    report = tmp_path / 'report.json'
+    assert _eval(tmp_path / 'bag', random_checkpoint, '--json', str(report)) == 1
+    out = capsys.readouterr().out
+    assert 'the bag is damaged' in out and 'Traceback' not in out
+    result = json.loads(report.read_text())
+    assert result['damage']['skipped'] == {'undecodable': 1, 'damaged (checksum mismatch)': 1,
+                                           'with a repeated header stamp': 2}
+    assert result['frames_sent'] == 2  # frames 0 and 2
+    assert all(np.isfinite(result['anomaly'][k]) for k in ('auprc', 'fpr95'))
+    # and an existing report is not overwritten without --force
+    assert _eval(tmp_path / 'bag', random_checkpoint, '--json', str(report)) == 2
+    assert 'already exists' in capsys.readouterr().err
+    assert _eval(tmp_path / 'bag', random_checkpoint, '--json', str(report), '--force') == 1
+
+
+def test_a_bgr8_bag_is_read_as_the_node_reads_it(tmp_path):
+    from rosbag_tools.bags import image_message
+    image = next(_frames(1))[0]
+    msg = image_message(image[..., ::-1].copy(), 5)
+    msg.encoding = 'bgr8'
+    _write(tmp_path / 'bag', [('/camera/image_raw', msg, 5)])
+    frame, = read_frames(str(tmp_path / 'bag'))
+    np.testing.assert_array_equal(frame.image, image)

@@ -1,5 +1,6 @@
 """``anomseg bag ...``: benchmark datasets as rosbags, and measuring the node on a bag."""
 import json
+import math
 import os
 
 from tqdm import tqdm
@@ -8,6 +9,7 @@ from anomseg_ros.cli.common import add_model_args, build_detector, node_params, 
 from anomseg_ros.data.anomaly import AnomalyDataset
 from anomseg_ros.data.cityscapes import CityscapesDataset
 from anomseg_ros.data.layouts import is_cityscapes_layout
+from anomseg_ros.errors import DatasetError
 
 
 def add_parser(verbs):
@@ -56,6 +58,7 @@ def add_parser(verbs):
                           'with, anomseg eval: the node has resampled the scores to the camera '
                           'size first)')
     evaluate.add_argument('--json', default=None, metavar='FILE', help='write the report here')
+    evaluate.add_argument('--force', action='store_true', help='overwrite an existing --json')
     evaluate.set_defaults(run=run_eval)
 
 
@@ -81,6 +84,9 @@ def run_from_dataset(args) -> int:
 
 def run_eval(args) -> int:
     from rosbag_tools.evaluate import evaluate_live, evaluate_offline
+    if args.json and os.path.exists(args.json) and not args.force:
+        raise DatasetError(f'{args.json!r} already exists: give --force to overwrite it, or '
+                           f'another --json path')
     detector = build_detector(args) if args.offline or args.resolution == 'network' else None
     size_hw = detector.input_size_hw if args.resolution == 'network' else None
     if args.offline:
@@ -99,6 +105,20 @@ def run_eval(args) -> int:
     if report['frames_missing']:
         print(f'WARNING: {report["frames_missing"]} frames got no answer (first stamps: '
               f'{report["missing_stamps_ns"][:5]}); their pixels are not in the metrics')
+    damage = report['damage']
+    if damage['skipped'] or damage['truncated']:
+        parts = [f'{count} frames {reason}' for reason, count in sorted(damage['skipped'].items())]
+        if damage['truncated']:
+            parts.append(f'reading stopped early ({damage["truncated"]})')
+        print(f'ERROR: the bag is damaged: {"; ".join(parts)}; the metrics cover the '
+              f'{report["frames_sent"]} frames that could be read (first: '
+              f'{"; ".join(damage["examples"][:2])})')
+    not_finite = [f'{part} {key}' for part in ('anomaly', 'segmentation')
+                  for key, value in report.get(part, {}).items()
+                  if isinstance(value, float) and not math.isfinite(value)]
+    if not_finite:
+        print(f'ERROR: {", ".join(not_finite)} are not numbers: the frames\' labels hold no '
+              f'pixel of one of the classes they need (no anomaly pixel, or no inlier one)')
     if 'anomaly' in report:
         a = report['anomaly']
         print(f'{args.scorer}: AuPRC {100 * a["auprc"]:.2f}  FPR95 {100 * a["fpr95"]:.2f}  '
@@ -109,4 +129,5 @@ def run_eval(args) -> int:
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(report, f, indent=2)
-    return 1 if report['frames_missing'] else 0
+    failed = report['frames_missing'] or damage['skipped'] or damage['truncated'] or not_finite
+    return 1 if failed else 0
