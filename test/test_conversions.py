@@ -36,6 +36,11 @@ def test_supported_encodings_give_rgb(encoding, pixels, expected, pad):
 @pytest.mark.parametrize('change,message', [
     (dict(encoding='16UC1'), 'unsupported encoding'),
     (dict(encoding='yuv422'), 'unsupported encoding'),
+    (dict(encoding='mono16'), 'unsupported encoding'),
+    (dict(encoding='bayer_rggb8'), 'unsupported encoding'),
+    (dict(encoding='32FC1'), 'unsupported encoding'),
+    (dict(data=RGB.tobytes()[:-1]), 'truncated'),  # one byte short
+    (dict(data=RGB.tobytes() + b'x'), 'oversized'),  # one byte over
     (dict(height=0), 'empty image'),
     (dict(width=0), 'empty image'),
     (dict(data=RGB.tobytes()[:50]), 'truncated'),
@@ -44,6 +49,7 @@ def test_supported_encodings_give_rgb(encoding, pixels, expected, pad):
     (dict(width=9), 'step'),
 ])
 def test_malformed_frames_say_what_is_wrong(change, message):
+    """The frame kinds a probe of the node sent (each was refused in one line, and stays so)."""
     msg = _msg(RGB, 'rgb8')
     for key, value in change.items():
         setattr(msg, key, value)
@@ -96,3 +102,11 @@ def test_a_library_error_is_one_line_with_its_reason():
                 "parsing start element tag at offset 47\n\n")
     assert first_line(RuntimeError(openvino)) == 'Error parsing start element tag at offset 47'
     assert first_line(RuntimeError('')) == '-'
+
+
+@pytest.mark.parametrize('height,width', [(1, 1), (1, 100_000), (100_000, 1)])
+def test_extreme_but_valid_shapes_decode(height, width):
+    pixels = np.random.default_rng(1).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    msg = _msg(pixels, 'rgb8')
+    msg.is_bigendian = 1  # meaningless for 8-bit channels: read the same
+    np.testing.assert_array_equal(image_msg_to_rgb(msg), pixels)
