@@ -25,12 +25,17 @@ def run(args) -> int:
     return train_anomaly.train_anomaly(args)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument('--method', required=True, choices=list_methods())
+def add_arguments(parser: argparse.ArgumentParser, *,
+                  data: bool = True) -> argparse.ArgumentParser:
+    """The training options; ``data=False`` leaves out ``--data`` and makes ``--method``
+    optional (``anomseg adapt`` writes the data and has a default method)."""
+    parser.add_argument('--method', required=data, choices=list_methods(),
+                        default=None if data else 'synboost')
     parser.add_argument('--checkpoint', required=True, metavar='CKPT',
                         help='the trained segmentation model to build on')
-    parser.add_argument('--data', required=True, metavar='ROOT',
-                        help='inlier training images: a Cityscapes-layout root')
+    if data:
+        parser.add_argument('--data', required=True, metavar='ROOT',
+                            help='inlier training images: a Cityscapes-layout root')
     parser.add_argument('--out', required=True, metavar='DIR')
     parser.add_argument('--epochs', type=int, default=20, help='(default 20, as PEBAL)')
     parser.add_argument('--iters-per-epoch', type=int, default=200)

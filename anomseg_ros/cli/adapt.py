@@ -1,0 +1,150 @@
+"""``anomseg adapt``: a learned anomaly score for your camera, from its unlabeled frames.
+
+    anomseg adapt --checkpoint erfnet_pretrained.pth --frames drive.mcap --topic /cam/image_raw \\
+        --every 10 --limit 600 --out runs/adapted
+    anomseg calibrate --weights runs/adapted/last.pt --thresholds --unlabeled FRAMES --in-place
+    ros2 launch anomseg_ros detector.launch.py weights:=runs/adapted/last.pt scorer:=synboost
+
+The frames (a folder of images, or a rosbag2 image topic) are pseudo-labelled by the base
+checkpoint, a held-out share becomes a track with pasted outliers, and the method trains as
+``anomseg train-anomaly`` trains it (``anomseg_ros.training.adapt``). ``OUT/last.pt`` is an
+ordinary checkpoint with the adaptation recorded in it; ``--resume`` continues a run.
+"""
+import glob
+import os
+
+from anomseg_ros.checkpoint import load_model, read_checkpoint
+from anomseg_ros.cli import train_anomaly as train_anomaly_cli
+from anomseg_ros.data.images import IMAGE_EXTENSIONS, read_rgb
+from anomseg_ros.errors import AnomsegError, ConfigError, DatasetError
+from anomseg_ros.pipeline import Detector
+from anomseg_ros.runtimes.cache import file_sha256
+from anomseg_ros.training.adapt import AdaptData, prepare_adaptation_data, prepared
+
+DEFAULT_OUTLIERS = 300  # synthetic cut-outs made when no --outliers folder is given
+
+
+def add_parser(verbs):
+    parser = verbs.add_parser(
+        'adapt', help='a learned anomaly score from unlabeled frames of your camera',
+        description=__doc__.split('\n\n')[2].replace('\n', ' '))
+    group = parser.add_argument_group('the frames')
+    group.add_argument('--frames', required=True, metavar='DIR|BAG',
+                       help='a folder of images (searched recursively) or a rosbag2 (MCAP / '
+                       'sqlite3)')
+    group.add_argument('--topic', default=None, help='the bag\'s image topic (default '
+                       '/camera/image_raw or /camera/image_raw/compressed)')
+    group.add_argument('--every', type=int, default=1, help='take every Nth frame')
+    group.add_argument('--limit', type=int, default=0, help='at most this many frames (0: all)')
+    group.add_argument('--confidence', type=float, default=AdaptData.confidence,
+                       help='pseudo-labels where the base model\'s max softmax is at least '
+                       'this; void elsewhere (default %(default)s)')
+    group.add_argument('--holdout', type=float, default=AdaptData.holdout,
+                       help='share of the frames kept out of training for the pasted track '
+                       '(default %(default)s)')
+    group.add_argument('--label-runtime', default='auto', choices=('auto', 'torch', 'openvino'),
+                       help='runtime of the base model while pseudo-labelling')
+    train_anomaly_cli.add_arguments(parser, data=False)
+    parser.set_defaults(run=run)
+
+
+def _folder_frames(folder, every, limit, skipped):
+    paths = sorted(p for p in glob.glob(os.path.join(folder, '**', '*'), recursive=True)
+                   if p.lower().endswith(IMAGE_EXTENSIONS))
+    paths = paths[::every]
+    if limit:
+        paths = paths[:limit]
+    for path in paths:
+        try:
+            image = read_rgb(path)
+        except AnomsegError as exc:
+            skipped.append(str(exc))
+            continue
+        name = os.path.splitext(os.path.relpath(path, folder))[0].replace(os.sep, '__')
+        yield name, image
+
+
+def _bag_frames(bag, topic, every, limit, skipped):
+    from rosbag_tools.bags import BagDamage, read_frames
+    damage = BagDamage()
+    taken = 0
+    for index, frame in enumerate(read_frames(bag, image_topic=topic, damage=damage)):
+        if index % every:
+            continue
+        if limit and taken >= limit:
+            break
+        taken += 1
+        yield f'{index:06d}_{frame.stamp_ns}', frame.image
+    if damage:
+        skipped.append(f'{bag}: {damage.summary()}')
+
+
+def frames(args, skipped):
+    if args.every < 1 or args.limit < 0:
+        raise ConfigError('--every is at least 1 and --limit at least 0')
+    is_bag = os.path.exists(os.path.join(args.frames, 'metadata.yaml'))
+    if os.path.isdir(args.frames) and not is_bag:
+        if args.topic:
+            raise ConfigError(f'--topic is for a bag; {args.frames!r} is a folder of images')
+        return _folder_frames(args.frames, args.every, args.limit, skipped)
+    if not os.path.exists(args.frames):
+        raise DatasetError(f'--frames {args.frames!r} does not exist')
+    return _bag_frames(args.frames, args.topic, args.every, args.limit, skipped)
+
+
+def _outliers(args) -> str:
+    if args.outliers:
+        return args.outliers
+    folder = os.path.join(args.out, 'synthetic_outliers')
+    from anomseg_ros.data.synthetic.writer import generate
+    generate(folder, {'outliers': DEFAULT_OUTLIERS}, seed=args.seed, workers=1)
+    return os.path.join(folder, 'outliers')
+
+
+def run(args) -> int:
+    base_info = load_model(args.checkpoint)[1]  # an unreadable checkpoint is named now
+    if base_info.method:
+        raise ConfigError(f'{args.checkpoint!r} is already a {base_info.method} model; adapt '
+                          f'a plain segmentation checkpoint')
+    config = AdaptData(confidence=args.confidence, holdout=args.holdout, seed=args.seed)
+    config.check()
+    root = os.path.join(args.out, 'data')
+    record = prepared(root)
+    if record is None or not args.resume:
+        if os.path.exists(os.path.join(args.out, 'last.pt')) and not args.resume:
+            raise ConfigError(f'{args.out!r} holds an adaptation: continue it with --resume, '
+                              f'or choose another --out')
+        outliers = _outliers(args)
+        labeller = Detector.from_checkpoint(args.checkpoint, scorer='msp', temperature=1.0,
+                                            device=args.device, runtime=args.label_runtime,
+                                            input_size_hw=args.input_size)
+        skipped = []
+        print(f'pseudo-labelling the frames of {args.frames} with {args.checkpoint} '
+              f'({labeller.runtime}, confidence {config.confidence:g})', flush=True)
+        record = prepare_adaptation_data(frames(args, skipped), labeller, root,
+                                         outliers=outliers, config=config, source=args.frames)
+        for reason in skipped[:10]:
+            print(f'skipped: {reason}')
+        record['skipped'] = len(skipped)
+        print(f'{record["training_frames"]} training frames ({100 * record["ignored_share"]:.1f}% '
+              f'of their pixels below the confidence cut-off, void), {record["held_out_frames"]} '
+              f'held out for the pasted track; {len(skipped)} skipped', flush=True)
+    args.data = root
+    args.outliers = record['outliers']
+    if args.method == 'synboost' and not args.ensemble_tracks:
+        args.ensemble_tracks = os.path.join(root, 'track')
+    code = train_anomaly_cli.run(args)
+    if code:
+        return code
+    last = os.path.join(args.out, 'last.pt')
+    checkpoint = read_checkpoint(last)
+    checkpoint['adaptation'] = {**record, 'method': args.method,
+                                'base_sha256': file_sha256(args.checkpoint),
+                                'epochs': args.epochs, 'iters_per_epoch': args.iters_per_epoch,
+                                'batch_size': args.batch_size}
+    import torch
+    torch.save(checkpoint, last + '.tmp')
+    os.replace(last + '.tmp', last)
+    print(f'adapted: {last} (scorer {args.method}); next: anomseg calibrate --weights {last} '
+          f'--thresholds --unlabeled FRAMES --in-place')
+    return 0

@@ -1,0 +1,106 @@
+"""``anomseg adapt``: a learned score from unlabeled frames (a folder, or a bag topic), an
+ordinary checkpoint with the adaptation recorded, and the refusals before any training."""
+import os
+
+import numpy as np
+import pytest
+
+from anomseg_ros.checkpoint import read_checkpoint
+from anomseg_ros.cli.main import main
+from anomseg_ros.data.images import read_label, write_rgb
+from anomseg_ros.labels import VOID_LABEL
+from anomseg_ros.pipeline import Detection, Detector
+from anomseg_ros.training.adapt import pseudo_labels
+
+TINY = ['--epochs', '1', '--generator-epochs', '1', '--iters-per-epoch', '2', '--batch-size',
+        '2', '--workers', '0', '--device', 'cpu', '--input-size', '64x32',
+        '--ensemble-step', '0.5', '--label-runtime', 'torch']
+
+
+def _frames(folder, count=6, seed=3):
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    for i in range(count):
+        write_rgb(os.path.join(folder, f'frame_{i}.png'),
+                  rng.integers(0, 256, (40, 72, 3), dtype=np.uint8))
+    return str(folder)
+
+
+def test_pseudo_labels_keep_only_confident_pixels():
+    labels = np.array([[1, 2], [3, VOID_LABEL]], np.uint8)
+    score = np.array([[0.05, 0.5], [0.1, 0.0]], np.float32)  # msp: 1 - max softmax
+    kept = pseudo_labels(Detection(labels=labels, score_map=score, mask=score > 1), 0.9)
+    np.testing.assert_array_equal(kept, [[1, VOID_LABEL], [3, VOID_LABEL]])
+
+
+def test_adapt_from_a_folder_writes_a_checkpoint_the_pipeline_loads(tmp_path, outlier_dir,
+                                                                    random_checkpoint, capsys):
+    frames = _frames(tmp_path / 'frames')
+    out = str(tmp_path / 'adapted')
+    argv = ['adapt', '--checkpoint', random_checkpoint, '--frames', frames, '--out', out,
+            '--outliers', outlier_dir, '--confidence', '0.0', *TINY]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert '5 training frames' in printed and '1 held out' in printed
+    data = os.path.join(out, 'data')
+    labels = sorted(os.listdir(os.path.join(data, 'gtFine', 'train', 'adapt')))
+    assert len(labels) == 5 and labels[0].endswith('_gtFine_labelTrainIds.png')
+    mask = read_label(os.path.join(data, 'track', 'labels_masks',
+                                   os.listdir(os.path.join(data, 'track', 'labels_masks'))[0]))
+    assert set(np.unique(mask)) == {0, 1}  # the pasted outlier is the held-out frame's anomaly
+    checkpoint = read_checkpoint(os.path.join(out, 'last.pt'))
+    adaptation = checkpoint['adaptation']
+    assert adaptation['method'] == 'synboost' and adaptation['frames'] == 6
+    assert adaptation['source'] == frames and len(adaptation['base_sha256']) == 64
+    detector = Detector.from_checkpoint(os.path.join(out, 'last.pt'), scorer='synboost',
+                                        device='cpu')
+    result = detector.predict(np.zeros((40, 72, 3), np.uint8))
+    assert result.score_map.shape == (40, 72) and np.isfinite(result.score_map).all()
+    assert main(['eval', os.path.join(data, 'track'), '--weights', os.path.join(out, 'last.pt'),
+                 '--scorers', 'synboost', '--device', 'cpu', '--runtime', 'torch']) == 0
+    # a second run into the same folder is refused; --resume keeps the prepared data
+    assert main(argv) == 2
+    assert '--resume' in capsys.readouterr().err
+    assert main(argv + ['--resume']) == 0
+
+
+def test_adapt_reads_a_bag_topic(tmp_path, random_checkpoint, outlier_dir):
+    from rosbag_tools import write_dataset_bag
+    rng = np.random.default_rng(4)
+    bag = str(tmp_path / 'drive')
+    write_dataset_bag(((rng.integers(0, 256, (40, 72, 3), dtype=np.uint8), None, None)
+                       for _ in range(8)), bag)
+    out = str(tmp_path / 'adapted')
+    assert main(['adapt', '--checkpoint', random_checkpoint, '--frames', bag, '--topic',
+                 '/camera/image_raw', '--every', '2', '--out', out, '--outliers', outlier_dir,
+                 '--confidence', '0.0', *TINY]) == 0
+    assert read_checkpoint(os.path.join(out, 'last.pt'))['adaptation']['frames'] == 4
+
+
+@pytest.mark.parametrize('problem,message', [
+    ('no_frames', 'at least 2 readable frames'),
+    ('no_cutouts', 'no outlier images'),
+    ('learned_base', 'already a synboost model'),
+    ('wrong_topic', 'has no camera topic'),
+])
+def test_adapt_refuses_bad_input_before_training(tmp_path, random_checkpoint, outlier_dir,
+                                                 capsys, problem, message):
+    frames = _frames(tmp_path / 'frames', count=1 if problem == 'no_frames' else 4)
+    outliers, checkpoint, extra = outlier_dir, random_checkpoint, []
+    if problem == 'no_cutouts':
+        outliers = str(tmp_path / 'empty')
+        os.makedirs(outliers)
+    if problem == 'learned_base':
+        checkpoint = os.path.join(os.path.dirname(__file__), '..', 'models',
+                                  'synboost_synthetic.pt')
+        if not os.path.exists(checkpoint):
+            pytest.skip('no bundled SynBoost model')
+    if problem == 'wrong_topic':
+        from rosbag_tools import write_dataset_bag
+        frames = str(tmp_path / 'bag')
+        write_dataset_bag([(np.zeros((8, 8, 3), np.uint8), None, None)] * 2, frames)
+        extra = ['--topic', '/front/image_raw']
+    assert main(['adapt', '--checkpoint', checkpoint, '--frames', frames, '--out',
+                 str(tmp_path / 'out'), '--outliers', outliers, *extra, *TINY]) == 2
+    assert message in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / 'out' / 'last.pt')
