@@ -17,12 +17,12 @@ TINY = ['--epochs', '1', '--generator-epochs', '1', '--iters-per-epoch', '2', '-
         '--ensemble-step', '0.5', '--label-runtime', 'torch']
 
 
-def _frames(folder, count=6, seed=3):
+def _frames(folder, count=6, seed=3, size_hw=(40, 72)):
     rng = np.random.default_rng(seed)
     os.makedirs(folder, exist_ok=True)
     for i in range(count):
         write_rgb(os.path.join(folder, f'frame_{i}.png'),
-                  rng.integers(0, 256, (40, 72, 3), dtype=np.uint8))
+                  rng.integers(0, 256, (*size_hw, 3), dtype=np.uint8))
     return str(folder)
 
 
@@ -104,3 +104,45 @@ def test_adapt_refuses_bad_input_before_training(tmp_path, random_checkpoint, ou
                  str(tmp_path / 'out'), '--outliers', outliers, *extra, *TINY]) == 2
     assert message in capsys.readouterr().err
     assert not os.path.exists(tmp_path / 'out' / 'last.pt')
+
+
+def test_a_label_free_threshold_flags_the_asked_share_of_ordinary_frames():
+    """Crafted logits: MaxLogit's scores of a frame are -0, -1, ..., -9999 (one per pixel), so
+    a threshold that flags 1% of them lies in (-100, -99]."""
+    import torch
+    from anomseg_ros.checkpoint import ModelInfo
+    from anomseg_ros.evaluation.calibration import false_alarm_thresholds, parse_share
+
+    class Crafted:
+        info = ModelInfo(num_classes=19, void_channel=None)
+
+        def logits(self, images):
+            values = torch.arange(10_000, dtype=torch.float32).reshape(1, 1, 100, 100)
+            return torch.cat([values, torch.full((1, 18, 100, 100), -1e4)], dim=1)
+
+    assert parse_share('1%') == pytest.approx(0.01) and parse_share(0.01) == 0.01
+    points = false_alarm_thresholds(Crafted(), [None, None], ['maxlogit'], share=0.01)
+    point = points['maxlogit']
+    assert -100.0 < point['threshold'] <= -99.0
+    assert point['flagged'] == pytest.approx(0.01, abs=1e-3) and point['frames'] == 2
+
+
+def test_calibrate_unlabeled_writes_thresholds_that_auto_uses(tmp_path, random_checkpoint,
+                                                              capsys):
+    frames = _frames(tmp_path / 'frames', count=3, size_hw=(64, 128))  # the network's size
+    out = str(tmp_path / 'calibrated.pt')
+    assert main(['calibrate', '--weights', random_checkpoint, '--thresholds', '--unlabeled',
+                 frames, '--false-alarm', '2%', '--scorers', 'msp,maxlogit', '--out', out,
+                 '--device', 'cpu', '--runtime', 'torch']) == 0
+    assert 'flagging 2% of the pixels of 3 unlabeled frames' in capsys.readouterr().out
+    detector = Detector.from_checkpoint(out, scorer='maxlogit', device='cpu', runtime='torch')
+    assert detector.threshold_source == 'calibrated'
+    flagged = np.mean([detector.predict(image).mask.mean() for image in
+                       (np.asarray(__import__('PIL.Image').Image.open(
+                           os.path.join(frames, f'frame_{i}.png'))) for i in range(3))])
+    assert 0.01 < flagged <= 0.02  # at most the share asked for (bf16 scores tie)
+    record = read_checkpoint(out)['threshold_calibration']
+    assert record['rule'] == 'false-alarm 2%' and record['frames'] == 3
+    # without a DATASET and without --unlabeled: one line that says what to give
+    assert main(['calibrate', '--weights', random_checkpoint, '--thresholds']) == 2
+    assert '--unlabeled' in capsys.readouterr().err

@@ -10,13 +10,12 @@ checkpoint, a held-out share becomes a track with pasted outliers, and the metho
 ``anomseg train-anomaly`` trains it (``anomseg_ros.training.adapt``). ``OUT/last.pt`` is an
 ordinary checkpoint with the adaptation recorded in it; ``--resume`` continues a run.
 """
-import glob
 import os
 
 from anomseg_ros.checkpoint import load_model, read_checkpoint
 from anomseg_ros.cli import train_anomaly as train_anomaly_cli
-from anomseg_ros.data.images import IMAGE_EXTENSIONS, read_rgb
-from anomseg_ros.errors import AnomsegError, ConfigError, DatasetError
+from anomseg_ros.cli.common import add_frames_args, unlabeled_frames
+from anomseg_ros.errors import ConfigError
 from anomseg_ros.pipeline import Detector
 from anomseg_ros.runtimes.cache import file_sha256
 from anomseg_ros.training.adapt import AdaptData, prepare_adaptation_data, prepared
@@ -28,14 +27,7 @@ def add_parser(verbs):
     parser = verbs.add_parser(
         'adapt', help='a learned anomaly score from unlabeled frames of your camera',
         description=__doc__.split('\n\n')[2].replace('\n', ' '))
-    group = parser.add_argument_group('the frames')
-    group.add_argument('--frames', required=True, metavar='DIR|BAG',
-                       help='a folder of images (searched recursively) or a rosbag2 (MCAP / '
-                       'sqlite3)')
-    group.add_argument('--topic', default=None, help='the bag\'s image topic (default '
-                       '/camera/image_raw or /camera/image_raw/compressed)')
-    group.add_argument('--every', type=int, default=1, help='take every Nth frame')
-    group.add_argument('--limit', type=int, default=0, help='at most this many frames (0: all)')
+    group = add_frames_args(parser, '--frames', required=True)
     group.add_argument('--confidence', type=float, default=AdaptData.confidence,
                        help='pseudo-labels where the base model\'s max softmax is at least '
                        'this; void elsewhere (default %(default)s)')
@@ -46,50 +38,6 @@ def add_parser(verbs):
                        help='runtime of the base model while pseudo-labelling')
     train_anomaly_cli.add_arguments(parser, data=False)
     parser.set_defaults(run=run)
-
-
-def _folder_frames(folder, every, limit, skipped):
-    paths = sorted(p for p in glob.glob(os.path.join(folder, '**', '*'), recursive=True)
-                   if p.lower().endswith(IMAGE_EXTENSIONS))
-    paths = paths[::every]
-    if limit:
-        paths = paths[:limit]
-    for path in paths:
-        try:
-            image = read_rgb(path)
-        except AnomsegError as exc:
-            skipped.append(str(exc))
-            continue
-        name = os.path.splitext(os.path.relpath(path, folder))[0].replace(os.sep, '__')
-        yield name, image
-
-
-def _bag_frames(bag, topic, every, limit, skipped):
-    from rosbag_tools.bags import BagDamage, read_frames
-    damage = BagDamage()
-    taken = 0
-    for index, frame in enumerate(read_frames(bag, image_topic=topic, damage=damage)):
-        if index % every:
-            continue
-        if limit and taken >= limit:
-            break
-        taken += 1
-        yield f'{index:06d}_{frame.stamp_ns}', frame.image
-    if damage:
-        skipped.append(f'{bag}: {damage.summary()}')
-
-
-def frames(args, skipped):
-    if args.every < 1 or args.limit < 0:
-        raise ConfigError('--every is at least 1 and --limit at least 0')
-    is_bag = os.path.exists(os.path.join(args.frames, 'metadata.yaml'))
-    if os.path.isdir(args.frames) and not is_bag:
-        if args.topic:
-            raise ConfigError(f'--topic is for a bag; {args.frames!r} is a folder of images')
-        return _folder_frames(args.frames, args.every, args.limit, skipped)
-    if not os.path.exists(args.frames):
-        raise DatasetError(f'--frames {args.frames!r} does not exist')
-    return _bag_frames(args.frames, args.topic, args.every, args.limit, skipped)
 
 
 def _outliers(args) -> str:
@@ -121,7 +69,7 @@ def run(args) -> int:
         skipped = []
         print(f'pseudo-labelling the frames of {args.frames} with {args.checkpoint} '
               f'({labeller.runtime}, confidence {config.confidence:g})', flush=True)
-        record = prepare_adaptation_data(frames(args, skipped), labeller, root,
+        record = prepare_adaptation_data(unlabeled_frames(args, skipped), labeller, root,
                                          outliers=outliers, config=config, source=args.frames)
         for reason in skipped[:10]:
             print(f'skipped: {reason}')

@@ -8,12 +8,14 @@ import sys
 
 from tqdm import tqdm
 
-from anomseg_ros.cli.common import add_model_args, build_detector, warn_if_untrained
+from anomseg_ros.cli.common import (add_frames_args, add_model_args, build_detector,
+                                    unlabeled_frames, warn_if_untrained)
 from anomseg_ros.data.anomaly import AnomalyDataset, CONVENTIONS
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.evaluation.anomaly import RESOLUTIONS
-from anomseg_ros.evaluation.calibration import (calibration_record, DEFAULT_GRID, METRICS,
-                                                parse_grid, search_temperature,
+from anomseg_ros.evaluation.calibration import (calibration_record, DEFAULT_GRID,
+                                                false_alarm_thresholds, METRICS, parse_grid,
+                                                parse_share, search_temperature,
                                                 search_thresholds, THRESHOLD_RULES,
                                                 wider_grid, write_temperature,
                                                 write_thresholds)
@@ -26,8 +28,9 @@ def add_parser(verbs):
         '+ labels_masks/), in one pass over its images, and reports the best by --metric. '
         'With --out (or --in-place) the chosen temperature is written into the checkpoint\'s '
         'metadata; the node and "anomseg eval" then use it for msp unless told otherwise.')
-    parser.add_argument('dataset', metavar='DATASET', nargs='+',
-                        help='validation anomaly track(s), pooled; never the test track')
+    parser.add_argument('dataset', metavar='DATASET', nargs='*',
+                        help='validation anomaly track(s), pooled; never the test track (none '
+                        'with --unlabeled)')
     add_model_args(parser, scorer=False)
     parser.add_argument('--grid', type=parse_grid, default=DEFAULT_GRID, metavar='GRID',
                         help='temperatures: start:stop:step or a comma list (default '
@@ -49,6 +52,10 @@ def add_parser(verbs):
                         'anomaly pixels; f1: the best pixel F1')
     parser.add_argument('--scorers', default='msp,temperature,maxlogit,maxentropy,energy',
                         help='scorers to choose thresholds for (comma list)')
+    add_frames_args(parser, '--unlabeled')
+    parser.add_argument('--false-alarm', type=parse_share, default=parse_share('0.5%'),
+                        metavar='SHARE', help='with --unlabeled: the share of the pixels of '
+                        'ordinary frames the mask may flag, e.g. 0.5%% (default) or 0.005')
     parser.set_defaults(run=run)
 
 
@@ -59,6 +66,14 @@ def run(args) -> int:
     warn_if_untrained(detector)
     if args.in_place and detector.info.source in ('', 'random'):
         raise ConfigError('--in-place needs a checkpoint file in --weights')
+    if args.unlabeled:
+        if not args.thresholds or args.dataset:
+            raise ConfigError('--unlabeled sets thresholds from unlabeled frames: give it with '
+                              '--thresholds and no DATASET')
+        return _unlabeled_thresholds(args, detector)
+    if not args.dataset:
+        raise ConfigError('give a validation anomaly track (DATASET), or --thresholds '
+                          '--unlabeled FRAMES for an operating point without labels')
     if args.thresholds:
         return _thresholds(args, detector)
     dataset = AnomalyDataset(args.dataset[0], convention=args.convention)
@@ -108,6 +123,35 @@ def _thresholds(args, detector) -> int:
               f'{100 * p["precision"]:9.2f}')
     record = {'datasets': [os.path.abspath(d.root) for d in datasets], 'images': total,
               'rule': args.rule, 'resolution': args.resolution, 'points': points}
+    destination = detector.info.source if args.in_place else args.out
+    if destination:
+        write_thresholds(detector.info.source, destination, points, record)
+        print(f'thresholds written to {destination}; the node\'s threshold auto uses them')
+    else:
+        print('add --out CKPT or --in-place to store them')
+    _write_json(args.json, record)
+    return 0
+
+
+def _unlabeled_thresholds(args, detector) -> int:
+    scorers = [name for name in args.scorers.split(',') if name]
+    skipped = []
+    images = (image for _, image in unlabeled_frames(args, skipped, option='unlabeled'))
+    with tqdm(unit='frame', leave=False, disable=None) as bar:
+        points = false_alarm_thresholds(detector, images, scorers, share=args.false_alarm,
+                                        progress=bar)
+    for reason in skipped[:10]:
+        print(f'skipped: {reason}')
+    frames = next(iter(points.values()))['frames']
+    print(f'obstacle thresholds flagging {100 * args.false_alarm:g}% of the pixels of '
+          f'{frames} unlabeled frames of {args.unlabeled} (a bound: real anomalies among them '
+          f'are flagged too):')
+    print(f'{"scorer":<12} {"threshold":>10} {"flagged":>8}')
+    for name, p in points.items():
+        print(f'{name:<12} {p["threshold"]:10.4g} {100 * p["flagged"]:7.2f}%')
+    record = {'unlabeled': os.path.abspath(args.unlabeled), 'topic': args.topic,
+              'frames': frames, 'skipped': len(skipped),
+              'rule': f'false-alarm {100 * args.false_alarm:g}%', 'points': points}
     destination = detector.info.source if args.in_place else args.out
     if destination:
         write_thresholds(detector.info.source, destination, points, record)

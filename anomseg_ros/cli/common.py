@@ -1,10 +1,13 @@
 """Arguments shared by several verbs."""
 import argparse
-from typing import Dict
+import glob
+import os
+from typing import Dict, List
 
 from anomseg_ros import sizes
 from anomseg_ros.backbones import list_backbones
-from anomseg_ros.errors import ConfigError
+from anomseg_ros.data.images import IMAGE_EXTENSIONS, read_rgb
+from anomseg_ros.errors import AnomsegError, ConfigError, DatasetError
 from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import Detector, DEVICES, parse_threshold
 from anomseg_ros.precision import PRECISIONS
@@ -87,3 +90,64 @@ def warn_if_untrained(detector: Detector) -> None:
     if not detector.info.pretrained:
         print('WARNING: the network is RANDOMLY INITIALISED (no trained weights): its labels '
               'and anomaly scores are meaningless.')
+
+
+def add_frames_args(parser: argparse.ArgumentParser, flag: str, *, required: bool = False):
+    """``flag`` (a folder of images or a rosbag2) with ``--topic``, ``--every``, ``--limit``:
+    a camera's unlabeled frames, read by ``unlabeled_frames``."""
+    group = parser.add_argument_group('unlabeled frames of the camera')
+    group.add_argument(flag, required=required, default=None, metavar='DIR|BAG',
+                       help='a folder of images (searched recursively) or a rosbag2 (MCAP / '
+                       'sqlite3)')
+    group.add_argument('--topic', default=None, help='the bag\'s image topic (default '
+                       '/camera/image_raw or /camera/image_raw/compressed)')
+    group.add_argument('--every', type=int, default=1, help='take every Nth frame')
+    group.add_argument('--limit', type=int, default=0, help='at most this many frames (0: all)')
+    return group
+
+
+def _folder_frames(folder, every, limit, skipped):
+    paths = sorted(p for p in glob.glob(os.path.join(folder, '**', '*'), recursive=True)
+                   if p.lower().endswith(IMAGE_EXTENSIONS))
+    paths = paths[::every]
+    if limit:
+        paths = paths[:limit]
+    for path in paths:
+        try:
+            image = read_rgb(path)
+        except AnomsegError as exc:
+            skipped.append(str(exc))
+            continue
+        name = os.path.splitext(os.path.relpath(path, folder))[0].replace(os.sep, '__')
+        yield name, image
+
+
+def _bag_frames(bag, topic, every, limit, skipped):
+    from rosbag_tools.bags import BagDamage, read_frames
+    damage = BagDamage()
+    taken = 0
+    for index, frame in enumerate(read_frames(bag, image_topic=topic, damage=damage)):
+        if index % every:
+            continue
+        if limit and taken >= limit:
+            break
+        taken += 1
+        yield f'{index:06d}_{frame.stamp_ns}', frame.image
+    if damage:
+        skipped.append(f'{bag}: {damage.summary()}')
+
+
+def unlabeled_frames(args, skipped: List[str], *, option: str = 'frames'):
+    """``(name, RGB)`` of the frames ``add_frames_args`` asked for: a folder of images, or a
+    bag's image topic; what cannot be read is named in ``skipped`` and left out."""
+    path = getattr(args, option)
+    if args.every < 1 or args.limit < 0:
+        raise ConfigError('--every is at least 1 and --limit at least 0')
+    is_bag = os.path.exists(os.path.join(path, 'metadata.yaml'))
+    if os.path.isdir(path) and not is_bag:
+        if args.topic:
+            raise ConfigError(f'--topic is for a bag; {path!r} is a folder of images')
+        return _folder_frames(path, args.every, args.limit, skipped)
+    if not os.path.exists(path):
+        raise DatasetError(f'--{option} {path!r} does not exist')
+    return _bag_frames(path, args.topic, args.every, args.limit, skipped)

@@ -157,3 +157,61 @@ def write_thresholds(source: str, destination: str, points: dict, record: dict) 
                                              if p['threshold'] == p['threshold']}}
     kept['threshold_calibration'] = record
     save_checkpoint(destination, model, info, **kept)
+
+
+def parse_share(text) -> float:
+    """``"0.5%"`` or ``0.005`` as a share in (0, 1)."""
+    value = str(text).strip()
+    try:
+        share = float(value[:-1]) / 100 if value.endswith('%') else float(value)
+    except ValueError:
+        share = float('nan')
+    if not 0 < share < 1:
+        raise ConfigError(f'a false-alarm share is between 0 and 1 (or 0% and 100%), got '
+                          f'{text!r}')
+    return share
+
+
+def false_alarm_thresholds(detector: Detector, images: Iterable, scorers: Sequence[str], *,
+                           share: float, pixels_per_frame: int = 50_000, seed: int = 0,
+                           progress=None) -> dict:
+    """Per scorer, the lowest threshold at which at most ``share`` of the pixels of ordinary
+    frames (``images``: RGB arrays, no labels) is flagged (``score >= threshold``): about the
+    ``1 - share`` quantile of their scores at the network's resolution, above it where scores
+    tie there, from up to ``pixels_per_frame`` pixels of each frame. The
+    frames may hold a few real anomalies, so the share they would flag is a bound, not exact.
+    ``{scorer: {"threshold", "false_alarm", "flagged", "frames"}}``."""
+    from anomseg_ros.pipeline import make_scorer
+    made = {name: make_scorer(name, detector.info) for name in scorers}
+    samples = {name: [] for name in scorers}
+    rng = np.random.default_rng(seed)
+    frames = 0
+    for image in images:
+        logits = detector.logits([image])
+        for name, scorer in made.items():
+            score = scorer(logits)[0].flatten().numpy()
+            if score.size > pixels_per_frame:
+                score = score[rng.choice(score.size, pixels_per_frame, replace=False)]
+            samples[name].append(score[np.isfinite(score)])
+        frames += 1
+        if progress is not None:
+            progress.update(1)
+    if not frames:
+        raise ConfigError('no readable frames to set the operating point on')
+    points = {}
+    for name, parts in samples.items():
+        pooled = np.sort(np.concatenate(parts))
+        allowed = int(share * pooled.size)  # pixels the mask may flag
+        if allowed == 0:
+            threshold = float(np.nextafter(pooled[-1], np.inf))
+        else:
+            threshold = pooled[pooled.size - allowed]  # the allowed-th highest score
+            above = np.searchsorted(pooled, threshold, side='left')
+            if pooled.size - above > allowed:  # ties: the next score up
+                higher = np.searchsorted(pooled, threshold, side='right')
+                threshold = pooled[higher] if higher < pooled.size else \
+                    np.nextafter(pooled[-1], np.inf)
+            threshold = float(threshold)
+        points[name] = {'threshold': threshold, 'false_alarm': share, 'frames': frames,
+                        'flagged': float((pooled >= threshold).mean())}
+    return points
