@@ -50,6 +50,19 @@ class Settings:
     threshold_setting: object  # "auto" or the number given
     threshold_source: str
 
+    @property
+    def uncalibrated(self) -> str:
+        """'' when the threshold was given or calibrated; else the warning to say loudly: the
+        default does not fit every scorer's scale (maxlogit's and energy's scores are negative,
+        so 0.5 flags nothing)."""
+        if not self.threshold_source.startswith('default'):
+            return ''
+        return (f'threshold auto: the checkpoint has no calibrated threshold for '
+                f'{self.scorer.name}, so {self.threshold:g} is used, which is not on every '
+                f'scorer\'s scale (maxlogit and energy scores are negative: the mask stays '
+                f'empty); set one without labels with anomseg calibrate --weights CKPT '
+                f'--thresholds --unlabeled FRAMES --in-place, or give a number')
+
     def describe(self) -> dict:
         """The settings as plain values (for logs, /diagnostics and result files)."""
         described = {'scorer': self.scorer.name, 'threshold': float(self.threshold),

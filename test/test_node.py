@@ -537,3 +537,29 @@ def test_out_of_scale_thresholds_and_misspelt_parameters_are_refused(rclpy_conte
         assert not refused.successful and '0.01' in refused.reason
     finally:
         node.destroy_node()
+
+
+def test_threshold_auto_without_a_calibrated_one_is_said_loudly(rclpy_context,
+                                                                random_checkpoint, capsys):
+    """maxlogit's scores are negative: the default 0.5 would give an empty mask in silence."""
+    node = _in_process_node(random_checkpoint, scorer='maxlogit')
+    try:
+        published = []
+        node.diagnostics_pub.publish = published.append
+        node._publish_diagnostics()
+        status = published[-1].status[0]
+        assert status.level == status.WARN and 'no calibrated threshold for maxlogit' in \
+            status.message and 'anomseg calibrate' in status.message
+        values = {kv.key: kv.value for kv in status.values}
+        assert values['threshold_source'].startswith('default')
+    finally:
+        node.destroy_node()
+    from anomseg_ros.cli.main import main
+    from anomseg_ros.data.images import write_rgb
+    import tempfile
+    folder = tempfile.mkdtemp()
+    write_rgb(f'{folder}/f.png', RGB)
+    assert main(['detect', f'{folder}/f.png', '--out', folder, '--weights', random_checkpoint,
+                 '--scorer', 'energy', '--runtime', 'torch']) == 0
+    assert 'WARNING: threshold auto: the checkpoint has no calibrated threshold for energy' in \
+        capsys.readouterr().out

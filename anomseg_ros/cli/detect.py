@@ -26,6 +26,8 @@ def add_parser(verbs):
 def run(args) -> int:
     detector = build_detector(args)
     warn_if_untrained(detector)
+    if detector.settings.uncalibrated:
+        print(f'WARNING: {detector.settings.uncalibrated}')
     failed = []
     for path in tqdm(args.images, unit='image', disable=True if len(args.images) < 2 else None):
         try:

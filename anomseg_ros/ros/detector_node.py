@@ -39,7 +39,7 @@ from anomseg_ros.pipeline import Detector, make_scorer, parse_threshold
 from anomseg_ros.ros.conversions import array_to_image_msg, compressed_msg_to_rgb, \
     image_msg_to_rgb, obstacles_to_msg
 from anomseg_ros.ros.dds import configure_dds
-from anomseg_ros.ros.health import FrameHealth
+from anomseg_ros.ros.health import FrameHealth, OK, WARN
 from anomseg_ros.ros.outputs import compress, IMAGE_OUTPUTS, OPTIONAL_OUTPUTS
 from anomseg_ros.ros.parameters import descriptor, PARAMS
 from anomseg_ros.scoring.base import check_temperature
@@ -170,8 +170,9 @@ class DetectorNode(Node):
             f'{self.detector.scorer.name}, threshold {self.detector.threshold:g} '
             f'({self.detector.threshold_source}), input '
             f'{self.detector.input_size_hw[1]}x{self.detector.input_size_hw[0]}')
-        for note in self.detector.notes:
-            self.get_logger().warning(note)
+        for note in self.detector.notes + [self.detector.settings.uncalibrated]:
+            if note:
+                self.get_logger().warning(note)
 
     # -- parameters, declared once from PARAMS --------------------------------------------------
     def _declare(self, param) -> None:
@@ -261,6 +262,8 @@ class DetectorNode(Node):
         self.get_logger().info(f'now scorer {self.detector.scorer.name}, threshold '
                                f'{self.detector.threshold:g} '
                                f'({self.detector.threshold_source})')
+        if self.detector.settings.uncalibrated:
+            self.get_logger().warning(self.detector.settings.uncalibrated)
 
     # -- input: keep only the newest frame --------------------------------------------------
     def _subscribe_camera_info(self, image_topic: str, qos) -> None:
@@ -434,6 +437,9 @@ class DetectorNode(Node):
                        if t is not None]
         level, message = self.health.level(worker_alive=alive, worker_error=self._worker_error,
                                            pending_since=min(waiting) if waiting else None)
+        uncalibrated = self.detector.settings.uncalibrated
+        if uncalibrated and level == OK:
+            level, message = WARN, f'{message}; {uncalibrated}'
         counts = self.health.snapshot()
         now, processed = time.monotonic(), counts['processed']
         then, processed_then = self._last_rate
