@@ -101,6 +101,10 @@ def test_eval_writes_a_json_report(tmp_path, random_checkpoint):
     assert 0.0 <= result['scorers']['msp']['auprc'] <= 1.0
     assert result['scorers']['msp']['num_images'] == 2
     assert result['labels'].startswith('smiyc')
+    # how it was made: the runtime, precision and why auto took them
+    runtime = data['runtime']
+    assert runtime['runtime'] in ('openvino', 'torch') and runtime['precision'] in (
+        'fp32', 'bf16') and runtime['reason'].startswith('auto')
 
 
 def test_no_weights_without_a_bundled_model_says_what_to_do(monkeypatch):

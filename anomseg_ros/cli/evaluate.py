@@ -91,7 +91,11 @@ def run(args) -> int:
     detector = build_detector(args, scorer=scorers[0])
     warn_if_untrained(detector)
     report.update(weights=detector.info.source, backbone=detector.info.backbone,
-                  input_size_wh=list(detector.input_size_hw[::-1]))
+                  input_size_wh=list(detector.input_size_hw[::-1]),
+                  runtime={'runtime': detector.runtime, 'precision': detector.precision_name,
+                           'device': str(detector.device), 'reason': detector.runtime_reason})
+    print(f'{detector.info.backbone} ({detector.info.source}) on {detector.device}: '
+          f'{detector.runtime} in {detector.precision_name} ({detector.runtime_reason})')
     examples = {}
     for path in args.datasets:
         if is_cityscapes_layout(path):
