@@ -1,8 +1,10 @@
 """``anomseg export``'s core: a checkpoint to ONNX or OpenVINO IR, int8 by NNCF (ROS-free)."""
+import contextlib
 import glob
 import json
 import os
 import xml.etree.ElementTree as ElementTree
+import warnings
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -34,13 +36,25 @@ def calibration_images(folder: str, *, limit: int = 300) -> List[str]:
     return paths[::step][:limit]
 
 
+@contextlib.contextmanager
+def _quiet_tracing():
+    """Without torch.jit.trace's deprecation FutureWarnings, which the converters' own tracing
+    raises on every first start and which a user can do nothing about."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', category=FutureWarning, module=r'torch\.jit')
+        warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
+        yield
+
+
 def _export_onnx(model, info, out: str, size_hw: Tuple[int, int], dynamic: bool) -> None:
     import onnx
     example = torch.rand(1, 3, *size_hw)
     axes = {'image': {0: 'batch', 2: 'height', 3: 'width'},
             'logits': {0: 'batch', 2: 'height', 3: 'width'}} if dynamic else None
-    torch.onnx.export(model, (example,), out, opset_version=ONNX_OPSET, input_names=['image'],
-                      output_names=['logits'], dynamic_axes=axes, dynamo=False)
+    with _quiet_tracing():
+        torch.onnx.export(model, (example,), out, opset_version=ONNX_OPSET,
+                          input_names=['image'], output_names=['logits'], dynamic_axes=axes,
+                          dynamo=False)
     proto = onnx.load(out)
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(info.to_dict())
@@ -104,8 +118,9 @@ def _export_openvino(model, info, out: str, size_hw: Tuple[int, int],
                      calibration: Optional[tuple], subset_size: int,
                      max_drop: Optional[float] = None, validation_limit: int = 20) -> None:
     import openvino
-    ov_model = openvino.convert_model(model, example_input=torch.rand(1, 3, *size_hw),
-                                      input=[1, 3, *size_hw])
+    with _quiet_tracing():
+        ov_model = openvino.convert_model(model, example_input=torch.rand(1, 3, *size_hw),
+                                          input=[1, 3, *size_hw])
     if calibration is not None:
         with kept_signal_stack():  # NNCF makes and drops OpenVINO Cores of its own
             ov_model = _quantize(ov_model, calibration, subset_size, max_drop, validation_limit)
