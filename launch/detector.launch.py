@@ -30,7 +30,7 @@ def _launch_setup(context):
         return LaunchConfiguration(name).perform(context)
 
     share = get_package_share_directory('anomseg_ros')
-    actions = []
+    environment, actions = [], []
     if arg('rviz').lower() in ('true', '1', 'yes'):
         try:  # before anything starts: no detector is left running without its viewer
             get_package_share_directory('rviz2')
@@ -43,8 +43,8 @@ def _launch_setup(context):
         actions.append(Node(package='rviz2', executable='rviz2', name='anomseg_rviz',
                             arguments=['-d', config], on_exit=Shutdown()))
     if arg('dds_profile'):  # else the node keeps the user's exported profile, or its own
-        actions.insert(0, SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE',
-                                                 arg('dds_profile')))
+        environment.append(SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE',
+                                                  arg('dds_profile')))
     overrides = {}
     for name, kind in OVERRIDES.items():
         value = arg(name)
@@ -67,7 +67,8 @@ def _launch_setup(context):
         output='screen',
         emulate_tty=True,
     )
-    return [detector] + actions
+    # the environment first: a Node takes its environment when it is executed
+    return environment + [detector] + actions
 
 
 def generate_launch_description():

@@ -157,5 +157,25 @@ def test_rviz_without_rviz2_refuses_before_starting_anything(monkeypatch):
     assert _node(_run(description), 'anomseg_ros')  # without rviz it starts
 
 
-def test_package_xml_declares_rviz2():
-    assert '<exec_depend>rviz2</exec_depend>' in open(os.path.join(REPO, 'package.xml')).read()
+def test_package_xml_does_not_pull_a_gui_onto_headless_vehicles():
+    """rviz2 is optional: rviz:=true without it is refused with how to install it."""
+    assert 'rviz2' not in open(os.path.join(REPO, 'package.xml')).read()
+
+
+def test_the_dds_profile_is_set_before_the_node_is_executed(description):
+    actions = _run(description, dds_profile='/mine.xml')
+    names = [type(a).__name__ for a in actions]
+    assert names.index('SetEnvironmentVariable') < names.index('Node'), names
+
+
+def test_an_image_topic_under_the_template_namespace_is_not_rewritten_twice(tmp_path,
+                                                                            monkeypatch):
+    from anomseg_ros.ros.rviz import write_rviz_config
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path))
+    template = os.path.join(REPO, 'config', 'anomseg.rviz')
+    path = write_rviz_config(template, image='/anomseg/image_raw', namespace='cam2')
+    text = open(path).read()
+    assert 'Value: /anomseg/image_raw' in text and 'Value: /cam2/overlay' in text
+    assert 'Value: /cam2/image_raw' not in text
+    again = write_rviz_config(template, image='/anomseg/image_raw', namespace='cam2')
+    assert again == path and len(os.listdir(os.path.dirname(path))) == 1  # nothing left over
