@@ -312,7 +312,8 @@ def test_camera_info_compressed_outputs_and_obstacles(node):
         assert node.set_parameters(scorer='maxlogit', threshold=-1e3 + 1) == {}  # all obstacle
         time.sleep(1.0)  # discovery of the new topics
         camera_info = CameraInfo(width=W, height=H, distortion_model='plumb_bob')
-        camera_info.k[0] = 321.0
+        camera_info.k[0] = camera_info.k[4] = 321.0
+        camera_info.k[8] = 1.0
         info_pub.publish(camera_info)
         time.sleep(0.5)
         stamp_ns = 34_000_000_000
@@ -535,6 +536,9 @@ def test_out_of_scale_thresholds_and_misspelt_parameters_are_refused(rclpy_conte
         # a temperature is checked for every scorer, whichever is active
         refused = node.set_parameters([Parameter('temperature', value=0.001)])[0]
         assert not refused.successful and '0.01' in refused.reason
+        # an integer where a number is declared, at run time as at start-up
+        assert node.set_parameters([Parameter('temperature', value=2)])[0].successful
+        assert node.get_parameter('temperature').value == 2.0
     finally:
         node.destroy_node()
 
@@ -563,3 +567,20 @@ def test_threshold_auto_without_a_calibrated_one_is_said_loudly(rclpy_context,
                  '--scorer', 'energy', '--runtime', 'torch']) == 0
     assert 'WARNING: threshold auto: the checkpoint has no calibrated threshold for energy' in \
         capsys.readouterr().out
+
+
+def test_camera_info_in_the_cameras_namespace_is_never_published_on_the_cameras_topic(
+        rclpy_context, random_checkpoint):
+    """The README's pattern (namespace:=cam image:=/cam/image_raw): the camera's camera_info is
+    read from /cam/camera_info and republished on the node's own ~/camera_info."""
+    from rclpy.parameter import Parameter
+    from anomseg_ros.ros.detector_node import DetectorNode
+    node = DetectorNode(namespace='cam', cli_args=['--ros-args', '-r', 'image:=/cam/image_raw'],
+                        parameter_overrides=[Parameter('weights', value=random_checkpoint),
+                                             Parameter('runtime', value='torch')])
+    try:
+        assert node.camera_info_topics == ('/cam/camera_info', '/cam/anomseg_detector/camera_info')
+        publishers = node.get_publisher_names_and_types_by_node('anomseg_detector', '/cam')
+        assert '/cam/camera_info' not in [name for name, _ in publishers]
+    finally:
+        node.destroy_node()

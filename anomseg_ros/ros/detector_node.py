@@ -144,7 +144,6 @@ class DetectorNode(Node):
                 for output, _ in self._outputs if output.compression}
         self._obstacles_pub = self.create_publisher(PointCloud2, 'obstacles', output_qos) \
             if get('publish.obstacles') else None
-        self._camera_info_pub = self.create_publisher(CameraInfo, 'camera_info', output_qos)
         self._settings_pub = self.create_publisher(DiagnosticArray, 'frame_settings',
                                                    output_qos)
         input_qos = QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
@@ -154,7 +153,7 @@ class DetectorNode(Node):
         if get('subscribe_compressed'):
             self.create_subscription(CompressedImage, 'image/compressed', self._on_compressed,
                                      input_qos)
-        self._subscribe_camera_info(image_sub.topic_name, input_qos)
+        self._subscribe_camera_info(image_sub.topic_name, input_qos, output_qos)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_timer(get('diagnostics_period'), self._publish_diagnostics)
 
@@ -213,9 +212,14 @@ class DetectorNode(Node):
         return self.get_parameter(name).value
 
     def _complete_parameters(self, params):
-        """A scorer change without a threshold in the same call takes ``threshold: auto``
+        """An integer for a parameter that is a number is taken as one (as at start-up). A
+        scorer change without a threshold in the same call takes ``threshold: auto``
         when the threshold was a number: a number is on the old scorer's scale (msp's 0.55
         flags nothing on maxlogit's, maxlogit's -2.1 every pixel on msp's)."""
+        doubles = {param.name for param in PARAMS if isinstance(param.default, float)}
+        params = [Parameter(p.name, Parameter.Type.DOUBLE, float(p.value))
+                  if p.name in doubles and p.type_ == Parameter.Type.INTEGER else p
+                  for p in params]  # `ros2 param set ... temperature 2`, as at start-up
         names = {p.name for p in params}
         if 'scorer' in names and 'threshold' not in names and \
                 self.detector.threshold_setting != 'auto':
@@ -266,14 +270,21 @@ class DetectorNode(Node):
             self.get_logger().warning(self.detector.settings.uncalibrated)
 
     # -- input: keep only the newest frame --------------------------------------------------
-    def _subscribe_camera_info(self, image_topic: str, qos) -> None:
+    def _subscribe_camera_info(self, image_topic: str, qos, output_qos) -> None:
         """The camera's ``camera_info`` beside its image topic (image_transport's convention:
-        ``/camera/image_raw`` -> ``/camera/camera_info``), republished with each output."""
+        ``/camera/image_raw`` -> ``/camera/camera_info``), republished with each output on
+        ``camera_info``; where that is the camera's own topic (the node in the camera's
+        namespace), on ``~/camera_info`` instead: the node never publishes on the camera's."""
         topic = posixpath.join(posixpath.dirname(image_topic), 'camera_info')
-        if topic == self._camera_info_pub.topic_name:
-            self.get_logger().info(f'camera_info passthrough off: remap "image" to the camera\'s '
-                                   f'topic to have {topic} read from beside it')
-            return
+        ours = 'camera_info'
+        if self.resolve_topic_name(ours) == topic:
+            ours = '~/camera_info'
+        self._camera_info_pub = self.create_publisher(CameraInfo, ours, output_qos)
+        self.camera_info_topics = (topic, self._camera_info_pub.topic_name)
+        if ours != 'camera_info':
+            self.get_logger().info(f'the camera\'s camera_info is {topic}, beside its image: '
+                                   f'it is republished, re-stamped with each frame, on '
+                                   f'{self._camera_info_pub.topic_name}')
         self.create_subscription(CameraInfo, topic, self._on_camera_info, qos)
 
     def _on_camera_info(self, msg):
@@ -456,6 +467,8 @@ class DetectorNode(Node):
             **{f'frames_{k}': str(v) for k, v in counts.items()},
             **{f'recent_{k}': str(recent[k]) for k in ('rejected', 'failed', 'nonfinite')},
             **{f'camera_info_{k}': str(v) for k, v in self.camera_info_counts.items()},
+            'camera_info_in': self.camera_info_topics[0],
+            'camera_info_out': self.camera_info_topics[1],
             'worker_alive': str(alive).lower(), 'worker_restarts': str(self.worker_restarts),
             'backbone': self.detector.info.backbone,
             **{key: str(value) for key, value in self.detector.settings.describe().items()},
