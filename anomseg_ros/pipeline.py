@@ -357,10 +357,15 @@ def make_scorer(name: str, info: ModelInfo, *, temperature: Optional[float] = No
     ``temperature`` goes to every scorer that takes one. Without it, a scorer that declares
     ``calibrated_temperature`` (``msp``) uses the checkpoint's calibrated temperature (written
     by ``anomseg calibrate``) and the others keep their documented defaults (``temperature``:
-    T = 1.5, paper 000). A learned method's score
+    T = 1.5, paper 000). ``NAME+REFINEMENT`` (``maxlogit+boundary``, ``msp+smooth``) is that
+    score refined (``scoring.refine``). A learned method's score
     is refused on a checkpoint that method did not train, and takes the settings it trained
     with. ``scorer.sources`` says where each setting came from.
     """
+    from anomseg_ros.scoring.refine import Refined, split_name
+    base, refinement = split_name(name)
+    if refinement:  # "maxlogit+boundary": the score of maxlogit, refined
+        return Refined(make_scorer(base, info, temperature=temperature), refinement)
     params, sources = {}, {}
     accepted = scorer_params(name)
     if 'num_inlier_classes' in accepted:

@@ -1,6 +1,7 @@
 """Scorers against hand-computed values (papers 000 eqs. 7-11, 004 eq. 4) and the registry."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -132,3 +133,94 @@ def test_learned_scores_by_rows_give_the_same_scores():
         with torch.enable_grad():  # the whole map at once
             whole = scorer(logits.clone().requires_grad_()).detach()
         torch.testing.assert_close(blocks, whole, rtol=1e-5, atol=1e-6)
+
+
+# --- training-free refinements (scoring.refine) ----------------------------------------------
+
+def _naive_boundary_suppression(score, labels, width=4, iterations=4):
+    """SML's boundary suppression written out pixel by pixel, as its official code computes it
+    (kornia's geodesic borders for the morphology, replicated edges for the 3x3 means)."""
+    h, w = labels.shape
+
+    def inside(y, x):
+        return 0 <= y < h and 0 <= x < w
+    dilated = np.array([[max(labels[y + dy, x + dx] for dy, dx in
+                             ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)) if inside(y + dy, x + dx))
+                         for x in range(w)] for y in range(h)])
+    eroded = np.array([[min(labels[y + dy, x + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                            if inside(y + dy, x + dx)) for x in range(w)] for y in range(h)])
+    boundaries = dilated != eroded
+    out = score.astype(np.float64).copy()
+    step = width // iterations
+    for iteration in range(iterations):
+        radius = 0 if iteration == iterations - 1 else width - step * iteration - 1
+        band = np.array([[any(boundaries[yy, xx]
+                              for yy in range(max(0, y - radius), min(h, y + radius + 1))
+                              for xx in range(max(0, x - radius), min(w, x + radius + 1))
+                              if abs(yy - y) + abs(xx - x) <= radius)
+                          for x in range(w)] for y in range(h)])
+        new = out.copy()
+        for y in range(h):
+            for x in range(w):
+                if not band[y, x]:
+                    continue
+                total = count = 0.0
+                for dy in (-1, 0, 1):
+                    for dx in (-1, 0, 1):
+                        yy, xx = min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)
+                        if not band[yy, xx]:
+                            total, count = total + out[yy, xx], count + 1
+                if count:
+                    new[y, x] = total / count
+        out = new
+    return out
+
+
+def _naive_dilated_smoothing(score, size=7, sigma=1.0, dilation=6):
+    h, w = score.shape
+    x = np.arange(size) - (size - 1) / 2
+    taps = np.exp(-x ** 2 / (2 * sigma ** 2))
+    kernel = np.outer(taps, taps) / np.outer(taps, taps).sum()
+    out = np.zeros_like(score, dtype=np.float64)
+    for y in range(h):
+        for x_ in range(w):
+            for a in range(size):
+                for b in range(size):
+                    yy = min(max(y + (a - size // 2) * dilation, 0), h - 1)
+                    xx = min(max(x_ + (b - size // 2) * dilation, 0), w - 1)
+                    out[y, x_] += kernel[a, b] * score[yy, xx]
+    return out
+
+
+def test_boundary_suppression_and_dilated_smoothing_against_a_hand_computed_case():
+    from anomseg_ros.scoring.refine import boundary_suppression, dilated_smoothing
+    rng = np.random.default_rng(7)
+    labels = np.zeros((14, 17), np.uint8)
+    labels[:, 9:] = 1
+    labels[3:7, 2:6] = 2  # a small object of another class
+    score = rng.random((14, 17)).astype(np.float32)
+    suppressed = boundary_suppression(score, labels)
+    np.testing.assert_allclose(suppressed, _naive_boundary_suppression(score, labels),
+                               atol=1e-5)
+    assert not np.allclose(suppressed, score)  # the class edges changed
+    far = (slice(11, 14), slice(0, 5))  # more than 3 pixels from every class edge
+    np.testing.assert_array_equal(suppressed[far], score[far])
+    np.testing.assert_allclose(dilated_smoothing(suppressed),
+                               _naive_dilated_smoothing(suppressed), atol=1e-5)
+    np.testing.assert_allclose(dilated_smoothing(score, dilation=1),
+                               _naive_dilated_smoothing(score, dilation=1), atol=1e-5)
+
+
+def test_a_refined_scorer_is_a_scorer_name():
+    from anomseg_ros.checkpoint import ModelInfo
+    from anomseg_ros.errors import ConfigError
+    from anomseg_ros.pipeline import make_scorer
+    info = ModelInfo()
+    logits = torch.randn(2, 20, 24, 40)
+    for refinement in ('boundary', 'smooth'):
+        refined = make_scorer(f'msp+{refinement}', info)
+        assert refined.name == f'msp+{refinement}' and refined.bounds() == (0.0, 1.0)
+        scores = refined(logits)
+        assert scores.shape == (2, 24, 40) and 0 <= scores.min() and scores.max() <= 1
+    with pytest.raises(ConfigError, match='unknown refinement'):
+        make_scorer('maxlogit+blur', info)
