@@ -29,7 +29,9 @@ PARAMS = (
     Param('weights', '', 'checkpoint path; "" = the bundled default models/erfnet_synthetic.pt, '
           '"random" = untrained (outputs meaningless); relative paths are also looked up in the '
           'package share folder'),
-    Param('scorer', 'msp', f'anomaly scorer: {", ".join(list_scorers())}', dynamic=True),
+    Param('scorer', 'msp', f'anomaly scorer: {", ".join(list_scorers())}; NAME+boundary or '
+          f'NAME+smooth refines one (boundary suppression and dilated smoothing, or a Gaussian)',
+          dynamic=True),
     Param('threshold', 'auto', 'anomaly score at or above which a pixel is an obstacle (its '
           'scale depends on the scorer: msp in [0,1], maxlogit negative logits, ...); "auto" = '
           'the checkpoint\'s calibrated threshold for the active scorer (anomseg calibrate '
