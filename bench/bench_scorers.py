@@ -1,6 +1,7 @@
 """The classic anomaly scorers at camera resolution: each on the whole frame at once and on blocks
 of rows (what ``Scorer.__call__`` does on the CPU for those with ``by_rows``), each way's calls
-in a row as in the node's loop, medians.
+in a row as in the node's loop, medians; then what each training-free refinement
+(``scoring.refine``) adds to a score, on logits whose argmax has class regions and edges.
 
     .venv/bin/python bench/bench_scorers.py [--sizes 1024x512,2048x1024] [--repeats 15]
 """
@@ -49,6 +50,25 @@ def main(argv=None) -> int:
                                for run in (scorer.score, scorer))
             print(f'| {name} | {width}x{height} | {whole:.1f} | {rows:.1f} | '
                   f'{whole / rows:.2f} |', flush=True)
+    from anomseg_ros.checkpoint import ModelInfo
+    from anomseg_ros.pipeline import make_scorer
+    from anomseg_ros.scoring.refine import REFINEMENTS
+    print()
+    print('| refinement | input | maxlogit ms | refined ms | added ms |')
+    print('| --- | --- | --- | --- | --- |')
+    for height, width in parse_sizes(args.sizes):
+        logits = torch.randn(1, 20, height, width)
+        for index, (top, left) in enumerate(((0, 0), (height // 3, 0), (0, width // 2),
+                                             (height // 2, width // 3))):
+            logits[:, index, top:, left:] += 8.0  # regions of four classes, with their edges
+        plain = make_scorer('maxlogit', ModelInfo())
+        with torch.inference_mode():
+            base = median_ms(plain, logits, args.repeats)
+            for refinement in REFINEMENTS:
+                refined = median_ms(make_scorer(f'maxlogit+{refinement}', ModelInfo()), logits,
+                                    args.repeats)
+                print(f'| {refinement} | {width}x{height} | {base:.1f} | {refined:.1f} | '
+                      f'{refined - base:.1f} |', flush=True)
     return 0
 
 
