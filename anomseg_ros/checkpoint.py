@@ -44,6 +44,9 @@ class ModelInfo:
     thresholds: dict = dataclasses.field(default_factory=dict)
     source: str = ''
     pretrained: bool = True
+    # the images it was trained on, said where a user looks (node log, anomseg info):
+    # 'synthetic' (the package's own world), 'cityscapes', '... adapted to FRAMES', '' unknown
+    trained_on: str = ''
 
     @property
     def num_inlier_classes(self) -> int:
@@ -98,7 +101,8 @@ def public_cityscapes_info(num_classes: int, *, backbone: str = 'erfnet') -> Mod
                               f'or 20 outputs; this one has {num_classes}. Save it as an '
                               f'anomseg_ros checkpoint with its class names instead')
     return ModelInfo(backbone=backbone, num_classes=num_classes,
-                     void_channel=19 if num_classes == 20 else None)
+                     void_channel=19 if num_classes == 20 else None,
+                     trained_on='cityscapes (a plain state dict is taken as one)')
 
 
 def build_model(info: ModelInfo) -> nn.Module:

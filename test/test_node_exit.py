@@ -177,3 +177,22 @@ def test_every_mask_belongs_to_the_scorer_that_made_its_score(rclpy_context, tmp
         assert node.stop() == 0
     assert not problems, f'{len(problems)} frames:\n' + '\n'.join(problems[:10])
     assert checked['msp'] > 100 and checked['maxlogit'] > 100, checked
+
+
+def test_the_start_up_log_and_info_name_the_training_domain(tmp_path, capsys):
+    """The bundled model was trained on synthetic scenes only: said where a user looks."""
+    from anomseg_ros.cli.main import main
+    from anomseg_ros.paths import default_weights
+    weights = default_weights()
+    if weights is None:
+        pytest.skip('no bundled model in models/')
+    assert main(['info', weights]) == 0
+    assert 'trained_on: synthetic' in capsys.readouterr().out
+    log = str(tmp_path / 'node.log')
+    with NodeProcess(namespace='/domain', params={'runtime': 'torch'}, log_path=log) as node:
+        _wait_for_log(log, 'scorer msp', process=node.process)
+        code, _ = _stop(node.process, signal.SIGINT)
+    text = open(log).read()
+    assert code == 0 and 'trained on synthetic' in text
+    assert 'trained only on the package\'s synthetic road world' in text
+    assert 'anomseg adapt' in text

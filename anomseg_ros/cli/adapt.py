@@ -86,6 +86,8 @@ def run(args) -> int:
         return code
     last = os.path.join(args.out, 'last.pt')
     checkpoint = read_checkpoint(last)
+    base = base_info.trained_on or 'unknown images'
+    checkpoint['model_info']['trained_on'] = f'{base}, adapted to {args.frames}'
     checkpoint['adaptation'] = {**record, 'method': args.method,
                                 'base_sha256': file_sha256(args.checkpoint),
                                 'epochs': args.epochs, 'iters_per_epoch': args.iters_per_epoch,

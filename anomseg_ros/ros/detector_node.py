@@ -118,6 +118,12 @@ class DetectorNode(Node):
         if not info.pretrained:
             self.get_logger().warning('weights are RANDOMLY INITIALISED: the outputs are '
                                       'meaningless')
+        elif info.trained_on == 'synthetic':
+            self.get_logger().warning(
+                f'{info.source} was trained only on the package\'s synthetic road world: on a '
+                f'real camera its scores are near chance and its masks flag vegetation and road '
+                f'patches; use the public Cityscapes ERFNet (erfnet_pretrained.pth) and adapt '
+                f'it to your camera (anomseg adapt; README: Your own camera)')
         self.add_pre_set_parameters_callback(self._complete_parameters)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
@@ -163,7 +169,8 @@ class DetectorNode(Node):
         self._last_rate = (time.monotonic(), 0)
         self._start_worker()
         self.get_logger().info(
-            f'{info.backbone} ({info.source}) on {self.detector.device} in '
+            f'{info.backbone} ({info.source}, trained on {info.trained_on or "unknown"}) on '
+            f'{self.detector.device} in '
             f'{self.detector.precision_name} ({self.detector.runtime}: '
             f'{self.detector.runtime_reason}), scorer '
             f'{self.detector.scorer.name}, threshold {self.detector.threshold:g} '
