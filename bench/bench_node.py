@@ -13,6 +13,7 @@ others, as on a vehicle). Everything else is the node's defaults: the bundled mo
         [--runtime auto|torch|openvino] [--sizes 512x256,1024x512] [--stream-rate HZ]
 """
 import argparse
+import os
 import statistics
 import time
 
@@ -65,7 +66,10 @@ def bench_node(weights, device, size_wh, frames, outputs, runtime, stream=None):
     params.update({f'publish.{name}': name in outputs for name in OUTPUTS})
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     times = []
+    import tempfile
+    log_path = os.path.join(tempfile.gettempdir(), f'anomseg_bench_node_{width}x{height}.log')
     with live_detector(f'/anomseg_bench_{width}', params=params, outputs=outputs,
+                       log_path=log_path,
                        timeout=120) as live:
         for i in range(frames + 2):
             stamp_ns = 10_000_000_000 + i

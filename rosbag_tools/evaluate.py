@@ -85,15 +85,17 @@ def evaluate_offline(path: str, detector, *,
 def evaluate_live(path: str, *, params: Optional[Dict[str, object]] = None,
                   namespace: str = '/anomseg_bag_eval', rate_hz: Optional[float] = None,
                   timeout: float = 60.0, record: Optional[str] = None, connect: bool = False,
-                  log_path: Optional[str] = None,
+                  log_path: Optional[str] = None, startup_timeout: float = 180.0,
                   size_hw: Optional[Tuple[int, int]] = None) -> Dict[str, object]:
     """Replay the bag's frames to the detector node and score what it publishes.
 
     ``rate_hz=None`` paces the replay on the node (each frame waits for its outputs), so no
     frame is dropped; a rate replays on the clock, and frames the node skipped to stay current
     come back as missing. ``connect`` uses a node already running in ``namespace`` instead of
-    starting one with ``params``. ``record`` writes the node's outputs to a new bag;
-    ``size_hw`` as in ``BagScore``.
+    starting one with ``params``, whose log goes to ``log_path``; ``startup_timeout`` is how
+    long its first answer may take (a first start converts the model), ``timeout`` how long
+    each frame's. ``record`` writes the node's outputs to a new bag; ``size_hw`` as in
+    ``BagScore``.
     """
     from anomseg_ros.ros.client import live_detector
     score = BagScore(size_hw=size_hw)
@@ -102,7 +104,7 @@ def evaluate_live(path: str, *, params: Optional[Dict[str, object]] = None,
         recorder = stack.enter_context(BagWriter(record, 'mcap')) if record else None
         client = stack.enter_context(live_detector(
             namespace, params=params, outputs=tuple(RECORD_TOPICS), log_path=log_path,
-            connect=connect, timeout=max(timeout, 60.0))).client
+            connect=connect, timeout=startup_timeout)).client
         frames = {}
         for frame in read_frames(path, damage=score.damage):
             client.publish_rgb(frame.image, frame.stamp_ns, frame_id=frame.frame_id)

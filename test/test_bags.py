@@ -217,3 +217,16 @@ def test_a_bgr8_bag_is_read_as_the_node_reads_it(tmp_path):
     _write(tmp_path / 'bag', [('/camera/image_raw', msg, 5)])
     frame, = read_frames(str(tmp_path / 'bag'))
     np.testing.assert_array_equal(frame.image, image)
+
+
+@pytest.mark.ros
+def test_bag_eval_against_a_node_that_cannot_start_names_its_log(tmp_path, capsys):
+    bag = str(tmp_path / 'bag')
+    write_dataset_bag(_frames(1), bag)
+    report = tmp_path / 'report.json'
+    assert main(['bag', 'eval', bag, '--weights', str(tmp_path / 'missing.pt'), '--json',
+                 str(report), '--startup-timeout', '60']) == 2
+    err = capsys.readouterr().err
+    log = str(tmp_path / 'report.node.log')
+    assert 'exited with code 1' in err and log in err and 'missing.pt' in err
+    assert 'missing.pt' in open(log).read()

@@ -49,6 +49,12 @@ def add_parser(verbs):
                           help='use a detector node already running in --namespace')
     evaluate.add_argument('--namespace', default='/anomseg_bag_eval')
     evaluate.add_argument('--timeout', type=float, default=60.0, help='seconds per frame')
+    evaluate.add_argument('--startup-timeout', type=float, default=180.0,
+                          help='seconds the node may take to answer its first frame (a first '
+                          'start converts the model to OpenVINO)')
+    evaluate.add_argument('--node-log', default=None, metavar='FILE',
+                          help='the node\'s log (default: beside --json, else in the temporary '
+                          'folder); named in every error')
     evaluate.add_argument('--record', default=None, metavar='OUT',
                           help="also write the node's outputs to this new bag")
     evaluate.add_argument('--resolution', choices=('label', 'network'), default='label',
@@ -82,6 +88,17 @@ def run_from_dataset(args) -> int:
     return 0
 
 
+def _node_log(args) -> str:
+    if args.node_log:
+        return args.node_log
+    if args.json:
+        return os.path.splitext(args.json)[0] + '.node.log'
+    import tempfile
+    handle, path = tempfile.mkstemp(prefix='anomseg_bag_eval_', suffix='.node.log')
+    os.close(handle)
+    return path
+
+
 def run_eval(args) -> int:
     from rosbag_tools.evaluate import evaluate_live, evaluate_offline
     if args.json and os.path.exists(args.json) and not args.force:
@@ -95,9 +112,14 @@ def run_eval(args) -> int:
         mode = 'offline'
     else:
         params = node_params(args)
+        log_path = None if args.connect else _node_log(args)
+        if log_path:
+            print(f'node log: {log_path}')
         report = evaluate_live(args.bag, params=params, namespace=args.namespace,
                                rate_hz=args.rate, timeout=args.timeout, record=args.record,
-                               connect=args.connect, size_hw=size_hw)
+                               connect=args.connect, size_hw=size_hw, log_path=log_path,
+                               startup_timeout=args.startup_timeout)
+        report['node_log'] = log_path
         mode = 'live'
     report.update(mode=mode, bag=args.bag, scorer=args.scorer)
     print(f'{mode}: {report["frames_sent"]} frames sent, {report["frames_received"]} received, '

@@ -62,9 +62,20 @@ class NodeProcess:
 
     def check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
-            where = f'; its log: {self.log_path}' if self.log_path else ''
             raise NodeStartError(f'the detector node exited with code '
-                                 f'{self.process.returncode}{where}')
+                                 f'{self.process.returncode}{self.log_tail()}')
+
+    def log_tail(self) -> str:
+        """'; its log PATH ends: LINE' (what the node said last), or '' without a log."""
+        if not self.log_path:
+            return ''
+        try:
+            with open(self.log_path, errors='replace') as log:
+                lines = [line.strip() for line in log if line.strip()]
+        except OSError:
+            lines = []
+        last = lines[-1][:300] if lines else '(nothing yet)'
+        return f'; its log {self.log_path} ends: {last}'
 
     def stop(self, timeout: float = 15.0) -> int:
         if self.process is None or self.process.poll() is not None:
@@ -193,7 +204,9 @@ class DetectorClient(Node):
             if time.monotonic() > deadline:
                 break
         raise NodeStartError(f'no detector node answered on {self.get_namespace()}/image '
-                             f'within {timeout:.0f} s')
+                             f'within {timeout:.0f} s (a first start converts the model, which '
+                             f'can take minutes on a loaded machine: raise the start-up '
+                             f'timeout)' + (process.log_tail() if process is not None else ''))
 
     def publish(self, msg: Image) -> None:
         with self._cond:
