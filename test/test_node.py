@@ -299,15 +299,17 @@ def _stamp_is(stamp_ns):
 def test_camera_info_compressed_outputs_and_obstacles(node):
     import cv2
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, PointCloud2
-    from anomseg_ros.ros.conversions import msg_to_obstacle_table
+    from sensor_msgs.msg import CameraInfo
+    from anomseg_ros.ros.conversions import vision_msgs_available
     info_pub = node.create_publisher(CameraInfo, f'{CAMERA}/camera_info',
                                      QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
     subs = [_subscribe(node, CameraInfo, 'camera_info'),
             _subscribe(node, CompressedImage, 'obstacle_mask/compressed'),
-            _subscribe(node, CompressedImage, 'overlay/compressed'),
-            _subscribe(node, PointCloud2, 'obstacles')]
-    (_, infos), (_, masks), (_, overlays), (_, obstacles) = subs
+            _subscribe(node, CompressedImage, 'overlay/compressed')]
+    if vision_msgs_available():
+        from vision_msgs.msg import Detection2DArray
+        subs.append(_subscribe(node, Detection2DArray, 'obstacles'))
+    (_, infos), (_, masks), (_, overlays) = subs[:3]
     try:
         assert node.set_parameters(scorer='maxlogit', threshold=-1e3 + 1) == {}  # all obstacle
         time.sleep(1.0)  # discovery of the new topics
@@ -328,11 +330,15 @@ def test_camera_info_compressed_outputs_and_obstacles(node):
         np.testing.assert_array_equal(mask, image_msg_to_array(raw['obstacle_mask'])[0])
         overlay_msg = _wait_for(overlays, _stamp_is(stamp_ns))
         assert overlay_msg is not None and overlay_msg.format.startswith('rgb8; jpeg')
-        cloud = _wait_for(obstacles, _stamp_is(stamp_ns))
-        table = msg_to_obstacle_table(cloud)
-        assert len(table) == 1  # the whole frame is one obstacle
-        assert (table['x'][0], table['y'][0], table['width'][0], table['height'][0],
-                table['area'][0]) == (0, 0, W, H, W * H)
+        if vision_msgs_available():  # obstacles as vision_msgs/Detection2DArray
+            detections = _wait_for(subs[3][1], _stamp_is(stamp_ns))
+            assert detections is not None and len(detections.detections) == 1  # the whole frame
+            box = detections.detections[0].bbox
+            assert (box.center.position.x, box.center.position.y, box.size_x, box.size_y) == (
+                W / 2, H / 2, W, H)
+            hypothesis = detections.detections[0].results[0].hypothesis
+            assert hypothesis.class_id == 'anomaly' and hypothesis.score > -1e3 + 1
+            assert detections.detections[0].header.frame_id == 'cam_front'
     finally:
         assert node.set_parameters(scorer='msp', threshold=0.9) == {}
         for sub, _ in subs:
@@ -582,5 +588,34 @@ def test_camera_info_in_the_cameras_namespace_is_never_published_on_the_cameras_
         assert node.camera_info_topics == ('/cam/camera_info', '/cam/anomseg_detector/camera_info')
         publishers = node.get_publisher_names_and_types_by_node('anomseg_detector', '/cam')
         assert '/cam/camera_info' not in [name for name, _ in publishers]
+    finally:
+        node.destroy_node()
+
+
+def test_the_class_table_is_a_parameter_and_a_latched_label_info(rclpy_context,
+                                                                 random_checkpoint):
+    from anomseg_ros.labels import CITYSCAPES_CLASSES
+    from anomseg_ros.ros.conversions import vision_msgs_available
+    node = _in_process_node(random_checkpoint)
+    try:
+        assert list(node.get_parameter('class_names').value) == list(CITYSCAPES_CLASSES)
+        if not vision_msgs_available():
+            pytest.skip('vision_msgs is not installed (a ROS package; the tests build it from '
+                        'the ROS sources beside the checkout when they are there)')
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from vision_msgs.msg import LabelInfo
+        import rclpy
+        client = rclpy.create_node('label_info_reader')
+        received = []
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        client.create_subscription(LabelInfo, '/label_info', received.append, qos)
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:  # joined late: still gets it
+            rclpy.spin_once(client, timeout_sec=0.1)
+        client.destroy_node()
+        assert received, 'no latched label_info'
+        names = {c.class_id: c.class_name for c in received[0].class_map}
+        assert names[0] == 'road' and names[18] == 'bicycle' and names[255] == 'void'
     finally:
         node.destroy_node()

@@ -94,34 +94,53 @@ def image_msg_to_array(msg) -> Tuple[np.ndarray, str]:
     return (array[..., 0] if channels == 1 else array), msg.encoding
 
 
-# The fields of the obstacles message, one point per obstacle (see obstacles_to_msg).
-OBSTACLE_FIELDS = ('x', 'y', 'width', 'height', 'area', 'centroid_x', 'centroid_y',
-                   'mean_score', 'max_score')
+def vision_msgs_available() -> bool:
+    """Whether ``vision_msgs`` (a ROS package, not a PyPI wheel) can be imported."""
+    try:
+        import vision_msgs.msg  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
-def obstacles_to_msg(obstacles, header=None):
-    """Obstacles as a ``sensor_msgs/PointCloud2`` used as a typed table: one "point" per
-    obstacle with float32 fields ``OBSTACLE_FIELDS`` (box in input pixels, area, centroid,
-    mean and max score), read with ``sensor_msgs_py.point_cloud2.read_points`` or numpy.
+ANOMALY_CLASS_ID = 'anomaly'
 
-    (vision_msgs/Detection2DArray would be the natural type, but it is not installed with
-    every ROS 2 setup; a message of our own would need an interface package built with CMake.)
-    """
-    from sensor_msgs.msg import PointCloud2, PointField
-    table = np.array([[getattr(o, f) for f in OBSTACLE_FIELDS] for o in obstacles],
-                     np.float32).reshape(len(obstacles), len(OBSTACLE_FIELDS))
-    msg = PointCloud2(height=1, width=len(obstacles), is_bigendian=not np.little_endian,
-                      point_step=4 * len(OBSTACLE_FIELDS), is_dense=True)
+
+def obstacles_to_detections(obstacles, header=None, ids=None):
+    """Obstacles as a ``vision_msgs/Detection2DArray``: one ``Detection2D`` per connected
+    component, its bbox centre and size in input pixels, one hypothesis (class id
+    ``"anomaly"``, score = the component's mean anomaly score, on the scorer's scale), its
+    ``id`` (``ids[i]`` when given, e.g. a track id; else its rank by size), and the frame's
+    header."""
+    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+    msg = Detection2DArray()
     if header is not None:
         msg.header = header
-    msg.fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
-                  for i, name in enumerate(OBSTACLE_FIELDS)]
-    msg.row_step = msg.point_step * msg.width
-    msg.data = table.tobytes()
+    for index, obstacle in enumerate(obstacles):
+        detection = Detection2D()
+        if header is not None:
+            detection.header = header
+        detection.bbox.center.position.x = obstacle.x + obstacle.width / 2.0
+        detection.bbox.center.position.y = obstacle.y + obstacle.height / 2.0
+        detection.bbox.size_x = float(obstacle.width)
+        detection.bbox.size_y = float(obstacle.height)
+        hypothesis = ObjectHypothesisWithPose()
+        hypothesis.hypothesis.class_id = ANOMALY_CLASS_ID
+        hypothesis.hypothesis.score = float(obstacle.mean_score)
+        detection.results = [hypothesis]
+        detection.id = str(ids[index] if ids is not None else index)
+        msg.detections.append(detection)
     return msg
 
 
-def msg_to_obstacle_table(msg) -> np.ndarray:
-    """A message of ``obstacles_to_msg`` back to a structured numpy array (one row each)."""
-    dtype = np.dtype([(f.name, '<f4' if not msg.is_bigendian else '>f4') for f in msg.fields])
-    return np.frombuffer(bytes(msg.data), dtype=dtype, count=msg.width)
+def label_info_msg(class_names, header=None, threshold: float = 0.0):
+    """The class table of ``semantic`` as ``vision_msgs/LabelInfo``: trainId -> name, and the
+    void value 255."""
+    from vision_msgs.msg import LabelInfo, VisionClass
+    msg = LabelInfo(threshold=float(threshold))
+    if header is not None:
+        msg.header = header
+    msg.class_map = [VisionClass(class_id=index, class_name=name)
+                     for index, name in enumerate(class_names)]
+    msg.class_map.append(VisionClass(class_id=255, class_name='void'))
+    return msg

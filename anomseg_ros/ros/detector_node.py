@@ -24,20 +24,21 @@ from typing import Optional
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, qos_profile_sensor_data, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from rclpy.qos import DurabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from anomseg_ros.errors import AnomsegError, ConfigError, first_line, NonFiniteScores
 from anomseg_ros.obstacles import find_obstacles
 from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import Detector, make_scorer, parse_threshold
 from anomseg_ros.ros.conversions import array_to_image_msg, compressed_msg_to_rgb, \
-    image_msg_to_rgb, obstacles_to_msg
+    image_msg_to_rgb, label_info_msg, obstacles_to_detections, vision_msgs_available
 from anomseg_ros.ros.dds import configure_dds
 from anomseg_ros.ros.health import FrameHealth, OK, WARN
 from anomseg_ros.ros.outputs import compress, IMAGE_OUTPUTS, OPTIONAL_OUTPUTS
@@ -148,8 +149,15 @@ class DetectorNode(Node):
                 output.name: self.create_publisher(CompressedImage, f'{output.name}/compressed',
                                                    output_qos)
                 for output, _ in self._outputs if output.compression}
-        self._obstacles_pub = self.create_publisher(PointCloud2, 'obstacles', output_qos) \
-            if get('publish.obstacles') else None
+        self._obstacles_pub = None
+        if get('publish.obstacles') and vision_msgs_available():
+            from vision_msgs.msg import Detection2DArray
+            self._obstacles_pub = self.create_publisher(Detection2DArray, 'obstacles', output_qos)
+        elif get('publish.obstacles'):
+            self.get_logger().info('obstacles (vision_msgs/Detection2DArray) are not published: '
+                                   'vision_msgs is not installed (sudo apt install '
+                                   'ros-$ROS_DISTRO-vision-msgs); obstacle_mask has them')
+        self._publish_class_table(info)
         self._settings_pub = self.create_publisher(DiagnosticArray, 'frame_settings',
                                                    output_qos)
         input_qos = QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
@@ -197,6 +205,24 @@ class DetectorNode(Node):
             raise ConfigError(f'parameter {param.name!r}: {value!r} is not accepted '
                               f'({type(exc).__name__}); expected '
                               f'{_KINDS[type(param.default)]}{_range_text(param)}') from None
+
+    def _publish_class_table(self, info) -> None:
+        """The class names of ``semantic`` (trainId -> name, 255 void) for consumers that do not
+        hard-code Cityscapes: the read-only parameter ``class_names`` always, and
+        ``vision_msgs/LabelInfo`` on ``label_info`` (latched: transient local) where
+        vision_msgs is installed."""
+        self.declare_parameter('class_names', list(info.class_names), ParameterDescriptor(
+            description='the class of each trainId of semantic (255: void)', read_only=True))
+        self._label_info_pub = None
+        if vision_msgs_available():
+            from vision_msgs.msg import LabelInfo
+            latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+                                 reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            self._label_info_pub = self.create_publisher(LabelInfo, 'label_info', latched)
+            table = label_info_msg(info.class_names)
+            table.header.stamp = self.get_clock().now().to_msg()
+            self._label_info_pub.publish(table)
 
     def _check_unknown_parameters(self) -> None:
         """A parameter given for this node that it does not have: refused when it is close to
@@ -415,7 +441,7 @@ class DetectorNode(Node):
         if self._obstacles_pub is not None and self._obstacles_pub.get_subscription_count():
             obstacles = find_obstacles(detection.mask, detection.score_map,
                                        min_area=self.min_obstacle_area)
-            self._obstacles_pub.publish(obstacles_to_msg(obstacles, header))
+            self._obstacles_pub.publish(obstacles_to_detections(obstacles, header))
         self._republish_camera_info(header, image.shape[:2])
 
     def _republish_camera_info(self, header, size_hw) -> None:
