@@ -20,9 +20,18 @@ def _threshold(text):
     return 'auto' if text.strip().lower() == 'auto' else float(text)
 
 
+def _flag(text):
+    """true / false (1 / 0, yes / no)."""
+    value = text.strip().lower()
+    if value not in ('true', 'false', '1', '0', 'yes', 'no'):
+        raise ValueError(text)
+    return value in ('true', '1', 'yes')
+
+
 # launch argument -> type of the node parameter it overrides; '' (the default) = not given
 OVERRIDES = {'weights': str, 'scorer': str, 'threshold': _threshold, 'device': str,
-             'precision': str}
+             'precision': str, 'runtime': str, 'publish_compressed': _flag}
+KINDS = {_threshold: 'auto or a number', _flag: 'true or false'}
 
 
 def _launch_setup(context):
@@ -54,8 +63,7 @@ def _launch_setup(context):
             overrides[name] = kind(value)
         except ValueError:
             raise RuntimeError(f'launch argument {name}:={value!r} is not '
-                               f'{"auto or a number" if name == "threshold" else kind.__name__}'
-                               ) from None
+                               f'{KINDS.get(kind, kind.__name__)}') from None
     image = arg('image')
     detector = Node(
         package='anomseg_ros',
@@ -98,6 +106,12 @@ def generate_launch_description():
         DeclareLaunchArgument('precision', default_value='',
                               description='auto, fp32, bf16 or fp16; overrides params_file '
                               'when given'),
+        DeclareLaunchArgument('runtime', default_value='',
+                              description='auto, torch or openvino; overrides params_file '
+                              'when given'),
+        DeclareLaunchArgument('publish_compressed', default_value='',
+                              description='true or false: also publish <output>/compressed; '
+                              'overrides params_file when given'),
         DeclareLaunchArgument('rviz', default_value='false',
                               description='also start RViz (rviz2) showing this namespace and '
                               'image; closing it ends the launch'),
