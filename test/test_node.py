@@ -619,3 +619,23 @@ def test_the_class_table_is_a_parameter_and_a_latched_label_info(rclpy_context,
         assert names[0] == 'road' and names[18] == 'bicycle' and names[255] == 'void'
     finally:
         node.destroy_node()
+
+
+def test_debug_topics_say_the_processing_time_and_the_pipeline_latency(rclpy_context,
+                                                                       random_checkpoint):
+    from anomseg_ros.ros.conversions import image_msg_to_rgb
+    node = _in_process_node(random_checkpoint, publish_debug=True)
+    try:
+        processing, latency = node._debug_pubs
+        assert processing.topic_name == '/anomseg_detector/debug/processing_time_ms'
+        assert latency.topic_name == '/anomseg_detector/debug/pipeline_latency_ms'
+        times, latencies = [], []
+        processing.publish, latency.publish = times.append, latencies.append
+        frame = _raw(RGB, 'rgb8', 0)
+        now = node.get_clock().now().nanoseconds - 2_000_000_000  # stamped 2 s ago
+        frame.header.stamp.sec, frame.header.stamp.nanosec = divmod(now, 1_000_000_000)
+        node._offer(frame, image_msg_to_rgb)
+        assert _wait_until(lambda: latencies)
+        assert 0 < times[0].data < 2000 and 2000 <= latencies[0].data < 10_000
+    finally:
+        node.destroy_node()

@@ -160,6 +160,11 @@ class DetectorNode(Node):
         self._publish_class_table(info)
         self._settings_pub = self.create_publisher(DiagnosticArray, 'frame_settings',
                                                    output_qos)
+        self._debug_pubs = None
+        if get('publish_debug'):
+            from std_msgs.msg import Float64
+            self._debug_pubs = tuple(self.create_publisher(Float64, f'~/debug/{name}', 10)
+                                     for name in ('processing_time_ms', 'pipeline_latency_ms'))
         input_qos = QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
                                reliability=qos_profile_sensor_data.reliability,
                                durability=qos_profile_sensor_data.durability)
@@ -388,6 +393,7 @@ class DetectorNode(Node):
 
     def _handle(self, msg, decode, arrived: float) -> None:
         """Decode, run and publish one frame; every exception is counted with its reason."""
+        taken = time.monotonic()
         try:
             image = decode(msg, max_pixels=self.max_pixels)
         except Exception as exc:  # AnomsegError, and whatever a decoder raises on odd data
@@ -404,6 +410,15 @@ class DetectorNode(Node):
             return
         self.health.count('processed')
         self._latencies_ms = (self._latencies_ms + [(time.monotonic() - arrived) * 1e3])[-100:]
+        if self._debug_pubs is not None:
+            self._publish_debug(msg.header, taken)
+
+    def _publish_debug(self, header, taken: float) -> None:
+        from std_msgs.msg import Float64
+        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        processing, latency = self._debug_pubs
+        processing.publish(Float64(data=(time.monotonic() - taken) * 1e3))
+        latency.publish(Float64(data=(self.get_clock().now().nanoseconds - stamp_ns) / 1e6))
 
     def _count_lost(self, kind: str, reason: str) -> None:
         """Count a lost frame and warn, at most once per ``WARN_PERIOD_S`` per kind.

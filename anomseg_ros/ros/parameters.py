@@ -63,6 +63,9 @@ PARAMS = (
           'are counted as skipped); it resumes with the next frame once someone does'),
     Param('publish_compressed', False, 'also publish <output>/compressed (sensor_msgs/'
           'CompressedImage: PNG for obstacle_mask and semantic_color, JPEG for overlay)'),
+    Param('publish_debug', False, 'also publish ~/debug/processing_time_ms (frame taken to '
+          'outputs published) and ~/debug/pipeline_latency_ms (the frame\'s stamp to its '
+          'outputs published), std_msgs/Float64, as Autoware nodes do'),
     Param('min_obstacle_area', DEFAULT_MIN_AREA, 'smallest connected component of the mask, in '
           'input pixels, that is published on obstacles', dynamic=True, range=(1, 1 << 31, 1)),
     Param('camera_info_max_age', 2.0, 'seconds: a camera_info older than this is not '
