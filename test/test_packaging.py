@@ -57,10 +57,11 @@ ROSDEP_KEYS = {
     'launch': 'launch', 'launch_ros': 'launch_ros', 'torch': 'python3-torch',
     'torchvision': 'python3-torchvision', 'numpy': 'python3-numpy', 'cv2': 'python3-opencv',
     'PIL': 'python3-pil', 'yaml': 'python3-yaml', 'scipy': 'python3-scipy',
-    'tqdm': 'python3-tqdm', 'matplotlib': 'python3-matplotlib',
+    'tqdm': 'python3-tqdm', 'matplotlib': 'python3-matplotlib', 'std_msgs': 'std_msgs',
+    'vision_msgs': 'vision_msgs',
 }
 NO_ROSDEP_KEY = {'rosbags', 'cityscapesscripts', 'openvino', 'nncf', 'onnx', 'onnxruntime'}
-NOT_IMPORTED = {'rviz2'}  # an executable the launch file starts
+NOT_IMPORTED = set()
 
 
 def _third_party_imports(*folders):
