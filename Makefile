@@ -19,7 +19,7 @@ setup: $(STAMP)
 $(STAMP): requirements.txt setup.py package.xml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
-	$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation --use-pep517 -e .
 	$(BIN)/python -c "import torch, torchvision, rclpy, anomseg_ros; print('environment ready: torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	touch $(STAMP)
 

@@ -34,6 +34,7 @@ setup(
     entry_points={
         'console_scripts': [
             'detector = anomseg_ros.detector:main',
+            'managed_detector = anomseg_ros.managed_detector:main',
             'anomseg = anomseg_ros.cli.main:main',
         ],
     },

@@ -65,9 +65,10 @@ def _launch_setup(context):
             raise RuntimeError(f'launch argument {name}:={value!r} is not '
                                f'{KINDS.get(kind, kind.__name__)}') from None
     image = arg('image')
+    managed = arg('managed').strip().lower() in ('true', '1', 'yes')
     detector = Node(
         package='anomseg_ros',
-        executable='detector',
+        executable='managed_detector' if managed else 'detector',
         name='anomseg_detector',
         namespace=arg('namespace'),
         parameters=[arg('params_file')] + ([overrides] if overrides else []),
@@ -112,6 +113,9 @@ def generate_launch_description():
         DeclareLaunchArgument('publish_compressed', default_value='',
                               description='true or false: also publish <output>/compressed; '
                               'overrides params_file when given'),
+        DeclareLaunchArgument('managed', default_value='false',
+                              description='true: the managed (lifecycle) node, unconfigured '
+                              'until a lifecycle manager configures and activates it'),
         DeclareLaunchArgument('rviz', default_value='false',
                               description='also start RViz (rviz2) showing this namespace and '
                               'image; closing it ends the launch'),

@@ -10,7 +10,8 @@ import pytest
 from test_training import write_tiny_cityscapes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ADAPTERS = ('anomseg_ros.cli', 'anomseg_ros.ros', 'anomseg_ros.detector')
+ADAPTERS = ('anomseg_ros.cli', 'anomseg_ros.ros', 'anomseg_ros.detector',
+            'anomseg_ros.managed_detector')
 
 
 def _modules():

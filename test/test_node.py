@@ -639,3 +639,49 @@ def test_debug_topics_say_the_processing_time_and_the_pipeline_latency(rclpy_con
         assert 0 < times[0].data < 2000 and 2000 <= latencies[0].data < 10_000
     finally:
         node.destroy_node()
+
+
+def test_the_managed_node_loads_in_configure_works_when_active_and_releases_in_cleanup(
+        rclpy_context, random_checkpoint):
+    from lifecycle_msgs.msg import State
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+    from anomseg_ros.ros.conversions import image_msg_to_rgb
+    from anomseg_ros.ros.detector_node import ManagedDetectorNode
+    node = ManagedDetectorNode(parameter_overrides=[
+        Parameter('weights', value=random_checkpoint), Parameter('runtime', value='torch'),
+        Parameter('lazy', value=False)])
+    try:
+        assert node.detector is None and node.count_subscribers('/image') == 0
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.detector is not None and node._made  # the model and its publishers
+        assert not node.get_subscriptions_info_by_topic('/image')
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_ACTIVE
+        node._offer(_raw(RGB, 'rgb8', 1), image_msg_to_rgb)
+        assert _wait_until(lambda: node.counts['processed'] == 1)
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert not node._worker.is_alive()
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert node.detector is None and not node._made  # the model released
+        # configured again from the start: the same node works again
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        node._offer(_raw(RGB, 'rgb8', 2), image_msg_to_rgb)
+        assert _wait_until(lambda: node.counts['processed'] == 1)  # counts of this configuration
+    finally:
+        node.destroy_node()
+
+
+def test_a_managed_node_with_a_refused_setting_fails_configure_with_its_reason(
+        rclpy_context, tmp_path):
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+    from anomseg_ros.ros.detector_node import ManagedDetectorNode
+    node = ManagedDetectorNode(parameter_overrides=[
+        Parameter('weights', value=str(tmp_path / 'missing.pt'))])
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert node.detector is None
+    finally:
+        node.destroy_node()

@@ -27,6 +27,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, qos_profile_sensor_data, ReliabilityPolicy
@@ -69,10 +70,13 @@ class RosLogHandler(logging.Handler):
             self.handleError(record)
 
 
-class DetectorNode(Node):
-    """Runs the anomseg pipeline on every frame it can keep up with."""
+class _Detector:
+    """The detector node's work, in the phases of a managed node: declare the parameters,
+    configure (the model, its publishers), activate (subscriptions, timer, worker). The plain
+    ``DetectorNode`` runs them all at construction; ``ManagedDetectorNode`` on its lifecycle
+    transitions."""
 
-    def __init__(self, **kwargs):
+    def _init_state(self) -> None:
         # the worker state exists before anything can fail, so destroy_node always works
         self._cond = threading.Condition()
         self._running = True
@@ -86,23 +90,22 @@ class DetectorNode(Node):
         self.camera_info_counts = collections.Counter(
             {name: 0 for name in ('published', 'rejected', 'mismatched', 'stale')})
         self._threshold_reset: Optional[float] = None
-        super().__init__('anomseg_detector', **kwargs)
+        self._made = []  # publishers, subscriptions and timers of the current configuration
+        self._param_callbacks = []
+        self.detector = None
+
+    def _start_logging(self) -> None:
         self._log_handler = RosLogHandler(self.get_logger())
         logging.getLogger('anomseg_ros').addHandler(self._log_handler)
         logging.getLogger('anomseg_ros').setLevel(logging.INFO)
-        try:
-            self._set_up()
-        except BaseException:
-            # a refused setting: take down what DDS already holds (participant, publishers)
-            # now, not in the interpreter's exit, where a half-built node could hang it
-            self.destroy_node()
-            raise
 
-    def _set_up(self) -> None:
-        """Parameters, the detector, publishers, subscriptions, timers and the worker."""
+    def _declare_parameters(self) -> None:
         for param in PARAMS:
             self._declare(param)
         self._check_unknown_parameters()
+
+    def _configure(self) -> None:
+        """The detector (the model loaded), the parameter callbacks and the publishers."""
         get = self._get
         input_size_hw = (get('input_height'), get('input_width'))
         temperature = get('temperature') or None
@@ -125,9 +128,6 @@ class DetectorNode(Node):
                 f'real camera its scores are near chance and its masks flag vegetation and road '
                 f'patches; use the public Cityscapes ERFNet (erfnet_pretrained.pth) and adapt '
                 f'it to your camera (anomseg adapt; README: Your own camera)')
-        self.add_pre_set_parameters_callback(self._complete_parameters)
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
         self.max_pixels = get('max_input_pixels')
         self.min_obstacle_area = get('min_obstacle_area')
         self.lazy = get('lazy')
@@ -165,22 +165,24 @@ class DetectorNode(Node):
             from std_msgs.msg import Float64
             self._debug_pubs = tuple(self.create_publisher(Float64, f'~/debug/{name}', 10)
                                      for name in ('processing_time_ms', 'pipeline_latency_ms'))
-        input_qos = QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
-                               reliability=qos_profile_sensor_data.reliability,
-                               durability=qos_profile_sensor_data.durability)
-        image_sub = self.create_subscription(Image, 'image', self._on_image, input_qos)
-        if get('subscribe_compressed'):
-            self.create_subscription(CompressedImage, 'image/compressed', self._on_compressed,
-                                     input_qos)
-        self._subscribe_camera_info(image_sub.topic_name, input_qos, output_qos)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_timer(get('diagnostics_period'), self._publish_diagnostics)
-
         self.health = FrameHealth(window_s=get('health_window'), stale_s=get('stale_timeout'))
         self.counts = self.health.counts
         self._latencies_ms = []
         self._last_rate = (time.monotonic(), 0)
-        self._start_worker()
+        self._output_qos = output_qos
+        self._made = [pub for _, pub in self._outputs] + list(self._compressed.values()) + [
+            pub for pub in (self._obstacles_pub, self._label_info_pub, self._settings_pub,
+                            self.diagnostics_pub) if pub is not None] + list(
+            self._debug_pubs or ())
+        # last: the parameter callbacks need the detector, and not the class table's declaration
+        self._param_callbacks = [
+            (self.remove_pre_set_parameters_callback, self._complete_parameters),
+            (self.remove_on_set_parameters_callback, self._validate_parameters),
+            (self.remove_post_set_parameters_callback, self._apply_parameters)]
+        self.add_pre_set_parameters_callback(self._complete_parameters)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
         self.get_logger().info(
             f'{info.backbone} ({info.source}, trained on {info.trained_on or "unknown"}) on '
             f'{self.detector.device} in '
@@ -192,6 +194,48 @@ class DetectorNode(Node):
         for note in self.detector.notes + [self.detector.settings.uncalibrated]:
             if note:
                 self.get_logger().warning(note)
+
+    def _activate(self) -> None:
+        """The subscriptions (image, camera_info), the diagnostics timer and the worker."""
+        get = self._get
+        input_qos = QoSProfile(depth=get('queue_depth'), history=HistoryPolicy.KEEP_LAST,
+                               reliability=qos_profile_sensor_data.reliability,
+                               durability=qos_profile_sensor_data.durability)
+        image_sub = self.create_subscription(Image, 'image', self._on_image, input_qos)
+        self._active = [image_sub]
+        if get('subscribe_compressed'):
+            self._active.append(self.create_subscription(
+                CompressedImage, 'image/compressed', self._on_compressed, input_qos))
+        self._subscribe_camera_info(image_sub.topic_name, input_qos, self._output_qos)
+        self._active.append(self.create_timer(get('diagnostics_period'),
+                                              self._publish_diagnostics))
+        with self._cond:
+            self._running = True
+        self._start_worker()
+
+    def _deactivate(self) -> None:
+        """Stop taking frames: the worker ends after its frame, subscriptions and timer go."""
+        self._stop_worker(getattr(self, '_worker_grace_s', 5.0))
+        for entity in getattr(self, '_active', []):
+            destroy = self.destroy_timer if hasattr(entity, 'timer_period_ns') else \
+                self.destroy_subscription
+            destroy(entity)
+        if getattr(self, '_camera_info_pub', None) is not None:
+            self.destroy_publisher(self._camera_info_pub)
+            self._camera_info_pub = None
+        self._active = []
+        with self._cond:
+            self._slot = None
+
+    def _cleanup(self) -> None:
+        """Release the model and the publishers (a managed node's cleanup)."""
+        for remove, callback in self._param_callbacks:
+            remove(callback)
+        self._param_callbacks = []
+        for publisher in self._made:
+            self.destroy_publisher(publisher)
+        self._made = []
+        self.detector = None
 
     # -- parameters, declared once from PARAMS --------------------------------------------------
     def _declare(self, param) -> None:
@@ -216,8 +260,10 @@ class DetectorNode(Node):
         hard-code Cityscapes: the read-only parameter ``class_names`` always, and
         ``vision_msgs/LabelInfo`` on ``label_info`` (latched: transient local) where
         vision_msgs is installed."""
-        self.declare_parameter('class_names', list(info.class_names), ParameterDescriptor(
-            description='the class of each trainId of semantic (255: void)', read_only=True))
+        if not self.has_parameter('class_names'):  # (a managed node configured again)
+            self.declare_parameter('class_names', list(info.class_names), ParameterDescriptor(
+                description='the class of each trainId of semantic (255: void)',
+                read_only=True))
         self._label_info_pub = None
         if vision_msgs_available():
             from vision_msgs.msg import LabelInfo
@@ -323,7 +369,8 @@ class DetectorNode(Node):
             self.get_logger().info(f'the camera\'s camera_info is {topic}, beside its image: '
                                    f'it is republished, re-stamped with each frame, on '
                                    f'{self._camera_info_pub.topic_name}')
-        self.create_subscription(CameraInfo, topic, self._on_camera_info, qos)
+        self._active.append(self.create_subscription(CameraInfo, topic, self._on_camera_info,
+                                                     qos))
 
     def _on_camera_info(self, msg):
         """Keep the camera's newest camera_info if it can describe an image at all."""
@@ -560,14 +607,85 @@ class DetectorNode(Node):
         finally:
             rclpy.try_shutdown(context=self.context)
 
-    def destroy_node(self):
+    def _stop_worker(self, grace_s: float) -> None:
         with self._cond:
             self._running = False
             self._cond.notify()
         if self._worker is not None:
-            self._worker.join(timeout=getattr(self, '_worker_grace_s', 5.0))
-        logging.getLogger('anomseg_ros').removeHandler(self._log_handler)
+            self._worker.join(timeout=grace_s)
+
+    def destroy_node(self):
+        self._stop_worker(getattr(self, '_worker_grace_s', 5.0))
+        handler = getattr(self, '_log_handler', None)
+        if handler is not None:
+            logging.getLogger('anomseg_ros').removeHandler(handler)
         return super().destroy_node()
+
+
+class DetectorNode(_Detector, Node):
+    """Runs the anomseg pipeline on every frame it can keep up with (configured and active
+    from construction)."""
+
+    def __init__(self, **kwargs):
+        self._init_state()
+        super().__init__('anomseg_detector', **kwargs)
+        self._start_logging()
+        try:
+            self._declare_parameters()
+            self._configure()
+            self._activate()
+        except BaseException:
+            # a refused setting: take down what DDS already holds (participant, publishers)
+            # now, not in the interpreter's exit, where a half-built node could hang it
+            self.destroy_node()
+            raise
+
+
+class ManagedDetectorNode(_Detector, LifecycleNode):
+    """The detector as a managed (lifecycle) node, as nav2 and Autoware bring nodes up:
+    unconfigured at start; ``configure`` loads the model and makes the publishers (a refused
+    setting fails the transition with its reason); ``activate`` subscribes and starts the
+    worker; ``deactivate`` stops taking frames; ``cleanup`` releases the model."""
+
+    def __init__(self, **kwargs):
+        self._init_state()
+        super().__init__('anomseg_detector', **kwargs)
+        self._start_logging()
+        try:
+            self._declare_parameters()
+        except BaseException:
+            self.destroy_node()
+            raise
+
+    def _transition(self, name, step) -> TransitionCallbackReturn:
+        try:
+            step()
+        except AnomsegError as exc:
+            self.get_logger().error(f'{name} failed: {exc}')
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        return self._transition('configure', self._configure)
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        return self._transition('activate', self._activate)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        return self._transition('deactivate', self._deactivate)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        return self._transition('cleanup', self._cleanup)
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        def shut_down():
+            self._deactivate()
+            self._cleanup()
+        return self._transition('shutdown', shut_down)
+
+    def _publish_diagnostics(self):
+        if self.detector is not None:
+            super()._publish_diagnostics()
 
 
 def settings_msg(settings, header) -> DiagnosticArray:
@@ -593,8 +711,9 @@ def _range_text(param) -> str:
     return f' from {param.range[0]:g} to {param.range[1]:g}'
 
 
-def start_node(args=None) -> DetectorNode:
-    """rclpy initialised (leaving the signals to ``process``) and the node built; a start-up
+def start_node(args=None, *, managed: bool = False):
+    """rclpy initialised (leaving the signals to ``process``) and the node built (a
+    ``ManagedDetectorNode``, unconfigured, with ``managed``); a start-up
     that cannot go on prints one line that says why and raises ``SystemExit`` (2: the ROS
     arguments, 1: a setting or the weights)."""
     from rclpy.signals import SignalHandlerOptions
@@ -607,7 +726,7 @@ def start_node(args=None) -> DetectorNode:
               f'{first_line(exc, limit=300, empty=type(exc).__name__)}', file=sys.stderr)
         raise SystemExit(2) from None
     try:
-        node = DetectorNode()
+        node = ManagedDetectorNode() if managed else DetectorNode()
     except AnomsegError as exc:
         print(f'anomseg_detector: cannot start: {exc}', file=sys.stderr)
         rclpy.try_shutdown()

@@ -73,7 +73,7 @@ class _Signals:
         deadline.start()
 
 
-def _start_in_thread(args, signals: _Signals):
+def _start_in_thread(args, signals: _Signals, managed: bool = False):
     """The node built by ``detector_node.start_node`` in a thread; ``(node, None)``, or
     ``(None, exit code)`` when start-up failed. A signal meanwhile ends the process."""
     result = {}
@@ -82,7 +82,7 @@ def _start_in_thread(args, signals: _Signals):
     def start():
         try:
             from anomseg_ros.ros.detector_node import start_node
-            result['node'] = start_node(args)
+            result['node'] = start_node(args, managed=managed)
         except SystemExit as exc:
             result['code'] = exc.code if isinstance(exc.code, int) else 1
         except BaseException:  # noqa: B902 - a bug: said in full, and a non-zero exit
@@ -98,11 +98,12 @@ def _start_in_thread(args, signals: _Signals):
     return result.get('node'), result.get('code', 0)
 
 
-def main(args=None) -> None:
-    """Run the detector node until SIGINT / SIGTERM (``ros2 run anomseg_ros detector``)."""
+def main(args=None, *, managed: bool = False) -> None:
+    """Run the detector node until SIGINT / SIGTERM (``ros2 run anomseg_ros detector``;
+    ``managed``: the lifecycle node, ``ros2 run anomseg_ros managed_detector``)."""
     signals = _Signals()
     signals.install()
-    node, code = _start_in_thread(args, signals)
+    node, code = _start_in_thread(args, signals, managed)
     if node is None:
         _exit(code)
     code = node.spin_until(signals.stop, step_s=SPIN_STEP_S)
