@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from anomseg_ros.checkpoint import load_model, ModelInfo
 from anomseg_ros.errors import ConfigError, first_line, NonFiniteScores
 from anomseg_ros.labels import VOID_LABEL
+from anomseg_ros.obstacles import drivable_region, MASK_REGIONS
 from anomseg_ros.precision import (autocast, keep_input_layers_float32, precision_name,
                                    resolve_precision, to_fast_layout)
 from anomseg_ros.preprocessing import check_rgb, to_network_input  # noqa: F401 (API)
@@ -49,6 +50,7 @@ class Settings:
     threshold: float
     threshold_setting: object  # "auto" or the number given
     threshold_source: str
+    mask_region: str = 'all'   # or 'drivable': the mask only on the road (obstacles.py)
 
     @property
     def uncalibrated(self) -> str:
@@ -67,7 +69,8 @@ class Settings:
         """The settings as plain values (for logs, /diagnostics and result files)."""
         described = {'scorer': self.scorer.name, 'threshold': float(self.threshold),
                      'threshold_setting': str(self.threshold_setting),
-                     'threshold_source': self.threshold_source}
+                     'threshold_source': self.threshold_source,
+                     'mask_region': self.mask_region}
         temperature = getattr(self.scorer, 'temperature', None)
         if temperature is not None:
             described['temperature'] = float(temperature)
@@ -268,11 +271,14 @@ class Detector:
                     rendered = F.interpolate(rendered, size=size_hw, mode='bilinear',
                                              align_corners=False)
             score_np = score.float().cpu().numpy()
+            label_np = label.cpu().numpy()
+            mask = score_np >= settings.threshold
+            if settings.mask_region == 'drivable':
+                mask &= drivable_region(label_np)
             if rendered is not None:
                 rendered = (rendered[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(
                     torch.uint8).cpu().numpy()
-            detections.append(Detection(labels=label.cpu().numpy(), score_map=score_np,
-                                        mask=score_np >= settings.threshold,
+            detections.append(Detection(labels=label_np, score_map=score_np, mask=mask,
                                         resynthesis=rendered, settings=settings))
         return detections
 
@@ -304,7 +310,7 @@ class Detector:
         return self.settings.threshold_source
 
     def configure(self, *, scorer: Optional[str] = None, temperature: Optional[float] = None,
-                  threshold=None) -> Settings:
+                  threshold=None, mask_region: Optional[str] = None) -> Settings:
         """Change the scorer (with ``temperature``) and / or the threshold in one step: the
         next frame sees all of the change and the current one none of it. A threshold of
         ``"auto"`` follows the scorer; a number given before is kept. Returns the new
@@ -313,7 +319,12 @@ class Detector:
         new_scorer = current.scorer if scorer is None else make_scorer(
             scorer, self.info, temperature=temperature)
         setting = current.threshold_setting if threshold is None else threshold
-        self.settings = self._settings(new_scorer, setting)
+        region = current.mask_region if mask_region is None else mask_region
+        if region not in MASK_REGIONS:
+            raise ConfigError(f'mask_region must be one of {", ".join(MASK_REGIONS)}, got '
+                              f'{region!r}')
+        self.settings = dataclasses.replace(self._settings(new_scorer, setting),
+                                            mask_region=region)
         return self.settings
 
     def set_scorer(self, name: str, *, temperature: Optional[float] = None) -> None:

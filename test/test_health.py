@@ -131,3 +131,55 @@ def test_health_counts_from_two_threads():
     for thread in threads:
         thread.join()
     assert health.snapshot()['received'] == 1000
+
+
+def test_the_drivable_region_fills_each_row_between_its_road_pixels():
+    from anomseg_ros.obstacles import drivable_region
+    labels = np.full((4, 12), 8, np.uint8)  # vegetation
+    labels[1, 2:4] = labels[1, 8:10] = 0     # road on both sides of ...
+    labels[1, 4:8] = 13                      # ... a car standing on it
+    labels[2, 5] = 0                         # a single road pixel
+    region = drivable_region(labels, margin=0)
+    expected = np.zeros((4, 12), bool)
+    expected[1, 2:10] = True
+    expected[2, 5] = True
+    np.testing.assert_array_equal(region, expected)
+    widened = drivable_region(labels, margin=1)
+    assert widened[0, 1] and widened[3, 6] and not widened[3, 0] and not widened[0, 11]
+
+
+def test_persistence_confirms_an_object_seen_k_of_n_times_and_drops_a_blip():
+    from anomseg_ros.obstacles import Obstacle, ObstacleTracker
+
+    def box(x, y=10, size=20):
+        return Obstacle(x, y, size, size, size * size, x + size / 2, y + size / 2, 0.9, 1.0)
+    tracker = ObstacleTracker(k=3, n=5)
+    assert tracker.update([box(100), box(300)]) == []           # frame 1: two candidates
+    assert tracker.update([box(102)]) == []                      # frame 2: the blip at 300 gone
+    confirmed = tracker.update([box(104), box(500)])             # frame 3: seen 3 of 3
+    assert [t.obstacle.x for t in confirmed] == [104] and confirmed[0].age == 3
+    first_id = confirmed[0].id
+    assert tracker.update([]) == []                              # frame 4: missed, not shown
+    again = tracker.update([box(108)])                           # frame 5: 4 of the last 5
+    assert [t.id for t in again] == [first_id]
+    blip = next(t for t in tracker.tracks if t.obstacle.x == 300)
+    assert blip.hits == 1                                        # never confirmed
+    for _ in range(5):                                           # gone for n frames: dropped
+        tracker.update([])
+    assert tracker.tracks == []
+    with pytest.raises(ValueError):
+        ObstacleTracker(k=6, n=5)
+
+
+def test_a_drivable_mask_region_keeps_the_mask_on_the_road(random_checkpoint):
+    from anomseg_ros.pipeline import Detector
+    detector = Detector.from_checkpoint(random_checkpoint, device='cpu', runtime='torch',
+                                        threshold=0.0)  # every pixel flagged
+    image = np.zeros((64, 128, 3), np.uint8)
+    everywhere = detector.predict(image)
+    assert everywhere.mask.all()
+    detector.configure(mask_region='drivable')
+    restricted = detector.predict(image)
+    from anomseg_ros.obstacles import drivable_region
+    np.testing.assert_array_equal(restricted.mask, drivable_region(restricted.labels))
+    assert restricted.settings.describe()['mask_region'] == 'drivable'

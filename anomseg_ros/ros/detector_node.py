@@ -35,7 +35,7 @@ from rclpy.qos import DurabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from anomseg_ros.errors import AnomsegError, ConfigError, first_line, NonFiniteScores
-from anomseg_ros.obstacles import find_obstacles
+from anomseg_ros.obstacles import find_obstacles, MASK_REGIONS, ObstacleTracker
 from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import Detector, make_scorer, parse_threshold
 from anomseg_ros.ros.conversions import array_to_image_msg, compressed_msg_to_rgb, \
@@ -132,6 +132,15 @@ class _Detector:
         self.min_obstacle_area = get('min_obstacle_area')
         self.lazy = get('lazy')
         self.camera_info_max_age = get('camera_info_max_age')
+        if get('persistence_k') > get('persistence_n'):
+            raise ConfigError(f'persistence_k ({get("persistence_k")}) must be at most '
+                              f'persistence_n ({get("persistence_n")})')
+        self.tracker = ObstacleTracker(get('persistence_k'), get('persistence_n')) \
+            if get('persistence_k') else None
+        try:
+            self.detector.configure(mask_region=get('mask_region'))
+        except ConfigError as exc:
+            raise ConfigError(f'parameter \'mask_region\': {exc}') from None
 
         depth = get('queue_depth')
         output_qos = QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
@@ -322,6 +331,8 @@ class _Detector:
                 check_temperature(float(temperature))
             new_scorer = make_scorer(scorer, self.detector.info,
                                      temperature=temperature or None)
+            if values.get('mask_region', 'all') not in MASK_REGIONS:
+                raise ConfigError(f'mask_region must be one of {", ".join(MASK_REGIONS)}')
             threshold = parse_threshold(values['threshold']) if 'threshold' in values else \
                 self.detector.threshold_setting
             if threshold != 'auto':
@@ -339,6 +350,8 @@ class _Detector:
                           temperature=self._get('temperature') or None)
         if 'threshold' in names:
             change['threshold'] = self._get('threshold')
+        if 'mask_region' in names:
+            change['mask_region'] = self._get('mask_region')
         if change:  # one swap: no frame sees the new scorer with the old threshold
             self.detector.configure(**change)
         if 'min_obstacle_area' in names:
@@ -503,7 +516,11 @@ class _Detector:
         if self._obstacles_pub is not None and self._obstacles_pub.get_subscription_count():
             obstacles = find_obstacles(detection.mask, detection.score_map,
                                        min_area=self.min_obstacle_area)
-            self._obstacles_pub.publish(obstacles_to_detections(obstacles, header))
+            ids = None
+            if self.tracker is not None:  # only those seen k of the last n frames
+                tracks = self.tracker.update(obstacles)
+                obstacles, ids = [t.obstacle for t in tracks], [t.id for t in tracks]
+            self._obstacles_pub.publish(obstacles_to_detections(obstacles, header, ids))
         self._republish_camera_info(header, image.shape[:2])
 
     def _republish_camera_info(self, header, size_hw) -> None:

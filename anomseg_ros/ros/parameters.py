@@ -66,6 +66,13 @@ PARAMS = (
     Param('publish_debug', False, 'also publish ~/debug/processing_time_ms (frame taken to '
           'outputs published) and ~/debug/pipeline_latency_ms (the frame\'s stamp to its '
           'outputs published), std_msgs/Float64, as Autoware nodes do'),
+    Param('mask_region', 'all', 'all, or drivable: the mask (and the obstacles) only on the '
+          'road of the model\'s own labels, filled along each row so that objects standing on it '
+          'are inside, widened by 8 pixels', dynamic=True),
+    Param('persistence_k', 0, 'temporal persistence of the obstacles: publish one only once '
+          'seen in k of the last persistence_n frames (boxes associated by overlap, each with an '
+          'id); 0 = off', range=(0, 100, 1)),
+    Param('persistence_n', 5, 'the window of persistence_k, in frames', range=(1, 100, 1)),
     Param('min_obstacle_area', DEFAULT_MIN_AREA, 'smallest connected component of the mask, in '
           'input pixels, that is published on obstacles', dynamic=True, range=(1, 1 << 31, 1)),
     Param('camera_info_max_age', 2.0, 'seconds: a camera_info older than this is not '
