@@ -1,10 +1,15 @@
 """ament_python / setuptools build of anomseg_ros (colcon build and pip install -e . alike)."""
 from glob import glob
 import os
+import re
 
 from setuptools import find_packages, setup
 
 PACKAGE = 'anomseg_ros'
+# one version, the package's own: package.xml is checked against it (test_packaging)
+VERSION = re.search(r"__version__ = '([^']+)'",
+                    open(os.path.join(os.path.dirname(os.path.abspath(__file__)), PACKAGE,
+                                      '__init__.py')).read()).group(1)
 
 
 def _data_files():
@@ -21,7 +26,7 @@ def _data_files():
 
 setup(
     name=PACKAGE,
-    version='0.1.0',
+    version=VERSION,
     packages=find_packages(include=['anomseg_ros', 'anomseg_ros.*', 'rosbag_tools']),
     data_files=_data_files(),
     install_requires=['setuptools'],

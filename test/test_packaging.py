@@ -136,3 +136,12 @@ def test_config_file_and_readme_agree_with_the_parameter_table():
     for param in PARAMS:
         name = 'publish.<output>' if param.name.startswith('publish.') else param.name
         assert f'`{name}`' in readme, name
+
+
+def test_one_version_source():
+    """setup.py reads anomseg_ros.__version__; package.xml says the same."""
+    import xml.etree.ElementTree as ET
+    import anomseg_ros
+    version = ET.parse(os.path.join(REPO, 'package.xml')).getroot().find('version').text
+    assert version == anomseg_ros.__version__
+    assert 'version=VERSION' in open(os.path.join(REPO, 'setup.py')).read()

@@ -132,12 +132,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-DEFAULTS = TrainConfig(data='', out='')
-DESCRIPTION = ('Trains a backbone on the 19 Cityscapes classes (20 with --void) with ERFNet\'s '
-               'recipe (Adam, poly learning rate, class-weighted loss); validates mIoU every '
-               'epoch and writes OUT/last.pt and OUT/best.pt.')
-
-
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     """The parser of ``python -m anomseg_ros.cli.train`` (as ``anomseg train``)."""
     parser = argparse.ArgumentParser(prog='python -m anomseg_ros.cli.train',

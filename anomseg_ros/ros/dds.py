@@ -2,8 +2,8 @@
 
 Fast DDS's default shared-memory segment (512 KiB) is smaller than one camera frame; larger
 samples fall back to fragmented UDP, where best-effort readers (the sensor-data QoS) lose them.
-``config/fastdds_large_images.xml`` gives shared memory 64 MiB segments. It is applied only when
-the user has not chosen a Fast DDS profile of their own.
+``config/fastdds_large_images.xml`` gives shared memory 128 MiB segments (messages up to
+64 MiB). It is applied only when the user has not chosen a Fast DDS profile of their own.
 """
 import os
 from typing import Dict

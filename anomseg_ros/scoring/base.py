@@ -13,13 +13,12 @@ class Scorer:
 
     ``num_inlier_classes`` says how many leading logit channels are inlier classes; a Cityscapes
     model with a void output has 20 channels of which the first 19 are inliers. ``None`` means
-    every channel is an inlier. Scorers that need the backbone's features set
-    ``requires_features``; the score of a learned method (PEBAL, SLEEG) names it in ``method``
-    and runs only on a checkpoint that method trained (its numbers mean nothing elsewhere).
+    every channel is an inlier. The score of a learned method (PEBAL, SLEEG, SynBoost) names it
+    in ``method`` and runs only on a checkpoint that method trained (its numbers mean nothing
+    elsewhere).
     """
 
     name = ''
-    requires_features = False
     # the score of a pixel depends on that pixel's logits only, through whole-frame temporaries:
     # on the CPU ``__call__`` computes it on blocks of rows (``in_row_blocks``), the same numbers
     # (to float32 rounding) in a third to a half of the time
