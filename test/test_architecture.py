@@ -143,3 +143,36 @@ def test_extending_examples_run_from_outside_the_package(tmp_path, monkeypatch):
         for registry, name in ((BACKBONES, 'tiny_fcn'), (SCORERS, 'margin'),
                                (SCORERS, 'noise_square'), (METHODS, 'noise_square')):
             registry._factories.pop(name, None)
+
+
+def test_an_installed_plugin_is_known_to_the_command_line(tmp_path):
+    """A backbone of a third-party package, declared as an entry point of
+    anomseg_ros.backbones, is a valid --backbone of anomseg train without an import of ours."""
+    import subprocess
+    import sys
+    site = tmp_path / 'site'
+    (site / 'tiny_plugin').mkdir(parents=True)
+    (site / 'tiny_plugin' / '__init__.py').write_text(
+        'from torch import nn\n'
+        'from anomseg_ros.backbones import register_backbone\n'
+        '@register_backbone("tiny_plugin_fcn")\n'
+        'class TinyFcn(nn.Module):\n'
+        '    def __init__(self, num_classes=19):\n'
+        '        super().__init__()\n'
+        '        self.classifier = nn.Conv2d(3, num_classes, 1)\n'
+        '    def forward(self, x):\n'
+        '        return self.classifier(x)\n')
+    info = site / 'tiny_plugin-0.1.dist-info'
+    info.mkdir()
+    (info / 'METADATA').write_text('Metadata-Version: 2.1\nName: tiny-plugin\nVersion: 0.1\n')
+    (info / 'entry_points.txt').write_text('[anomseg_ros.backbones]\ntiny = tiny_plugin\n')
+    env = {**os.environ, 'PYTHONPATH': f'{site}:{os.environ.get("PYTHONPATH", "")}'}
+    done = subprocess.run([sys.executable, '-m', 'anomseg_ros.cli.main', 'train', '--help'],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert 'tiny_plugin_fcn' in done.stdout
+    # a broken plugin is named and skipped
+    (info / 'entry_points.txt').write_text('[anomseg_ros.backbones]\nbroken = no_such_module\n')
+    done = subprocess.run([sys.executable, '-m', 'anomseg_ros.cli.main', 'train', '--help'],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and "plugin 'broken'" in done.stderr, done.stderr
