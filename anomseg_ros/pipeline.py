@@ -6,6 +6,7 @@ back to the input resolution -> threshold. ROS-free; the node and the offline to
 import dataclasses
 import importlib.util
 import os
+import time
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -88,6 +89,9 @@ class Detection:
     # the detector was asked for it (Detector.set_resynthesis)
     resynthesis: Optional[np.ndarray] = None
     settings: Optional[Settings] = None  # the scorer and threshold that made score and mask
+    # milliseconds of the batch's stages: forward (preprocess and network), score (scorer and
+    # labels), resize (back to the image's size, and the mask)
+    timings_ms: Optional[dict] = None
 
     def check_finite(self, what: str = 'the frame') -> None:
         """Raise ``NonFiniteScores`` when any score is NaN or infinite: its mask decides
@@ -254,9 +258,12 @@ class Detector:
         if not images:
             return []
         settings = self.settings  # one snapshot for the whole batch (see Settings)
+        started = time.perf_counter()
         logits = self.logits(images)
+        forward = time.perf_counter()
         scores = settings.scorer(logits)
         labels = self.semantic(logits)
+        scored = time.perf_counter()
         synthesis = self._synthesis(len(images))
         detections = []
         for index, (image, score, label) in enumerate(zip(images, scores, labels)):
@@ -280,6 +287,10 @@ class Detector:
                     torch.uint8).cpu().numpy()
             detections.append(Detection(labels=label_np, score_map=score_np, mask=mask,
                                         resynthesis=rendered, settings=settings))
+        timings = {'forward': 1e3 * (forward - started), 'score': 1e3 * (scored - forward),
+                   'resize': 1e3 * (time.perf_counter() - scored)}
+        for detection in detections:
+            detection.timings_ms = timings
         return detections
 
     def _synthesis(self, count: int) -> Optional[torch.Tensor]:

@@ -87,7 +87,9 @@ def bench_node(weights, device, size_wh, frames, outputs, runtime, stream=None):
             counters = live.client.node_counters()
     print(f'{width}x{height}, outputs {", ".join(outputs)}: the node ran '
           f'{counters.get("runtime", "?")} in {counters.get("precision", "?")}')
-    return statistics.median(times), rate
+    stages = {key[len('stage_ms_'):]: value for key, value in counters.items()
+              if key.startswith('stage_ms_')}
+    return statistics.median(times), rate, stages
 
 
 def main():
@@ -113,11 +115,11 @@ def main():
                                             runtime=args.runtime,
                                             input_size_hw=(height, width))
         forward = bench_forward(detector, device, size_wh, args.frames)
-        score_only, _ = bench_node(args.weights, device, size_wh, args.frames,
-                                   ('anomaly_score',), args.runtime)
-        all_outputs, rate = bench_node(args.weights, device, size_wh, args.frames, OUTPUTS,
-                                       args.runtime, stream)
-        rows.append((size_wh, forward, score_only, all_outputs, rate))
+        score_only, _, _ = bench_node(args.weights, device, size_wh, args.frames,
+                                      ('anomaly_score',), args.runtime)
+        all_outputs, rate, stages = bench_node(args.weights, device, size_wh, args.frames,
+                                               OUTPUTS, args.runtime, stream)
+        rows.append((size_wh, forward, score_only, all_outputs, rate, stages))
 
     info = detector.info
     print(f'\n{info.backbone} ({info.source}) on {device}, runtime {detector.runtime} '
@@ -128,11 +130,19 @@ def main():
     print(f'| input | bare forward | node latency, score only | ratio | node latency, all '
           f'{len(OUTPUTS)} outputs | ratio | node throughput, all {len(OUTPUTS)} outputs |')
     print('| --- | --- | --- | --- | --- | --- | --- |')
-    for (w, h), forward, score_only, all_outputs, rate in rows:
+    for (w, h), forward, score_only, all_outputs, rate, _ in rows:
         throughput = f'{rate:.1f} FPS' if stream else '-'
         print(f'| {w}x{h} | {1000 * forward:.1f} | {1000 * score_only:.1f} | '
               f'{score_only / forward:.2f} | {1000 * all_outputs:.1f} | '
               f'{all_outputs / forward:.2f} | {throughput} |')
+    print('\nthe node path per stage, all outputs subscribed (the node\'s own /diagnostics: '
+          'medians of its last frames, ms; wait = in the slot, outputs = rendering, messages '
+          'and publishing)')
+    names = list(rows[0][5]) if rows else []
+    print('| input | ' + ' | '.join(names) + ' |')
+    print('| --- |' + ' --- |' * len(names))
+    for (w, h), *_, stages in rows:
+        print(f'| {w}x{h} | ' + ' | '.join(stages.get(n, '-') for n in names) + ' |')
 
 
 if __name__ == '__main__':

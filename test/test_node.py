@@ -637,6 +637,15 @@ def test_debug_topics_say_the_processing_time_and_the_pipeline_latency(rclpy_con
         node._offer(frame, image_msg_to_rgb)
         assert _wait_until(lambda: latencies)
         assert 0 < times[0].data < 2000 and 2000 <= latencies[0].data < 10_000
+        # and the per-stage profile of the node path, in /diagnostics
+        published = []
+        node.diagnostics_pub.publish = published.append
+        node._publish_diagnostics()
+        values = {kv.key: float(kv.value) for kv in published[-1].status[0].values
+                  if kv.key.startswith('stage_ms_')}
+        assert set(values) == {f'stage_ms_{s}' for s in ('wait', 'decode', 'forward', 'score',
+                                                         'resize', 'outputs')}
+        assert values['stage_ms_forward'] > 0 and all(v >= 0 for v in values.values())
     finally:
         node.destroy_node()
 

@@ -178,6 +178,7 @@ class _Detector:
         self.health = FrameHealth(window_s=get('health_window'), stale_s=get('stale_timeout'))
         self.counts = self.health.counts
         self._latencies_ms = []
+        self._stage_history, self._stages = [], {}
         self._last_rate = (time.monotonic(), 0)
         self._output_qos = output_qos
         self._made = [pub for _, pub in self._outputs] + list(self._compressed.values()) + [
@@ -459,6 +460,7 @@ class _Detector:
         except Exception as exc:  # AnomsegError, and whatever a decoder raises on odd data
             self._count_lost('rejected', _reason(exc))
             return
+        decoded = time.monotonic()
         try:
             self._process(msg.header, image)
         except NonFiniteScores as exc:
@@ -470,6 +472,9 @@ class _Detector:
             return
         self.health.count('processed')
         self._latencies_ms = (self._latencies_ms + [(time.monotonic() - arrived) * 1e3])[-100:]
+        self._stage_history = (self._stage_history + [{
+            'wait': 1e3 * (taken - arrived), 'decode': 1e3 * (decoded - taken),
+            **self._stages}])[-100:]
         if self._debug_pubs is not None:
             self._publish_debug(msg.header, taken)
 
@@ -498,6 +503,7 @@ class _Detector:
 
     def _process(self, header, image: np.ndarray):
         detection = self.detector.predict(image)
+        outputs_started = time.monotonic()
         detection.check_finite('the frame is not published')
         if self._settings_pub.get_subscription_count():
             self._settings_pub.publish(settings_msg(detection.settings, header))
@@ -522,6 +528,8 @@ class _Detector:
                 obstacles, ids = [t.obstacle for t in tracks], [t.id for t in tracks]
             self._obstacles_pub.publish(obstacles_to_detections(obstacles, header, ids))
         self._republish_camera_info(header, image.shape[:2])
+        self._stages = {**detection.timings_ms,
+                        'outputs': 1e3 * (time.monotonic() - outputs_started)}
 
     def _republish_camera_info(self, header, size_hw) -> None:
         """The camera's camera_info, re-stamped with the frame's header, when it describes
@@ -576,6 +584,7 @@ class _Detector:
         recent = self.health.recent()
         values = {
             'latency_ms_median': f'{latency:.1f}', 'output_rate_hz': f'{rate_hz:.2f}',
+            **stage_medians(self._stage_history),
             **{f'frames_{k}': str(v) for k, v in counts.items()},
             **{f'recent_{k}': str(recent[k]) for k in ('rejected', 'failed', 'nonfinite')},
             **{f'camera_info_{k}': str(v) for k, v in self.camera_info_counts.items()},
@@ -703,6 +712,18 @@ class ManagedDetectorNode(_Detector, LifecycleNode):
     def _publish_diagnostics(self):
         if self.detector is not None:
             super()._publish_diagnostics()
+
+
+STAGES = ('wait', 'decode', 'forward', 'score', 'resize', 'outputs')
+
+
+def stage_medians(history) -> dict:
+    """``stage_ms_<stage>``: the median milliseconds of each stage of a frame's path through
+    the node over the last frames (wait: in the slot; decode; forward: preprocess and network;
+    score: scorer and labels; resize: back to the camera's size and the mask; outputs:
+    rendering, messages and publishing)."""
+    return {f'stage_ms_{stage}': f'{statistics.median(h[stage] for h in history):.1f}'
+            for stage in STAGES if history and all(stage in h for h in history)}
 
 
 def settings_msg(settings, header) -> DiagnosticArray:
