@@ -90,7 +90,7 @@ class _Detector:
         self.camera_info_counts = collections.Counter(
             {name: 0 for name in ('published', 'rejected', 'mismatched', 'stale')})
         self._threshold_reset: Optional[float] = None
-        self._made = []  # publishers, subscriptions and timers of the current configuration
+        self._made = []  # the publishers of the current configuration
         self._param_callbacks = []
         self.detector = None
 
