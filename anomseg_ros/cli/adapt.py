@@ -12,6 +12,8 @@ ordinary checkpoint with the adaptation recorded in it; ``--resume`` continues a
 """
 import os
 
+import torch
+
 from anomseg_ros.checkpoint import load_model, read_checkpoint
 from anomseg_ros.cli import train_anomaly as train_anomaly_cli
 from anomseg_ros.cli.common import add_frames_args, unlabeled_frames
@@ -92,7 +94,6 @@ def run(args) -> int:
                                 'base_sha256': file_sha256(args.checkpoint),
                                 'epochs': args.epochs, 'iters_per_epoch': args.iters_per_epoch,
                                 'batch_size': args.batch_size}
-    import torch
     torch.save(checkpoint, last + '.tmp')
     os.replace(last + '.tmp', last)
     print(f'adapted: {last} (scorer {args.method}); next: anomseg calibrate --weights {last} '
