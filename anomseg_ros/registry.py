@@ -12,13 +12,13 @@ The entry points are loaded once, the first time the registry is asked for its n
 name it does not know; one that cannot be loaded is named in a warning and skipped.
 """
 import importlib.metadata
-import logging
 from typing import Callable, Dict, Generic, List, TypeVar
 
 from anomseg_ros.errors import first_line, UnknownNameError
+from anomseg_ros.logs import get_logger
 
 T = TypeVar('T')
-log = logging.getLogger('anomseg_ros.plugins')
+log = get_logger('anomseg_ros.plugins')
 
 
 class Registry(Generic[T]):

@@ -221,7 +221,7 @@ def _damage_manifest_of_another_version(entry, other):
     (_damage_manifest_of_another_version, "package_version '0.0.1'"),
 ])
 def test_a_damaged_or_swapped_cache_entry_is_rebuilt_with_one_warning(
-        tmp_path, monkeypatch, random_checkpoint, reference, damage, reason, caplog):
+        tmp_path, monkeypatch, random_checkpoint, reference, damage, reason):
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
     Detector.from_checkpoint(random_checkpoint, runtime='openvino', precision='fp32')
     Detector.from_checkpoint(_other_checkpoint(tmp_path), runtime='openvino', precision='fp32')
@@ -231,12 +231,21 @@ def test_a_damaged_or_swapped_cache_entry_is_rebuilt_with_one_warning(
     theirs = next(folder / name for name in _entries(tmp_path / 'cache')
                   if folder / name != ours)
     damage(ours, theirs)
-    with caplog.at_level('WARNING', logger='anomseg_ros'):
+    import logging
+    warned = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warned.append(record.getMessage())
+    # a handler on the package's logger, as the node's RosLogHandler (the package's loggers
+    # hand their records up to it even under launch_testing's LaunchLogger class)
+    logging.getLogger('anomseg_ros').addHandler(handler)
+    try:
         detector = Detector.from_checkpoint(random_checkpoint, runtime='openvino',
                                             precision='fp32')
+    finally:
+        logging.getLogger('anomseg_ros').removeHandler(handler)
     assert len(detector.notes) == 1 and reason in detector.notes[0], detector.notes
     assert 'rebuilt' in detector.notes[0]
-    assert [r.getMessage() for r in caplog.records if r.levelname == 'WARNING'] == detector.notes
+    assert warned == detector.notes
     np.testing.assert_allclose(detector.logits(IMAGES).numpy(), reference.logits(IMAGES).numpy(),
                                atol=1e-4, rtol=1e-4)
     assert Detector.from_checkpoint(random_checkpoint, runtime='openvino').notes == []

@@ -28,7 +28,6 @@ What the check defends against, and what it cannot:
 """
 import hashlib
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -36,8 +35,9 @@ import uuid
 from typing import Callable, Optional, Tuple
 
 from anomseg_ros import __version__
+from anomseg_ros.logs import get_logger
 
-log = logging.getLogger('anomseg_ros.runtimes')
+log = get_logger('anomseg_ros.runtimes')
 
 MANIFEST_FORMAT = 'anomseg_ros.ir_cache/1'
 FILES = ('model.xml', 'model.bin')

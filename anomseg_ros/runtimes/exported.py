@@ -6,7 +6,6 @@ returning float32 logits, so the ``Detector`` and the scorers do not care which 
 import contextlib
 import ctypes
 import json
-import logging
 import os
 import sys
 import threading
@@ -20,8 +19,9 @@ import torch
 from anomseg_ros.checkpoint import ModelInfo
 from anomseg_ros.errors import CheckpointError, ConfigError, first_line
 from anomseg_ros.runtimes.cache import file_sha256
+from anomseg_ros.logs import get_logger
 
-log = logging.getLogger('anomseg_ros.runtimes')
+log = get_logger('anomseg_ros.runtimes')
 
 EXPORTED_SUFFIXES = ('.onnx', '.xml')
 RUNTIMES = ('auto', 'torch', 'openvino')
