@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/python bench/bench_soak.py
 	$(BIN)/python bench/bench_backbones.py
 	$(BIN)/python bench/bench_synboost.py
+	$(BIN)/python bench/bench_fleet.py
 
 colcon: setup
 	$(BIN)/colcon build --base-paths . --build-base /tmp/anomseg_colcon/build --install-base /tmp/anomseg_colcon/install

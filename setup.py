@@ -30,6 +30,9 @@ setup(
     packages=find_packages(include=['anomseg_ros', 'anomseg_ros.*', 'rosbag_tools']),
     data_files=_data_files(),
     install_requires=['setuptools'],
+    # pip install anomseg_ros[fleet]: anomseg fleet on Ray (without it, in one process) and
+    # the SegmentMeIfYouCan export; requirements.txt holds the whole test environment
+    extras_require={'fleet': ['ray>=2.40', 'h5py']},
     zip_safe=False,
     maintainer='anomseg_ros developers',
     maintainer_email='anomseg@example.com',

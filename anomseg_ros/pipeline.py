@@ -338,6 +338,14 @@ class Detector:
                                             mask_region=region)
         return self.settings
 
+    def settings_for(self, scorer: str, *, temperature: Optional[float] = None,
+                     threshold='auto') -> Settings:
+        """The settings ``configure`` would make for ``scorer``, without changing this
+        detector's (several scorers compared on one forward pass, each at its own threshold)."""
+        built = make_scorer(scorer, self.info, temperature=temperature)
+        return dataclasses.replace(self._settings(built, threshold),
+                                   mask_region=self.settings.mask_region)
+
     def set_scorer(self, name: str, *, temperature: Optional[float] = None) -> None:
         self.configure(scorer=name, temperature=temperature)
 

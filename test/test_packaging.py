@@ -58,9 +58,10 @@ ROSDEP_KEYS = {
     'torchvision': 'python3-torchvision', 'numpy': 'python3-numpy', 'cv2': 'python3-opencv',
     'PIL': 'python3-pil', 'yaml': 'python3-yaml', 'scipy': 'python3-scipy',
     'tqdm': 'python3-tqdm', 'matplotlib': 'python3-matplotlib', 'std_msgs': 'std_msgs',
-    'vision_msgs': 'vision_msgs',
+    'vision_msgs': 'vision_msgs', 'h5py': 'python3-h5py',
 }
-NO_ROSDEP_KEY = {'rosbags', 'cityscapesscripts', 'openvino', 'nncf', 'onnx', 'onnxruntime'}
+NO_ROSDEP_KEY = {'rosbags', 'cityscapesscripts', 'openvino', 'nncf', 'onnx', 'onnxruntime',
+                 'ray'}
 NOT_IMPORTED = set()
 
 

@@ -15,6 +15,7 @@ from anomseg_ros.evaluation.anomaly import evaluate_anomaly, evaluate_score_maps
 from anomseg_ros.evaluation.components import SMIYC_MIN_SIZES, track_of, TRACKS
 from anomseg_ros.evaluation.report import write_report
 from anomseg_ros.evaluation.segmentation import evaluate_segmentation
+from anomseg_ros.pipeline import make_scorer
 from anomseg_ros.scoring import list_scorers
 
 
@@ -25,15 +26,16 @@ def add_parser(verbs):
         'void) gets AuPRC, FPR95 and AUROC per scorer, pooling the pixels of all its images '
         '(one forward pass serves all scorers); a folder with leftImg8bit/ + gtFine/ (the '
         'Cityscapes layout) gets mIoU and per-class IoU on --split. With --scores DIR, score '
-        'maps DIR/<image stem>.npy computed by any method are evaluated instead of a model.')
+        'maps DIR/<image stem>.npy (or .hdf5, as --export-smiyc writes them) computed by any '
+        'method are evaluated instead of a model.')
     parser.add_argument('datasets', nargs='+', metavar='DATASET')
     add_model_args(parser, scorer=False)
     parser.add_argument('--scorers', default='msp,maxlogit,maxentropy',
                         help=f'comma-separated, from: {", ".join(list_scorers())}')
     parser.add_argument('--temperature', type=float, default=None)
     parser.add_argument('--scores', default=None, metavar='DIR',
-                        help='evaluate precomputed float score maps <stem>.npy (label size) '
-                        'of a single anomaly DATASET; no model is run')
+                        help='evaluate precomputed float score maps <stem>.npy or <stem>.hdf5 '
+                        '(label size) of a single anomaly DATASET; no model is run')
     parser.add_argument('--resolution', choices=RESOLUTIONS, default='network',
                         help='compare at the network input size with labels resized by PIL\'s '
                         'nearest neighbour (the papers\' protocol; default), or at the label '
@@ -62,6 +64,17 @@ def add_parser(verbs):
     parser.add_argument('--min-pred-size', type=int, default=None,
                         help='component metrics: drop predicted segments smaller than this '
                         '(default: the track\'s)')
+    smiyc = parser.add_argument_group('SegmentMeIfYouCan submission')
+    smiyc.add_argument('--export-smiyc', default=None, metavar='DIR',
+                       help='also write every image\'s score map (the unlabelled test frames '
+                       'of a released track too) as DIR/anomaly_p/METHOD/DATASET/STEM.hdf5, '
+                       'the road-anomaly-benchmark\'s format, one METHOD per scorer')
+    smiyc.add_argument('--smiyc-method', default='anomseg', metavar='NAME',
+                       help='method name prefix: the folders are NAME_SCORER (default anomseg)')
+    smiyc.add_argument('--smiyc-dataset', default=None, metavar='NAME',
+                       help='the benchmark\'s dataset name (default: from the folder name: '
+                       'RoadAnomaly21 -> AnomalyTrack-all, RoadObstacle21 -> '
+                       'ObstacleTrack-all, LostAndFound -> LostAndFound-test)')
     parser.set_defaults(run=run)
 
 
@@ -116,9 +129,13 @@ def run(args) -> int:
         examples[dataset.name] = []
         track, min_gt_size, min_pred_size = component_sizes(args, dataset.name)
         thresholds, threshold_source = _mask_thresholds(detector, scorers, args)
+        scorer_objs = {name: make_scorer(name, detector.info, temperature=args.temperature)
+                       for name in scorers}
+        writer = _smiyc_writer(args, dataset, scorers)
         with _bar(len(dataset), dataset.name) as bar:
             results = evaluate_anomaly(
-                detector, dataset, scorers, resolution=args.resolution,
+                detector, dataset, scorer_objs, resolution=args.resolution,
+                on_scores=writer.write if writer else None,
                 skip_without_anomaly=args.skip_without_anomaly, temperature=args.temperature,
                 components=bool(args.report), curves=bool(args.report),
                 min_gt_size=min_gt_size, min_pred_size=min_pred_size,
@@ -133,10 +150,43 @@ def run(args) -> int:
                                            'labels': dataset.describe_convention(),
                                            'scorers': results}
         print_anomaly_table(dataset.name, results, _resolution_text(args.resolution, detector))
+        if writer:
+            _export_unlabelled(detector, scorer_objs, dataset, writer)
+            report['results'][dataset.name]['smiyc'] = {
+                'dir': os.path.abspath(args.export_smiyc), 'dataset': writer.dataset,
+                'methods': writer.methods, 'images': writer.written}
+            print(f'SegmentMeIfYouCan: {writer.written} score maps per scorer in '
+                  f'{os.path.join(os.path.abspath(args.export_smiyc), "anomaly_p")} '
+                  f'(methods {", ".join(writer.methods.values())}, dataset {writer.dataset})')
     if args.report:
         path = write_report(report, args.report, examples=examples)
         print(f'report written to {os.path.abspath(path)}')
     return _write(report, args.json)
+
+
+def _smiyc_writer(args, dataset, scorers):
+    if not args.export_smiyc:
+        return None
+    from anomseg_ros.evaluation.smiyc import dataset_name, SmiycWriter
+    return SmiycWriter(args.export_smiyc, dataset_name(dataset.root, args.smiyc_dataset),
+                       {name: f'{args.smiyc_method}_{name}' for name in scorers})
+
+
+def _export_unlabelled(detector, scorer_objs, dataset, writer) -> None:
+    """The images of the dataset's images/ folder that it left out for having no label
+    (a released track's test frames): scored and written too, since a submission needs them."""
+    from anomseg_ros.data.images import IMAGE_EXTENSIONS, read_rgb
+    from anomseg_ros.evaluation.anomaly import score_image
+    folder = os.path.join(dataset.root, 'images')
+    if not os.path.isdir(folder):
+        return
+    known = {sample.name for sample in dataset.samples}
+    files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS)
+                   and os.path.splitext(f)[0] not in known)
+    for file in tqdm(files, desc='test frames', unit='image', leave=False, disable=None):
+        image = read_rgb(os.path.join(folder, file))
+        writer.write(os.path.splitext(file)[0],
+                     score_image(detector, scorer_objs, image, 'label'), image.shape[:2])
 
 
 def component_sizes(args, dataset_name: str) -> tuple:

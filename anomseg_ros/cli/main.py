@@ -3,12 +3,12 @@ import argparse
 import sys
 
 from anomseg_ros import __version__
-from anomseg_ros.cli import (adapt, bag, calibrate, demo, detect, evaluate, export, info,
-                             report, study, synth, train, train_anomaly)
+from anomseg_ros.cli import (adapt, bag, calibrate, demo, detect, evaluate, export, fleet,
+                             info, report, study, synth, train, train_anomaly)
 from anomseg_ros.errors import AnomsegError
 
 VERBS = (detect, info, evaluate, calibrate, report, synth, train, train_anomaly, adapt, study,
-         bag, demo, export)
+         bag, fleet, demo, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,7 @@
 score maps computed elsewhere."""
 import os
 import tempfile
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -29,6 +29,7 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
                      mask_thresholds: Optional[Mapping[str, float]] = None,
                      examples: Optional[List] = None,
                      num_examples: int = 0,
+                     on_scores: Optional[Callable] = None,
                      progress=None) -> Dict[str, Dict[str, object]]:
     """Pool pixels over ``samples`` (``(name, rgb, label 0/1/255)``) and return, per scorer,
     AuPRC / FPR95 / AUROC, the resolution compared at and the scorer's settings. ``scorers``
@@ -47,7 +48,8 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
     ``f1``) the threshold of that rule with the mask's TPR, FPR, precision and F1 there;
     ``mask_thresholds`` ({scorer: threshold}) the precision, recall, FPR and IoU of the
     obstacle mask at those thresholds. ``num_examples`` images worth a picture go to
-    ``examples`` (see ``pick_examples``).
+    ``examples`` (see ``pick_examples``). ``on_scores(name, {scorer: score map}, size_hw)`` is
+    called with each image's maps at the compared resolution (exporting them, say).
     """
     if resolution not in RESOLUTIONS:
         raise ValueError(f'resolution must be one of {RESOLUTIONS}, got {resolution!r}')
@@ -67,6 +69,8 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
                 skipped += 1
                 continue
             scores, target = _score(detector, scorer_objs, image, label, resolution)
+            if on_scores is not None:
+                on_scores(name, scores, label.shape)
             for scorer, score in scores.items():
                 metrics[scorer].update(score, target)
             if keep:
@@ -108,20 +112,32 @@ def evaluate_anomaly(detector: Detector, samples: Iterable[Tuple[str, np.ndarray
 
 
 @torch.inference_mode()
+def score_image(detector, scorer_objs: Mapping[str, Scorer], image: np.ndarray,
+                resolution: str = 'network', *, logits: Optional[torch.Tensor] = None,
+                size_hw: Optional[Tuple[int, int]] = None) -> Dict[str, np.ndarray]:
+    """Each scorer's map of one image from one forward pass: at the network's input size, or
+    upsampled (bilinear) to ``size_hw`` (default the image's) with ``resolution="label"``."""
+    logits = detector.logits([image]) if logits is None else logits
+    size_hw = tuple(size_hw or image.shape[:2])
+    scores = {}
+    for name, scorer in scorer_objs.items():
+        score = scorer(logits)
+        if resolution == 'label' and tuple(score.shape[-2:]) != size_hw:
+            score = F.interpolate(score[None], size=size_hw, mode='bilinear',
+                                  align_corners=False)[0]
+        scores[name] = score[0].cpu().numpy()
+    return scores
+
+
+@torch.inference_mode()
 def _score(detector, scorer_objs, image, label, resolution):
     logits = detector.logits([image])
-    scores = {}
     if resolution == 'network':
         target = resize_label(label, (logits.shape[-1], logits.shape[-2]))
     else:
         target = label
-    for name, scorer in scorer_objs.items():
-        score = scorer(logits)
-        if resolution == 'label':
-            score = F.interpolate(score[None], size=label.shape, mode='bilinear',
-                                  align_corners=False)[0]
-        scores[name] = score[0].cpu().numpy()
-    return scores, target
+    return score_image(detector, scorer_objs, image, resolution, logits=logits,
+                       size_hw=label.shape), target
 
 
 def _components(cache, kept, scorer, metrics, min_gt_size, min_pred_size):
@@ -198,19 +214,25 @@ def picture_threshold(result: Dict[str, object]) -> float:
 def evaluate_score_maps(samples: Iterable[Tuple[str, np.ndarray, np.ndarray]],
                         scores_dir: str, *, skip_without_anomaly: bool = False,
                         progress=None) -> Dict[str, float]:
-    """AuPRC / FPR95 / AUROC of precomputed score maps ``scores_dir/<stem>.npy`` (float, the
-    label's size), so any method can be compared on the same pixels and protocol."""
+    """AuPRC / FPR95 / AUROC of precomputed score maps ``scores_dir/<stem>.npy`` or
+    ``<stem>.hdf5`` (SegmentMeIfYouCan's, ``evaluation.smiyc``), float at the label's size, so
+    any method can be compared on the same pixels and protocol."""
     metrics = AnomalyMetrics()
     for name, _, label in samples:
         if skip_without_anomaly and not (label == 1).any():
             continue
         path = os.path.join(scores_dir, f'{name}.npy')
-        if not os.path.isfile(path):
-            raise DatasetError(f'no score map for image {name!r}: expected {path}')
-        try:
-            score = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f'score map {path} cannot be read: {exc}') from None
+        hdf5 = os.path.join(scores_dir, f'{name}.hdf5')
+        if os.path.isfile(hdf5) and not os.path.isfile(path):
+            from anomseg_ros.evaluation.smiyc import read_score
+            score = read_score(hdf5)
+        elif not os.path.isfile(path):
+            raise DatasetError(f'no score map for image {name!r}: expected {path} (or .hdf5)')
+        else:
+            try:
+                score = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise DatasetError(f'score map {path} cannot be read: {exc}') from None
         if score.shape != label.shape:
             raise DatasetError(f'score map {path} is {score.shape[::-1]} (WxH) but its label is '
                                f'{label.shape[::-1]}; write scores at the label resolution')

@@ -191,3 +191,41 @@ class SegmentationMetrics:
                 'miou': float(np.nanmean(iou[present])) if present.any() else float('nan'),
                 'pixel_accuracy': float(true_positive.sum() / max(gt_total.sum(), 1)),
                 'per_class_iou': {name: float(v) for name, v in zip(self.class_names, iou)}}
+
+
+class ScoreDistribution:
+    """The scores of all pixels (no labels), in ``AnomalyMetrics``' float32 bins: quantiles and
+    the share at or above a threshold over any number of images, in bounded memory."""
+
+    def __init__(self):
+        self.counts = np.zeros(_NUM_BINS, np.int64)
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+    def update(self, score_map: np.ndarray) -> None:
+        scores = np.asarray(score_map, np.float32).ravel()
+        scores = scores[np.isfinite(scores)]
+        self.counts += np.bincount(_ordered_keys(scores), minlength=_NUM_BINS)
+
+    def merge(self, other: 'ScoreDistribution') -> None:
+        self.counts += other.counts
+
+    def share_at_or_above(self, threshold: float) -> float:
+        """The share of pixels ``score >= threshold`` (the obstacle mask's flagged share)."""
+        total = self.total
+        if not total:
+            return float('nan')
+        key = int(_ordered_keys(np.array([threshold], np.float32))[0])
+        return float(self.counts[key:].sum() / total)
+
+    def quantiles(self, levels: Sequence[float]) -> Dict[str, float]:
+        """``{"q50": ..., "q99": ...}``: the lower bin edge of each quantile level."""
+        total = self.total
+        if not total:
+            return {f'q{100 * q:g}': float('nan') for q in levels}
+        cumulative = np.cumsum(self.counts)
+        keys = np.searchsorted(cumulative, [q * total for q in levels], side='left')
+        keys = np.minimum(keys, _NUM_BINS - 1)
+        return {f'q{100 * q:g}': float(s) for q, s in zip(levels, _key_to_score(keys))}

@@ -165,7 +165,9 @@ class OpenVinoModel(torch.nn.Module):
         self.info = _info(info, path, channels)
         height, width = input_size_hw or self.info.input_size_hw
         model.reshape([1, 3, height, width])
-        config = {'INFERENCE_PRECISION_HINT': OPENVINO_PRECISIONS[precision]}
+        # as many threads as PyTorch's (torch.set_num_threads: a fleet worker's share)
+        config = {'INFERENCE_PRECISION_HINT': OPENVINO_PRECISIONS[precision],
+                  'INFERENCE_NUM_THREADS': torch.get_num_threads()}
         if compiled_cache is not None:
             config['CACHE_DIR'] = compiled_cache
         try:
