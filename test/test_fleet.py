@@ -258,3 +258,38 @@ def test_expand_bags_takes_globs_folders_and_lists(tmp_path, fleet_bags):
     os.remove(fleet_bags / 'list.txt')
     _, problems = expand_bags([str(tmp_path / 'nothing*')])
     assert len(problems) == 1 and 'matches no bag' in problems[0]
+
+
+def test_a_worker_killed_mid_bag_is_restarted_and_its_bag_scored(tmp_path, random_checkpoint):
+    """SIGKILL one Ray worker while it scores a bag: Ray restarts it, the bag is tried again,
+    and every bag ends with its result line."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    pytest.importorskip('ray')
+    rng = np.random.default_rng(0)
+    for index in range(4):
+        write_dataset_bag(((rng.integers(0, 256, (256, 512, 3), dtype=np.uint8), None, None)
+                           for _ in range(40)), str(tmp_path / 'bags' / f'drive_{index}'))
+    out = str(tmp_path / 'out')
+    run = subprocess.Popen([sys.executable, '-m', 'anomseg_ros.cli.main', 'fleet', 'eval',
+                            str(tmp_path / 'bags'), '--out', out, '--workers', '2',
+                            '--weights', random_checkpoint, '--runtime', 'torch',
+                            '--input-size', '512x256'],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    killed, deadline = None, time.monotonic() + 180
+    while killed is None and time.monotonic() < deadline and run.poll() is None:
+        found = subprocess.run(['pgrep', '-f', 'ray::_Worker.score'], capture_output=True,
+                               text=True).stdout.split()
+        if found:
+            killed = int(found[0])
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.2)
+    output, _ = run.communicate(timeout=300)
+    assert killed, f'no worker was seen scoring: {output[-2000:]}'
+    assert run.returncode == 0, output[-3000:]
+    lines = _lines(out)
+    assert sorted(os.path.basename(line['bag']) for line in lines) == \
+        [f'drive_{index}' for index in range(4)]
+    assert all(line['status'] == 'ok' and line['frames'] == 40 for line in lines)
