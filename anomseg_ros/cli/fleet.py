@@ -96,8 +96,11 @@ def _config(args):
 
 def _weights_sha256(weights: str) -> str:
     from anomseg_ros.runtimes.cache import file_sha256
-    if not os.path.isfile(weights):
-        return weights  # "random"
+    if weights == 'random':
+        return weights
+    if not os.path.isfile(weights):  # said before any bag is looked at
+        raise ConfigError(f'weights file {weights!r} does not exist; give the path of a '
+                          f'.pth/.pt checkpoint or an exported model (or "random")')
     return file_sha256(weights)
 
 
