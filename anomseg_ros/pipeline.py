@@ -17,7 +17,7 @@ from anomseg_ros.checkpoint import load_model, ModelInfo
 from anomseg_ros.errors import ConfigError, first_line, NonFiniteScores
 from anomseg_ros.labels import VOID_LABEL
 from anomseg_ros.obstacles import drivable_region, MASK_REGIONS
-from anomseg_ros.precision import (autocast, keep_input_layers_float32, precision_name,
+from anomseg_ros.precision import (autocast, INT8, keep_input_layers_float32, precision_name,
                                    resolve_precision, to_fast_layout)
 from anomseg_ros.preprocessing import check_rgb, to_network_input  # noqa: F401 (API)
 from anomseg_ros.scoring import (create_scorer, Scorer, scorer_class, scorer_method,
@@ -25,6 +25,8 @@ from anomseg_ros.scoring import (create_scorer, Scorer, scorer_class, scorer_met
 
 DEVICES = ('auto', 'cpu', 'cuda')
 DEFAULT_THRESHOLD = 0.5  # for a scorer the checkpoint has no calibrated threshold for
+DEFAULT_INT8_MAX_DROP = 5.0  # precision int8's accuracy control: points of the label-free
+# FPR95 of runtimes.export._quantize (5 kept RoadAnomaly21 / fs_static in budget, docs/speed.md)
 
 
 def parse_threshold(value) -> object:
@@ -169,7 +171,9 @@ class Detector:
     @classmethod
     def from_checkpoint(cls, weights: str, *, backbone: Optional[str] = None,
                         scorer: str = 'msp', temperature: Optional[float] = None,
-                        runtime: str = 'auto', **kwargs) -> 'Detector':
+                        runtime: str = 'auto', calibration: str = '',
+                        int8_max_drop: Optional[float] = DEFAULT_INT8_MAX_DROP,
+                        **kwargs) -> 'Detector':
         """A Detector for a PyTorch checkpoint, or an exported ``.onnx`` (ONNX Runtime) or
         ``.xml`` (OpenVINO IR, compiled for the input size and precision).
 
@@ -180,13 +184,30 @@ class Detector:
         compiles it (about 10 s at 1024x512 on two cores), later ones read the cache. It
         stays with PyTorch on a GPU, for random weights, and for a model OpenVINO cannot convert
         or compile (ENet, SynBoost). ``runtime_reason`` says why the runtime was taken.
+
+        ``precision="int8"`` quantizes the checkpoint for OpenVINO with NNCF once, on the
+        frames of ``calibration`` (a folder of images or a rosbag2 of the camera; default
+        ``"synthetic"`` for a model trained on the synthetic world, required for any other),
+        under NNCF's accuracy control with ``int8_max_drop`` points (0 or None: without),
+        and caches it keyed by the checkpoint, the input size and the calibration frames; the
+        layers left in float run in ``auto``'s precision. ``notes`` say which those are.
         """
         from anomseg_ros.runtimes import (is_exported, load_exported,
                                           openvino_from_checkpoint, RUNTIMES)
         if runtime not in RUNTIMES:
             raise ConfigError(f'runtime must be one of {", ".join(RUNTIMES)}, got {runtime!r}')
         chosen, reason = runtime, 'asked for'
-        if is_exported(weights):
+        int8 = kwargs.get('precision') == INT8
+        if int8:
+            if is_exported(weights) or runtime == 'torch' or \
+                    kwargs.get('device', 'auto') == 'cuda':
+                raise ConfigError('precision int8 quantizes a PyTorch checkpoint for OpenVINO '
+                                  'on the CPU (runtime auto or openvino, device auto or cpu); '
+                                  'an exported .xml carries its own precision: give it with '
+                                  'precision auto')
+            chosen, reason = 'openvino', 'precision int8: OpenVINO with NNCF'
+            kwargs['precision'] = 'auto'  # of the layers int8 leaves in float
+        elif is_exported(weights):
             chosen, reason = 'exported', f'the {os.path.splitext(weights)[1]} file\'s own'
         elif runtime == 'auto':
             chosen, reason = auto_runtime(weights, kwargs.get('device', 'auto'))
@@ -203,11 +224,13 @@ class Detector:
                 if chosen == 'exported':
                     model, info = load_exported(weights, **options)
                 else:
-                    model, info, note = openvino_from_checkpoint(weights, backbone=backbone,
-                                                                 **options)
+                    model, info, note = openvino_from_checkpoint(
+                        weights, backbone=backbone, **options,
+                        int8=_int8_options(weights, backbone, calibration, int8_max_drop)
+                        if int8 else None)
                     notes.append(note)
             except Exception as exc:  # noqa: B902 - a model OpenVINO cannot convert or compile
-                if runtime != 'auto' or chosen == 'exported':
+                if runtime != 'auto' or chosen == 'exported' or int8:
                     raise
                 # PyTorch then runs it, or raises the same error for a file it cannot read
                 reason = (f'auto: OpenVINO cannot run it ({type(exc).__name__}: '
@@ -220,6 +243,7 @@ class Detector:
                        **kwargs)
         detector.runtime_reason = reason
         detector.notes = [note for note in notes if note]
+        detector.quantized = int8
         return detector
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -228,9 +252,12 @@ class Detector:
         return to_network_input(images, self.input_size_hw, self._mean, self._std,
                                 device=self.device)
 
+    quantized = False  # an int8 model (from_checkpoint with precision int8)
+
     @property
     def precision_name(self) -> str:
-        return precision_name(self.dtype)
+        """``int8`` for a quantized model, else the forward pass's dtype (``bf16``, ...)."""
+        return INT8 if self.quantized else precision_name(self.dtype)
 
     @torch.inference_mode()
     def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -366,6 +393,21 @@ class Detector:
             source = f'default: no calibrated threshold for {scorer.name} in the checkpoint'
         return Settings(scorer=scorer, threshold=float(value), threshold_setting=setting,
                         threshold_source=source)
+
+
+def _int8_options(weights: str, backbone: Optional[str], calibration: str,
+                  max_drop: Optional[float]) -> dict:
+    """The int8 quantization a Detector asks ``openvino_from_checkpoint`` for: calibration
+    frames of the camera, or the synthetic world's for a model trained on it."""
+    from anomseg_ros.runtimes.export import SYNTHETIC_CALIBRATION
+    if not calibration:
+        info = load_model(weights, backbone=backbone)[1] if weights != 'random' else None
+        if info is None or not info.trained_on.startswith('synthetic'):
+            raise ConfigError('precision int8 needs calibration frames: set calibration to a '
+                              'folder of images or a rosbag2 of your camera (a few hundred '
+                              'ordinary frames; no labels)')
+        calibration = SYNTHETIC_CALIBRATION
+    return {'calibration': calibration, 'max_drop': float(max_drop) if max_drop else None}
 
 
 def auto_runtime(weights: str, device: str = 'auto') -> Tuple[str, str]:

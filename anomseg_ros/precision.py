@@ -12,7 +12,8 @@ import torch
 
 from anomseg_ros.errors import ConfigError
 
-PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16', 'int8')
+INT8 = 'int8'  # not a dtype: an OpenVINO model quantized by NNCF (runtimes/export.py)
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 NATIVE_BF16_FLAGS = ('amx_bf16', 'avx512_bf16')
 
@@ -50,6 +51,10 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
             return torch.float16
         return torch.bfloat16 if device.type == 'cpu' and cpu_has_native_bf16() else \
             torch.float32
+    if precision == INT8:
+        raise ConfigError('precision int8 is an OpenVINO model quantized with NNCF: it runs '
+                          'with runtime openvino (or auto) on the CPU, from a PyTorch '
+                          'checkpoint, or as an exported int8 .xml')
     if precision == 'fp16' and device.type != 'cuda':
         raise ConfigError('precision fp16 is for CUDA GPUs; on the CPU use bf16 (fast on CPUs '
                           'with AMX or AVX512-BF16) or fp32')

@@ -10,7 +10,11 @@ others, as on a vehicle). Everything else is the node's defaults: the bundled mo
 ``runtime`` and ``precision`` auto.
 
     .venv/bin/python bench/bench_node.py [--weights W] [--device cpu|cuda] [--frames N]
-        [--runtime auto|torch|openvino] [--sizes 512x256,1024x512] [--stream-rate HZ]
+        [--runtime auto|torch|openvino] [--precision auto|int8|...] [--calibration DIR|BAG]
+        [--sizes 512x256,1024x512] [--stream-rate HZ]
+
+With ``--precision int8`` the checkpoint is quantized once per size on ``--calibration``
+(cached; the node then reads the cache), under the default accuracy control.
 """
 import argparse
 import os
@@ -23,7 +27,7 @@ import torch
 from anomseg_ros.evaluation.speed import parse_sizes
 from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import Detector, resolve_device
-from anomseg_ros.precision import autocast, to_fast_layout
+from anomseg_ros.precision import autocast, PRECISIONS, to_fast_layout
 from anomseg_ros.runtimes import RUNTIMES
 
 
@@ -56,13 +60,15 @@ def bench_stream(client, image, rate_hz: float, seconds: float) -> float:
     return (client.answered_frames() - answered) / seconds
 
 
-def bench_node(weights, device, size_wh, frames, outputs, runtime, stream=None):
+def bench_node(weights, device, size_wh, frames, outputs, runtime, stream=None,
+               precision='auto', calibration=''):
     """Median round trip in seconds, and with ``stream`` (rate Hz, seconds) the throughput."""
     from anomseg_ros.ros.client import live_detector
     from anomseg_ros.ros.outputs import OUTPUTS
     width, height = size_wh
     params = {'weights': weights, 'device': device.type, 'input_width': width,
-              'input_height': height, 'runtime': runtime}
+              'input_height': height, 'runtime': runtime, 'precision': precision,
+              'calibration': calibration}
     params.update({f'publish.{name}': name in outputs for name in OUTPUTS})
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     times = []
@@ -98,6 +104,9 @@ def main():
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
     parser.add_argument('--frames', type=int, default=15, help='timed frames per cell')
     parser.add_argument('--runtime', default='auto', choices=RUNTIMES)
+    parser.add_argument('--precision', default='auto', choices=PRECISIONS)
+    parser.add_argument('--calibration', default='', help='precision int8: frames to quantize '
+                        'on (default: synthetic scenes, for the bundled model)')
     parser.add_argument('--sizes', default='512x256,1024x512', help='input sizes, WxH,...')
     parser.add_argument('--stream-rate', type=float, default=10.0,
                         help='camera rate in Hz for the throughput column (0: no column)')
@@ -112,13 +121,15 @@ def main():
     for height, width in parse_sizes(args.sizes):
         size_wh = (width, height)
         detector = Detector.from_checkpoint(args.weights, device=str(device),
-                                            runtime=args.runtime,
+                                            runtime=args.runtime, precision=args.precision,
+                                            calibration=args.calibration,
                                             input_size_hw=(height, width))
         forward = bench_forward(detector, device, size_wh, args.frames)
+        node = dict(precision=args.precision, calibration=args.calibration)
         score_only, _, _ = bench_node(args.weights, device, size_wh, args.frames,
-                                      ('anomaly_score',), args.runtime)
+                                      ('anomaly_score',), args.runtime, **node)
         all_outputs, rate, stages = bench_node(args.weights, device, size_wh, args.frames,
-                                               OUTPUTS, args.runtime, stream)
+                                               OUTPUTS, args.runtime, stream, **node)
         rows.append((size_wh, forward, score_only, all_outputs, rate, stages))
 
     info = detector.info

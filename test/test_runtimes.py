@@ -429,3 +429,62 @@ def test_a_signal_handled_after_openvino_models_are_dropped_does_not_crash(tmp_p
                            str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert done.stdout.split()[-2:] == ['handled', 'alive']
+
+
+def test_precision_int8_quantizes_once_per_calibration_set_and_says_what_stayed_float(
+        tmp_path, monkeypatch, random_checkpoint, capsys):
+    """precision int8 from a checkpoint: quantized with NNCF on the calibration frames (a
+    folder or a bag), cached under the checkpoint, size and frames' hash; a second start
+    reads the cache, other frames make another entry; the note names the float layers."""
+    from anomseg_ros.data.images import write_rgb
+    from rosbag_tools import write_dataset_bag
+    import openvino
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+    with pytest.raises(ConfigError, match='needs calibration frames'):
+        Detector.from_checkpoint(random_checkpoint, precision='int8')  # not synthetic-trained
+    with pytest.raises(ConfigError, match='precision int8 quantizes a PyTorch checkpoint'):
+        Detector.from_checkpoint(random_checkpoint, precision='int8', runtime='torch',
+                                 calibration=str(tmp_path))
+    for index, image in enumerate(IMAGES * 2):
+        write_rgb(str(tmp_path / 'calib' / f'{index}.png'), image)
+    detector = Detector.from_checkpoint(random_checkpoint, precision='int8', int8_max_drop=0,
+                                        calibration=str(tmp_path / 'calib'))
+    assert detector.precision_name == 'int8' and detector.runtime == 'openvino'
+    assert any('convolutions stay in' in note and 'encoder.initial_block.conv' in note
+               for note in detector.notes), detector.notes
+    assert detector.predict(IMAGES[0]).score_map.shape == (50, 90)
+    entries = _entries(tmp_path / 'cache')
+    assert len(entries) == 1 and '_int8_' in entries[0]
+    xml = [p for p in (tmp_path / 'cache' / 'anomseg_ros' / 'openvino' / entries[0]).iterdir()
+           if p.suffix == '.xml'][0]
+    types = [op.get_type_name() for op in openvino.Core().read_model(str(xml)).get_ordered_ops()]
+    assert 'FakeQuantize' in types
+    again = Detector.from_checkpoint(random_checkpoint, precision='int8', int8_max_drop=0,
+                                     calibration=str(tmp_path / 'calib'))
+    assert _entries(tmp_path / 'cache') == entries
+    np.testing.assert_array_equal(again.predict(IMAGES[0]).score_map,
+                                  detector.predict(IMAGES[0]).score_map)
+    # a bag of the same camera is another calibration set: another entry
+    write_dataset_bag(((image, None, None) for image in IMAGES * 2), str(tmp_path / 'bag'))
+    Detector.from_checkpoint(random_checkpoint, precision='int8', int8_max_drop=0,
+                             calibration=str(tmp_path / 'bag'))
+    assert len(_entries(tmp_path / 'cache')) == 2
+    # and from the command line, the note printed
+    assert main(['detect', str(tmp_path / 'calib' / '0.png'), '--out', str(tmp_path / 'out'),
+                 '--weights', random_checkpoint, '--precision', 'int8', '--calibration',
+                 str(tmp_path / 'calib'), '--int8-max-drop', '0']) == 0
+    assert 'note: int8:' in capsys.readouterr().out
+    assert len(_entries(tmp_path / 'cache')) == 2  # the cached one again
+
+
+def test_precision_int8_of_the_bundled_model_calibrates_on_the_synthetic_world(
+        tmp_path, monkeypatch):
+    from anomseg_ros.paths import default_weights
+    if default_weights() is None:
+        pytest.skip('the bundled models/erfnet_synthetic.pt is not installed')
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+    monkeypatch.setattr('anomseg_ros.runtimes.export.SYNTHETIC_FRAMES', 4)  # a quick test
+    detector = Detector.from_checkpoint(default_weights(), precision='int8', int8_max_drop=0,
+                                        input_size_hw=(64, 128))
+    assert detector.precision_name == 'int8'
+    assert detector.predict(IMAGES[0]).score_map.shape == (50, 90)

@@ -9,7 +9,7 @@ from anomseg_ros.backbones import list_backbones
 from anomseg_ros.data.images import IMAGE_EXTENSIONS, read_rgb
 from anomseg_ros.errors import AnomsegError, ConfigError, DatasetError
 from anomseg_ros.paths import resolve_weights
-from anomseg_ros.pipeline import Detector, DEVICES, parse_threshold
+from anomseg_ros.pipeline import DEFAULT_INT8_MAX_DROP, Detector, DEVICES, parse_threshold
 from anomseg_ros.precision import PRECISIONS
 from anomseg_ros.runtimes import RUNTIMES
 from anomseg_ros.scoring import list_scorers
@@ -25,7 +25,16 @@ def add_model_args(parser: argparse.ArgumentParser, *, scorer: bool = True) -> N
     group.add_argument('--device', default='auto', choices=DEVICES)
     group.add_argument('--precision', default='auto', choices=PRECISIONS,
                        help='forward pass precision: auto (default) = bf16 on CPUs with AMX or '
-                       'AVX512-BF16, fp16 on CUDA, else fp32')
+                       'AVX512-BF16, fp16 on CUDA, else fp32; int8 = the checkpoint quantized '
+                       'for OpenVINO once on --calibration frames (cached)')
+    group.add_argument('--calibration', default='', metavar='DIR|BAG',
+                       help='precision int8: frames of your camera to quantize on (a folder of '
+                       'images or a rosbag2; no labels); default "synthetic" for a model '
+                       'trained on the synthetic world, required for others')
+    group.add_argument('--int8-max-drop', type=float, default=DEFAULT_INT8_MAX_DROP,
+                       metavar='POINTS', help='precision int8: NNCF\'s accuracy control keeps '
+                       'layers in float until the label-free FPR95 moved at most POINTS '
+                       f'(default {DEFAULT_INT8_MAX_DROP:g}; 0 = without accuracy control)')
     group.add_argument('--runtime', default='auto', choices=RUNTIMES,
                        help='torch, or openvino (the checkpoint converted once, cached); auto '
                        '(default) = openvino on the CPU when it is installed and the model '
@@ -64,6 +73,8 @@ def node_params(args, **extra) -> Dict[str, object]:
     params = {'weights': resolve_weights(args.weights), 'device': args.device,
               'precision': getattr(args, 'precision', 'auto'),
               'runtime': getattr(args, 'runtime', 'auto')}
+    if params['precision'] == 'int8':
+        params.update(calibration=args.calibration, int8_max_drop=args.int8_max_drop)
     for name in ('scorer', 'threshold'):
         if hasattr(args, name):
             params[name] = getattr(args, name)
@@ -78,12 +89,16 @@ def node_params(args, **extra) -> Dict[str, object]:
 
 
 def build_detector(args, *, scorer: str = 'msp') -> Detector:
-    return Detector.from_checkpoint(
+    detector = Detector.from_checkpoint(
         resolve_weights(args.weights), backbone=args.backbone,
         scorer=getattr(args, 'scorer', scorer), temperature=getattr(args, 'temperature', None),
         threshold=getattr(args, 'threshold', 'auto'), device=args.device,
         precision=getattr(args, 'precision', 'auto'), runtime=getattr(args, 'runtime', 'auto'),
-        input_size_hw=args.input_size)
+        input_size_hw=args.input_size, calibration=getattr(args, 'calibration', ''),
+        int8_max_drop=getattr(args, 'int8_max_drop', DEFAULT_INT8_MAX_DROP))
+    for note in detector.notes:  # the cache's warnings, the layers int8 left in float
+        print(f'note: {note}')
+    return detector
 
 
 def warn_if_untrained(detector: Detector) -> None:

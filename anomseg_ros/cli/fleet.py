@@ -88,6 +88,8 @@ def _config(args):
     return FleetConfig(weights=resolve_weights(args.weights), scorers=scorers,
                        backbone=args.backbone, device=args.device, precision=args.precision,
                        runtime=args.runtime, input_size_hw=args.input_size,
+                       calibration=args.calibration,
+                       int8_max_drop=args.int8_max_drop,
                        threshold=parse_threshold(args.threshold),
                        temperature=args.temperature, image_topic=args.topic,
                        min_area=DEFAULT_MIN_AREA if args.min_area is None else args.min_area,

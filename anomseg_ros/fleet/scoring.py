@@ -38,6 +38,8 @@ class FleetConfig:
     device: str = 'auto'
     precision: str = 'auto'
     runtime: str = 'auto'
+    calibration: str = ''                 # precision int8's (Detector.from_checkpoint)
+    int8_max_drop: Optional[float] = None
     input_size_hw: Optional[Tuple[int, int]] = None
     threshold: object = 'auto'
     temperature: Optional[float] = None
@@ -90,7 +92,8 @@ class BagScorer:
             config.weights, backbone=config.backbone, scorer=config.scorers[0],
             temperature=config.temperature, threshold=config.threshold, device=config.device,
             precision=config.precision, runtime=config.runtime,
-            input_size_hw=config.input_size_hw)
+            input_size_hw=config.input_size_hw, calibration=config.calibration,
+            int8_max_drop=config.int8_max_drop)
         self.settings = {name: self.detector.settings_for(
             name, temperature=config.temperature, threshold=config.threshold)
             for name in config.scorers}

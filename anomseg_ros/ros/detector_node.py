@@ -117,7 +117,8 @@ class _Detector:
             resolve_weights(get('weights')), backbone=get('backbone'), scorer=get('scorer'),
             temperature=temperature, threshold=threshold, device=get('device'),
             precision=get('precision'), runtime=get('runtime'),
-            input_size_hw=input_size_hw if all(input_size_hw) else None)
+            input_size_hw=input_size_hw if all(input_size_hw) else None,
+            calibration=get('calibration'), int8_max_drop=get('int8_max_drop'))
         info = self.detector.info
         if not info.pretrained:
             self.get_logger().warning('weights are RANDOMLY INITIALISED: the outputs are '

@@ -1,6 +1,7 @@
 """``anomseg export``'s core: a checkpoint to ONNX or OpenVINO IR, int8 by NNCF (ROS-free)."""
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import xml.etree.ElementTree as ElementTree
@@ -34,6 +35,66 @@ def calibration_images(folder: str, *, limit: int = 300) -> List[str]:
                            f'camera (a few hundred), or anomseg synth ones')
     step = max(1, len(paths) // limit)
     return paths[::step][:limit]
+
+
+SYNTHETIC_CALIBRATION = 'synthetic'  # the calibration source of a model trained on the world
+SYNTHETIC_FRAMES, SYNTHETIC_SEED = 100, 0
+
+
+def _is_bag(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, 'metadata.yaml'))
+
+
+def calibration_source(source: str, size_hw: Tuple[int, int], info, *, limit: int = 300):
+    """``(digest, load)`` of the int8 calibration frames of ``source``: a SHA-256 of what they
+    are (the int8 cache's key, cheap to make on every start), and ``load()`` giving NNCF's
+    ``(items, transform)``: the frames and what turns one into the network's input.
+
+    ``source`` is a folder of images (searched recursively, ``limit`` of them evenly spread), a
+    rosbag2 (``limit`` camera frames evenly spread), or ``"synthetic"``: ``SYNTHETIC_FRAMES``
+    street scenes of the package's own world (seed ``SYNTHETIC_SEED``), the documented default
+    for a model trained there (the bundled one), never for a camera of the real world.
+    """
+    def transform(image):
+        return to_network_input([image], size_hw, info.mean, info.std).numpy()
+
+    digest = hashlib.sha256(f'{tuple(size_hw)}|{limit}|'.encode())
+    if source == SYNTHETIC_CALIBRATION:
+        count = min(limit, SYNTHETIC_FRAMES)
+        digest.update(f'synthetic|{SYNTHETIC_SEED}|{count}'.encode())
+
+        def load():
+            from anomseg_ros.data.synthetic.scene import render_scene
+            rng = np.random.default_rng(SYNTHETIC_SEED)
+            return [render_scene(rng, size_hw[1], size_hw[0])[0] for _ in range(count)], \
+                transform
+        return digest.hexdigest(), load
+    if _is_bag(source):
+        from anomseg_ros.fleet.bags import fingerprint
+        digest.update(f'bag|{fingerprint(source)}'.encode())
+
+        def load():
+            from rosbag_tools.bags import read_frames
+            from rosbags.rosbag2 import Reader
+            with Reader(source) as reader:
+                count = max((t.msgcount for name, t in reader.topics.items()
+                             if name.startswith('/camera/image_raw') and
+                             not name.endswith('crc32')), default=0)
+            every = max(1, count // limit)
+            frames = [frame.image for index, frame in enumerate(read_frames(source))
+                      if index % every == 0][:limit]
+            if not frames:
+                raise DatasetError(f'the bag {source!r} holds no camera frames to calibrate '
+                                   f'the int8 model with')
+            return frames, transform
+        return digest.hexdigest(), load
+    if not os.path.isdir(source):
+        raise DatasetError(f'calibration {source!r} is neither a folder of images nor a '
+                           f'rosbag2 (nor "{SYNTHETIC_CALIBRATION}")')
+    paths = calibration_images(source, limit=limit)
+    for path in paths:
+        digest.update(f'{os.path.relpath(path, source)}|{file_sha256(path)}|'.encode())
+    return digest.hexdigest(), lambda: (paths, lambda path: transform(read_rgb(path)))
 
 
 @contextlib.contextmanager
@@ -92,7 +153,9 @@ def _quantize(ov_model, calibration: tuple, subset_size: int, max_drop: Optional
     """NNCF post-training int8. With ``max_drop``, NNCF's accuracy control: layers go back to
     float, the most harmful first, until ``tail_fpr95`` of the quantized model, on up to
     ``validation_limit`` of the calibration images, is at most ``max_drop`` points."""
+    import logging
     import nncf
+    logging.getLogger('nncf').setLevel(logging.WARNING)  # not a line per layer it skips
     paths, transform = calibration
     options = dict(subset_size=subset_size, preset=nncf.QuantizationPreset.MIXED,
                    ignored_scope=nncf.IgnoredScope(names=_ends(ov_model)))
@@ -124,9 +187,31 @@ def _export_openvino(model, info, out: str, size_hw: Tuple[int, int],
     if calibration is not None:
         with kept_signal_stack():  # NNCF makes and drops OpenVINO Cores of its own
             ov_model = _quantize(ov_model, calibration, subset_size, max_drop, validation_limit)
+    if calibration is not None:
+        ov_model.set_rt_info(json.dumps(float_convolutions(ov_model)), [FLOAT_LAYERS_KEY])
     ov_model.set_rt_info(json.dumps(info.to_dict()), [METADATA_KEY])
     openvino.save_model(ov_model, out, compress_to_fp16=False)
     _finish_xml(out, _image_convolutions(ov_model))
+
+
+FLOAT_LAYERS_KEY = 'anomseg_float_layers'  # of an int8 IR: its convolutions left in float
+
+
+def float_convolutions(ov_model) -> dict:
+    """Of a quantized model: how many convolutions it has, and the names of those whose input
+    is not quantized (no FakeQuantize before them): the ones int8 left in float, by
+    ``_ends`` or by NNCF's accuracy control."""
+    convolutions = _convolutions(ov_model)
+    left = [_layer_name(op.get_friendly_name()) for op in convolutions
+            if op.input_value(0).get_node().get_type_name() != 'FakeQuantize']
+    return {'convolutions': len(convolutions), 'float': left}
+
+
+def _layer_name(name: str) -> str:
+    """The PyTorch module of a converted layer's name
+    (``__module.encoder.initial_block.conv/aten::_convolution/Convolution`` ->
+    ``encoder.initial_block.conv``); other names as they are."""
+    return name[len('__module.'):].split('/')[0] if name.startswith('__module.') else name
 
 
 def _finish_xml(xml_path: str, precise: List[str]) -> None:
@@ -229,9 +314,9 @@ def export_model(weights: str, fmt: str, out: str, *,
         return {'format': 'onnx', 'path': out, 'input_size_hw': size_hw, 'dynamic': dynamic}
     calibration, paths = None, []
     if calibration_dir:
-        paths = calibration_images(calibration_dir, limit=calibration_limit)
-        calibration = (paths, lambda path: to_network_input(
-            [read_rgb(path)], size_hw, info.mean, info.std).numpy())
+        paths, transform = calibration_source(calibration_dir, size_hw, info,
+                                              limit=calibration_limit)[1]()
+        calibration = (paths, transform)
     try:
         _export_openvino(model, info, out, size_hw, calibration, len(paths) or 1, max_drop)
     except ImportError:
@@ -245,16 +330,24 @@ def export_model(weights: str, fmt: str, out: str, *,
             'int8_max_drop': max_drop}
 
 
+INT8_CALIBRATION_LIMIT = 300
+
+
 def openvino_from_checkpoint(weights: str, *, input_size_hw: Optional[Tuple[int, int]],
                              precision: str, backbone: Optional[str] = None,
-                             cache: Optional[IrCache] = None):
+                             cache: Optional[IrCache] = None, int8: Optional[dict] = None):
     """``(model, info, note)`` of a PyTorch checkpoint run by OpenVINO: converted to IR once
     and kept in the cache (``runtimes.cache``: written atomically, verified before each use)
     under the checkpoint's hash, the backbone and the input size; OpenVINO caches the
     compiled model beside it, so the second start neither converts nor compiles. ``note`` is
     the one warning about the cache there was ('' when none: a hit or a first build). A
     checkpoint that cannot be read raises ``CheckpointError``, one OpenVINO cannot run
-    ``ConfigError``."""
+    ``ConfigError``.
+
+    ``int8`` (``{"calibration": source, "max_drop": points or None}``) quantizes the IR with
+    NNCF on the frames of ``calibration_source(source)``, under accuracy control when
+    ``max_drop`` is given, and caches it keyed by the calibration frames' hash and
+    ``max_drop`` too; ``precision`` is then that of the layers left in float."""
     import shutil
     if weights == 'random':
         raise ConfigError('runtime openvino needs a checkpoint file, not random weights')
@@ -266,13 +359,36 @@ def openvino_from_checkpoint(weights: str, *, input_size_hw: Optional[Tuple[int,
               'ir_revision': IR_REVISION}
     key = f'{checkpoint_hash[:16]}_{checkpoint_info.backbone}_{size_hw[1]}x{size_hw[0]}' \
           f'_r{IR_REVISION}'
+    calibration = None
+    if int8 is not None:
+        max_drop = int8.get('max_drop')
+        if max_drop is not None and not 0 < max_drop < 100:
+            raise ConfigError(f'int8_max_drop is in points of FPR95, between 0 and 100 (or '
+                              f'none: no accuracy control); got {max_drop}')
+        digest, calibration = calibration_source(int8['calibration'], size_hw,
+                                                 checkpoint_info, limit=INT8_CALIBRATION_LIMIT)
+        fields.update(ir_precision='int8', calibration_sha256=digest, int8_max_drop=max_drop)
+        key += f'_int8_{digest[:12]}_d{max_drop if max_drop is not None else "none"}'
 
     def build(xml_path: str) -> None:
         try:
-            export_model(weights, 'openvino', xml_path, input_size_hw=size_hw,
-                         backbone=backbone)
+            if calibration is None:
+                export_model(weights, 'openvino', xml_path, input_size_hw=size_hw,
+                             backbone=backbone)
+                return
+            model, info = load_model(weights, backbone=backbone)
+            info.input_size_hw = size_hw
+            frames = calibration()
+            _export_openvino(model, info, xml_path, size_hw, frames, len(frames[0]),
+                             fields['int8_max_drop'])
+        except ImportError:
+            raise
         except ConfigError as exc:  # a backbone OpenVINO cannot convert, a wrong size
             raise ConfigError(f'{weights!r} cannot run on OpenVINO: {exc}') from None
+        except Exception as exc:  # noqa: B902 - what NNCF or the converter raised
+            raise ConfigError(f'{weights!r} cannot be converted to OpenVINO int8 '
+                              f'({type(exc).__name__}: {first_line(exc)}); use precision '
+                              f'auto') from None
 
     cache = cache or IrCache()
     path, note = cache.get(key, fields, build)
@@ -280,6 +396,7 @@ def openvino_from_checkpoint(weights: str, *, input_size_hw: Optional[Tuple[int,
     try:
         model, info = load_exported(path, precision=precision, input_size_hw=size_hw,
                                     compiled_cache=None if uncached else cache.compiled_dir)
+        left = recorded_float_layers(path) if int8 is not None else None
     finally:
         if uncached:  # OpenVINO holds what it needs: the files go with this run
             shutil.rmtree(os.path.dirname(path), ignore_errors=True)
@@ -289,4 +406,15 @@ def openvino_from_checkpoint(weights: str, *, input_size_hw: Optional[Tuple[int,
                                   f'{weights!r} ({field} {getattr(info, field)!r} against '
                                   f'{getattr(checkpoint_info, field)!r}); delete it')
     info.source = weights
+    if left:
+        shown = ', '.join(left['float'][:8]) + (', ...' if len(left['float']) > 8 else '')
+        note = '; '.join(filter(None, [note, (
+            f'int8: {len(left["float"])} of {left["convolutions"]} convolutions stay in '
+            f'{precision} ({shown})')]))
     return model, info, note
+
+
+def recorded_float_layers(xml_path: str) -> Optional[dict]:
+    """What ``float_convolutions`` recorded in an int8 IR (None in others)."""
+    found = ElementTree.parse(xml_path).getroot().find(f'./rt_info/{FLOAT_LAYERS_KEY}')
+    return None if found is None else json.loads(found.get('value'))
