@@ -25,8 +25,9 @@ from rosbags.typesys import get_typestore, Stores
 
 from anomseg_ros.errors import DatasetError, ImageFormatError
 from anomseg_ros.errors import first_line
-from anomseg_ros.ros.conversions import (compressed_msg_to_rgb, image_msg_to_array,
-                                         image_msg_to_rgb, INPUT_ENCODINGS)
+from anomseg_ros.ros.conversions import (array_encoding, compressed_msg_to_rgb,
+                                         image_msg_to_array, image_msg_to_rgb, INPUT_ENCODINGS,
+                                         ns_to_sec_nanosec, stamp_to_ns)
 
 IMAGE_TOPIC = '/camera/image_raw'
 COMPRESSED_TOPIC = '/camera/image_raw/compressed'
@@ -56,19 +57,15 @@ class BagFrame:
 
 
 def _header(stamp_ns: int, frame_id: str):
-    sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+    sec, nanosec = ns_to_sec_nanosec(stamp_ns)
     return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
 
 def image_message(array: np.ndarray, stamp_ns: int, frame_id: str = 'camera'):
-    """rgb8 for (H,W,3) uint8, mono8 for (H,W) uint8, 32FC1 for (H,W) float32."""
+    """rgb8 for (H,W,3) uint8, mono8 for (H,W) uint8, 32FC1 for (H,W) float32 (the node's
+    ``ARRAY_ENCODINGS``)."""
     array = np.ascontiguousarray(array)
-    if array.dtype == np.float32 and array.ndim == 2:
-        encoding = '32FC1'
-    elif array.dtype == np.uint8 and array.ndim in (2, 3):
-        encoding = 'rgb8' if array.ndim == 3 else 'mono8'
-    else:
-        raise ImageFormatError(f'cannot store a {array.dtype} array of shape {array.shape}')
+    encoding = array_encoding(array)
     return Image(header=_header(stamp_ns, frame_id), height=array.shape[0],
                  width=array.shape[1], encoding=encoding, is_bigendian=0,
                  step=array.strides[0], data=array.reshape(-1).view(np.uint8))
@@ -282,4 +279,4 @@ def _reason(exc: BaseException) -> str:
 
 
 def _stamp_ns(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    return stamp_to_ns(msg.header.stamp)

@@ -110,3 +110,29 @@ def test_extreme_but_valid_shapes_decode(height, width):
     msg = _msg(pixels, 'rgb8')
     msg.is_bigendian = 1  # meaningless for 8-bit channels: read the same
     np.testing.assert_array_equal(image_msg_to_rgb(msg), pixels)
+
+
+def test_one_encoding_table_and_one_stamp_arithmetic_for_node_client_and_bags():
+    """The bag tools write and read the images the node publishes through the same table, and
+    stamps go to nanoseconds and back the same way everywhere."""
+    import types
+    from anomseg_ros.ros.conversions import (ARRAY_ENCODINGS, array_encoding,
+                                             image_msg_to_array, ns_to_sec_nanosec,
+                                             stamp_to_ns)
+    from rosbag_tools.bags import image_message
+    rng = np.random.default_rng(0)
+    arrays = {'rgb8': rng.integers(0, 256, (5, 7, 3), dtype=np.uint8),
+              'mono8': rng.integers(0, 256, (5, 7), dtype=np.uint8),
+              '32FC1': rng.random((5, 7), dtype=np.float32)}
+    assert set(arrays) == set(ARRAY_ENCODINGS)
+    for encoding, array in arrays.items():
+        assert array_encoding(array) == encoding
+        back, read = image_msg_to_array(image_message(array, 1_700_000_000_123_456_789))
+        assert read == encoding
+        np.testing.assert_array_equal(back, array)
+    with pytest.raises(ImageFormatError, match='cannot store a int16'):
+        array_encoding(np.zeros((2, 2), np.int16))
+    sec, nanosec = ns_to_sec_nanosec(1_700_000_000_123_456_789)
+    assert (sec, nanosec) == (1_700_000_000, 123_456_789)
+    assert stamp_to_ns(types.SimpleNamespace(sec=sec, nanosec=nanosec)) == \
+        1_700_000_000_123_456_789

@@ -21,7 +21,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from anomseg_ros.errors import AnomsegError
-from anomseg_ros.ros.conversions import array_to_image_msg
+from anomseg_ros.ros.conversions import array_to_image_msg, ns_to_sec_nanosec, stamp_to_ns
 from anomseg_ros.ros.dds import dds_defaults
 from anomseg_ros.ros.outputs import OUTPUTS
 
@@ -140,7 +140,7 @@ class DetectorClient(Node):
         self.output_subs = []
 
     def _on_output(self, output: str, msg: Image) -> None:
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp_ns = stamp_to_ns(msg.header.stamp)
         with self._cond:
             if stamp_ns in self._abandoned:
                 return  # a late answer to a frame that was already given up on
@@ -210,13 +210,13 @@ class DetectorClient(Node):
 
     def publish(self, msg: Image) -> None:
         with self._cond:
-            self._sent.add(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+            self._sent.add(stamp_to_ns(msg.header.stamp))
         self.image_pub.publish(msg)
 
     def publish_rgb(self, image: np.ndarray, stamp_ns: int, *,
                     frame_id: str = 'camera') -> None:
         msg = array_to_image_msg(image, 'rgb8')
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_sec_nanosec(stamp_ns)
         msg.header.frame_id = frame_id
         self.publish(msg)
 

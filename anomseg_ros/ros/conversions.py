@@ -21,6 +21,34 @@ INPUT_ENCODINGS = {
 }
 
 
+# encoding -> (dtype, channels) of the images the package writes and reads back whole (its
+# outputs, ground-truth labels, score maps); camera frames are read by INPUT_ENCODINGS
+ARRAY_ENCODINGS = {'rgb8': (np.uint8, 3), 'mono8': (np.uint8, 1), '32FC1': (np.float32, 1)}
+NS_PER_S = 1_000_000_000
+
+
+def stamp_to_ns(stamp) -> int:
+    """A ``builtin_interfaces/Time`` (rclpy's or rosbags') as integer nanoseconds."""
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
+def ns_to_sec_nanosec(stamp_ns: int) -> Tuple[int, int]:
+    """Integer nanoseconds as a ``Time``'s ``(sec, nanosec)``."""
+    return divmod(int(stamp_ns), NS_PER_S)
+
+
+def array_encoding(array: np.ndarray) -> str:
+    """The ``ARRAY_ENCODINGS`` name of an array: rgb8 (H,W,3) uint8, mono8 (H,W) uint8, 32FC1
+    (H,W) float32."""
+    for encoding, (dtype, channels) in ARRAY_ENCODINGS.items():
+        shape_ok = array.ndim == 3 and array.shape[2] == channels if channels > 1 else \
+            array.ndim == 2
+        if array.dtype == dtype and shape_ok:
+            return encoding
+    raise ImageFormatError(f'cannot store a {array.dtype} array of shape {array.shape} as an '
+                           f'image; one of {", ".join(ARRAY_ENCODINGS)}')
+
+
 def image_msg_to_rgb(msg, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8) as ``(H,W,3)`` uint8 RGB;
     frames above ``max_pixels`` (0: no limit) are refused."""
@@ -64,8 +92,8 @@ def array_to_image_msg(array: np.ndarray, encoding: str, header=None):
     """A numpy image as ``sensor_msgs/Image``: rgb8 (H,W,3) uint8, mono8 (H,W) uint8 or 32FC1
     (H,W) float32."""
     from sensor_msgs.msg import Image
-    layouts = {'rgb8': (np.uint8, 3), 'mono8': (np.uint8, 2), '32FC1': (np.float32, 2)}
-    dtype, ndim = layouts[encoding]
+    dtype, channels = ARRAY_ENCODINGS[encoding]
+    ndim = 3 if channels > 1 else 2
     array = np.ascontiguousarray(array, dtype=dtype)
     if array.ndim != ndim:
         raise ValueError(f'{encoding} needs a {ndim}-d array, got shape {array.shape}')
@@ -83,10 +111,11 @@ def array_to_image_msg(array: np.ndarray, encoding: str, header=None):
 def image_msg_to_array(msg) -> Tuple[np.ndarray, str]:
     """An rgb8, mono8 or 32FC1 image message (rclpy's or rosbags', rows possibly padded beyond
     ``step``) back to numpy: (H,W,3) or (H,W)."""
-    dtypes = {'rgb8': (np.uint8, 3), 'mono8': (np.uint8, 1), '32FC1': (np.float32, 1)}
-    if msg.encoding not in dtypes:
-        raise ImageFormatError(f'cannot read encoding {msg.encoding!r}')
-    dtype, channels = dtypes[msg.encoding]
+    if msg.encoding not in ARRAY_ENCODINGS:
+        raise ImageFormatError(f'cannot read encoding {msg.encoding!r} as an array; one of '
+                               f'{", ".join(ARRAY_ENCODINGS)} (camera frames: '
+                               f'image_msg_to_rgb)')
+    dtype, channels = ARRAY_ENCODINGS[msg.encoding]
     rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)
     row_bytes = msg.width * channels * np.dtype(dtype).itemsize
     array = np.ascontiguousarray(rows[:, :row_bytes]).view(dtype)

@@ -39,7 +39,8 @@ from anomseg_ros.obstacles import find_obstacles, MASK_REGIONS, ObstacleTracker
 from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import Detector, make_scorer, parse_threshold
 from anomseg_ros.ros.conversions import array_to_image_msg, compressed_msg_to_rgb, \
-    image_msg_to_rgb, label_info_msg, obstacles_to_detections, vision_msgs_available
+    image_msg_to_rgb, label_info_msg, obstacles_to_detections, stamp_to_ns, \
+    vision_msgs_available
 from anomseg_ros.ros.dds import configure_dds
 from anomseg_ros.ros.health import FrameHealth, OK, WARN
 from anomseg_ros.ros.outputs import compress, IMAGE_OUTPUTS, OPTIONAL_OUTPUTS
@@ -481,7 +482,7 @@ class _Detector:
 
     def _publish_debug(self, header, taken: float) -> None:
         from std_msgs.msg import Float64
-        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        stamp_ns = stamp_to_ns(header.stamp)
         processing, latency = self._debug_pubs
         processing.publish(Float64(data=(time.monotonic() - taken) * 1e3))
         latency.publish(Float64(data=(self.get_clock().now().nanoseconds - stamp_ns) / 1e6))
