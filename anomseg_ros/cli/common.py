@@ -34,7 +34,7 @@ def add_model_args(parser: argparse.ArgumentParser, *, scorer: bool = True) -> N
     group.add_argument('--int8-max-drop', type=float, default=DEFAULT_INT8_MAX_DROP,
                        metavar='POINTS', help='precision int8: NNCF\'s accuracy control keeps '
                        'layers in float until the label-free FPR95 moved at most POINTS '
-                       f'(default {DEFAULT_INT8_MAX_DROP:g}; 0 = without accuracy control)')
+                       '(default 0: plain int8 with the decoder in float)')
     group.add_argument('--runtime', default='auto', choices=RUNTIMES,
                        help='torch, or openvino (the checkpoint converted once, cached); auto '
                        '(default) = openvino on the CPU when it is installed and the model '

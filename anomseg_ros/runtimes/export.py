@@ -14,12 +14,14 @@ import torch
 from anomseg_ros.checkpoint import load_model
 from anomseg_ros.data.images import IMAGE_EXTENSIONS, read_rgb
 from anomseg_ros.errors import CheckpointError, ConfigError, DatasetError, first_line
+from anomseg_ros.logs import get_logger
 from anomseg_ros.methods import get_method
 from anomseg_ros.preprocessing import to_network_input
 from anomseg_ros.runtimes.cache import file_sha256, IrCache
 from anomseg_ros.runtimes.exported import (bin_path, BIN_HASH_KEY, kept_signal_stack,
                                            load_exported, METADATA_KEY, openvino_core)
 
+log = get_logger('anomseg_ros.runtimes')
 FORMATS = ('onnx', 'openvino')
 ONNX_OPSET = 17
 IR_REVISION = 2  # of what _export_openvino writes; part of the cached IRs' names
@@ -379,6 +381,11 @@ def openvino_from_checkpoint(weights: str, *, input_size_hw: Optional[Tuple[int,
             model, info = load_model(weights, backbone=backbone)
             info.input_size_hw = size_hw
             frames = calibration()
+            control = f'under accuracy control ({fields["int8_max_drop"]:g} points), ' \
+                if fields['int8_max_drop'] is not None else ''
+            log.warning(f'precision int8: quantizing {weights} at {size_hw[1]}x{size_hw[0]} on '
+                        f'{len(frames[0])} frames of {int8["calibration"]} {control}once: '
+                        f'minutes on a first start, cached after')
             _export_openvino(model, info, xml_path, size_hw, frames, len(frames[0]),
                              fields['int8_max_drop'])
         except ImportError:
