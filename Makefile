@@ -43,6 +43,7 @@ bench: setup
 	$(BIN)/python bench/bench_precision.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_scorers.py
 	$(BIN)/python bench/bench_node.py
+	$(BIN)/python bench/bench_startup.py
 	$(BIN)/python bench/bench_soak.py
 	$(BIN)/python bench/bench_backbones.py
 	$(BIN)/python bench/bench_synboost.py
