@@ -15,6 +15,7 @@ counted; a chunk the reader cannot read ends the bag there, said as such.
 import binascii
 import collections
 import dataclasses
+import hashlib
 import os
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -25,9 +26,9 @@ from rosbags.typesys import get_typestore, Stores
 
 from anomseg_ros.errors import DatasetError, ImageFormatError
 from anomseg_ros.errors import first_line
-from anomseg_ros.ros.conversions import (array_encoding, compressed_msg_to_rgb,
-                                         image_msg_to_array, image_msg_to_rgb, INPUT_ENCODINGS,
-                                         ns_to_sec_nanosec, stamp_to_ns)
+from anomseg_ros.data.messages import (array_encoding, compressed_msg_to_rgb,
+                                       image_msg_to_array, image_msg_to_rgb, INPUT_ENCODINGS,
+                                       ns_to_sec_nanosec, stamp_to_ns)
 
 IMAGE_TOPIC = '/camera/image_raw'
 COMPRESSED_TOPIC = '/camera/image_raw/compressed'
@@ -280,3 +281,30 @@ def _reason(exc: BaseException) -> str:
 
 def _stamp_ns(msg) -> int:
     return stamp_to_ns(msg.header.stamp)
+
+
+FINGERPRINT_SAMPLE = 1 << 20  # bytes hashed from the head and the tail of each file
+
+
+def fingerprint(path: str) -> str:
+    """SHA-256 over each file of the bag folder: its name, size, and its first and last MiB
+    (all of a file up to 2 MiB). It changes when a bag is re-recorded, truncated or appended
+    to, without reading hours of video; damage in the middle of a long file is what
+    the bag's own CRC topic reports when it is read."""
+    digest = hashlib.sha256()
+    try:
+        names = sorted(os.listdir(path))
+        for name in names:
+            file_path = os.path.join(path, name)
+            if not os.path.isfile(file_path):
+                continue
+            size = os.path.getsize(file_path)
+            digest.update(f'{name}\0{size}\0'.encode())
+            with open(file_path, 'rb') as handle:
+                digest.update(handle.read(FINGERPRINT_SAMPLE))
+                if size > 2 * FINGERPRINT_SAMPLE:
+                    handle.seek(size - FINGERPRINT_SAMPLE)
+                digest.update(handle.read(FINGERPRINT_SAMPLE))
+    except OSError as exc:
+        raise DatasetError(f'{path!r} cannot be read: {exc.strerror or exc}') from None
+    return digest.hexdigest()

@@ -14,7 +14,7 @@ import numpy as np
 from anomseg_ros.data.images import resize_label
 from anomseg_ros.evaluation import AnomalyMetrics, SegmentationMetrics
 from anomseg_ros.labels import CITYSCAPES_CLASSES
-from anomseg_ros.ros.conversions import image_msg_to_array
+from anomseg_ros.data.messages import image_msg_to_array
 from rosbag_tools.bags import BagDamage, BagWriter, image_message, read_frames
 
 RECORD_TOPICS = {'anomaly_score': '/anomseg/anomaly_score', 'semantic': '/anomseg/semantic'}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from anomseg_ros.errors import ImageFormatError
-from anomseg_ros.ros.conversions import compressed_msg_to_rgb, image_msg_to_rgb
+from anomseg_ros.data.messages import compressed_msg_to_rgb, image_msg_to_rgb
 
 RGB = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
 
@@ -116,9 +116,8 @@ def test_one_encoding_table_and_one_stamp_arithmetic_for_node_client_and_bags():
     """The bag tools write and read the images the node publishes through the same table, and
     stamps go to nanoseconds and back the same way everywhere."""
     import types
-    from anomseg_ros.ros.conversions import (ARRAY_ENCODINGS, array_encoding,
-                                             image_msg_to_array, ns_to_sec_nanosec,
-                                             stamp_to_ns)
+    from anomseg_ros.data.messages import (ARRAY_ENCODINGS, array_encoding,
+                                           image_msg_to_array, ns_to_sec_nanosec, stamp_to_ns)
     from rosbag_tools.bags import image_message
     rng = np.random.default_rng(0)
     arrays = {'rgb8': rng.integers(0, 256, (5, 7, 3), dtype=np.uint8),

@@ -257,7 +257,7 @@ def test_expand_bags_takes_globs_folders_and_lists(tmp_path, fleet_bags):
     assert problems == []
     os.remove(fleet_bags / 'list.txt')
     _, problems = expand_bags([str(tmp_path / 'nothing*')])
-    assert len(problems) == 1 and 'matches no bag' in problems[0]
+    assert len(problems) == 1 and 'matches no bag' in problems[0][1]
 
 
 def test_a_worker_killed_mid_bag_is_restarted_and_its_bag_scored(tmp_path, random_checkpoint):

@@ -10,7 +10,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CompressedImage, Image
 
 from anomseg_ros.ros.client import DetectorClient, NodeProcess
-from anomseg_ros.ros.conversions import image_msg_to_array
+from anomseg_ros.data.messages import image_msg_to_array
 from anomseg_ros.ros.parameters import OUTPUTS
 from tiny_data import png_claiming
 
@@ -401,7 +401,7 @@ def test_a_dead_worker_is_an_error_and_is_restarted(rclpy_context, random_checkp
         assert status.level == status.ERROR and 'killed by the test' in status.message
         assert node._worker.is_alive() and node.worker_restarts == 1
         del node._handle  # the real one again
-        from anomseg_ros.ros.conversions import image_msg_to_rgb
+        from anomseg_ros.data.messages import image_msg_to_rgb
         node._offer(_raw(RGB, 'rgb8', 2), image_msg_to_rgb)
         deadline = time.monotonic() + 30
         while node.counts['processed'] < 1 and time.monotonic() < deadline:
@@ -461,7 +461,7 @@ def test_a_failed_frame_after_a_rejected_one_does_not_end_the_worker(rclpy_conte
                                                                      random_checkpoint):
     """The warning of a rejected frame and the error of a failed one come from two call sites:
     rclpy refuses one call site whose severity changes, and that killed the worker."""
-    from anomseg_ros.ros.conversions import image_msg_to_rgb
+    from anomseg_ros.data.messages import image_msg_to_rgb
     node = _in_process_node(random_checkpoint)
     try:
         bad = _raw(RGB, 'rgb8', 1)
@@ -492,7 +492,7 @@ def _camera_info(width, height, k=(100.0, 0, 26, 0, 100.0, 18, 0, 0, 1)):
 
 
 def test_camera_info_is_checked_and_not_restamped_when_old(rclpy_context, random_checkpoint):
-    from anomseg_ros.ros.conversions import image_msg_to_rgb
+    from anomseg_ros.data.messages import image_msg_to_rgb
     node = _in_process_node(random_checkpoint, camera_info_max_age=0.5)
     published = []
     node._camera_info_pub.publish = published.append
@@ -623,7 +623,7 @@ def test_the_class_table_is_a_parameter_and_a_latched_label_info(rclpy_context,
 
 def test_debug_topics_say_the_processing_time_and_the_pipeline_latency(rclpy_context,
                                                                        random_checkpoint):
-    from anomseg_ros.ros.conversions import image_msg_to_rgb
+    from anomseg_ros.data.messages import image_msg_to_rgb
     node = _in_process_node(random_checkpoint, publish_debug=True)
     try:
         processing, latency = node._debug_pubs
@@ -655,7 +655,7 @@ def test_the_managed_node_loads_in_configure_works_when_active_and_releases_in_c
     from lifecycle_msgs.msg import State
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
-    from anomseg_ros.ros.conversions import image_msg_to_rgb
+    from anomseg_ros.data.messages import image_msg_to_rgb
     from anomseg_ros.ros.detector_node import ManagedDetectorNode
     node = ManagedDetectorNode(parameter_overrides=[
         Parameter('weights', value=random_checkpoint), Parameter('runtime', value='torch'),

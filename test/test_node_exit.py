@@ -13,7 +13,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from anomseg_ros.ros.client import DetectorClient, NodeProcess
-from anomseg_ros.ros.conversions import image_msg_to_array
+from anomseg_ros.data.messages import image_msg_to_array
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 EXIT_WITHIN_S = 2.0

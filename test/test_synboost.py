@@ -386,7 +386,7 @@ def test_vgg16_features_option_builds_and_scores(random_checkpoint, tmp_path):
 def test_the_node_runs_synboost_and_publishes_the_resynthesis(rclpy_context, synboost_checkpoint,
                                                               tmp_path):
     from anomseg_ros.ros.client import DetectorClient, NodeProcess
-    from anomseg_ros.ros.conversions import image_msg_to_array
+    from anomseg_ros.data.messages import image_msg_to_array
     from anomseg_ros.ros.outputs import OUTPUTS
     from test_node import _raw
     namespace = '/anomseg_synboost'

@@ -65,7 +65,7 @@ def _frames(args):
 
 def run(args) -> int:
     from anomseg_ros.ros.client import live_detector
-    from anomseg_ros.ros.conversions import image_msg_to_array
+    from anomseg_ros.data.messages import image_msg_to_array
 
     if not args.weights and learned_weights() is not None:
         # the bundled SynBoost holds its own frozen copy of the default segmentation model:

@@ -108,7 +108,8 @@ def _weights_sha256(weights: str) -> str:
 
 def run_eval(args) -> int:
     from anomseg_ros.fleet import engine, report
-    from anomseg_ros.fleet.bags import bag_id, expand_bags, fingerprint
+    from anomseg_ros.fleet.bags import bag_id, expand_bags
+    from rosbag_tools.bags import fingerprint
     from anomseg_ros.fleet.store import ResultStore
     config = _config(args)
     workers = args.workers or max(1, (os.cpu_count() or 1) // 2)
@@ -130,11 +131,10 @@ def run_eval(args) -> int:
               f'are kept and not used')
     bags, problems = expand_bags(args.bags)
     base = {'config': key, 'image_topic': args.topic}
-    for problem in problems:
-        spec = problem.split(': ', 1)[0]
-        print(f'ERROR: {problem}')
+    for spec, problem in problems:
+        print(f'ERROR: {spec}: {problem}')
         store.append(dict(base, bag=os.path.abspath(spec), bag_id=bag_id(spec),
-                          status='error', error=problem))
+                          status='error', error=f'{spec}: {problem}'))
     todo, fingerprints, reused = [], {}, 0
     for bag in bags:
         try:
@@ -159,7 +159,7 @@ def run_eval(args) -> int:
     def on_result(bag, result):
         nonlocal frames
         line = {k: v for k, v in result.items()
-                if k not in ('histograms', 'candidates', 'damage_text', 'traceback')}
+                if k not in ('histograms', 'candidates', 'damage_text')}
         line.update(base, bag=bag, bag_id=bag_id(bag), fingerprint=fingerprints[bag])
         if result.get('damage_text'):
             line['damage_text'] = result['damage_text']
@@ -183,8 +183,7 @@ def run_eval(args) -> int:
     finally:
         bar.close()
     seconds = time.perf_counter() - started
-    lines = store.current(bags + [os.path.abspath(p.split(': ', 1)[0]) for p in problems],
-                          key)
+    lines = store.current(bags + [os.path.abspath(spec) for spec, _ in problems], key)
     scored = [line for line in lines if line['status'] != 'error']
     thresholds = {name: scored[0]['scorers'][name]['threshold'] for name in config.scorers} \
         if scored else {name: float('nan') for name in config.scorers}

@@ -21,7 +21,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from anomseg_ros.errors import AnomsegError
-from anomseg_ros.ros.conversions import array_to_image_msg, ns_to_sec_nanosec, stamp_to_ns
+from anomseg_ros.data.messages import ns_to_sec_nanosec, stamp_to_ns
+from anomseg_ros.ros.conversions import array_to_image_msg
 from anomseg_ros.ros.dds import dds_defaults
 from anomseg_ros.ros.outputs import OUTPUTS
 

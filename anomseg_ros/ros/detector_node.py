@@ -38,9 +38,9 @@ from anomseg_ros.errors import AnomsegError, ConfigError, first_line, NonFiniteS
 from anomseg_ros.obstacles import find_obstacles, MASK_REGIONS, ObstacleTracker
 from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import Detector, make_scorer, parse_threshold
-from anomseg_ros.ros.conversions import array_to_image_msg, compressed_msg_to_rgb, \
-    image_msg_to_rgb, label_info_msg, obstacles_to_detections, stamp_to_ns, \
-    vision_msgs_available
+from anomseg_ros.data.messages import compressed_msg_to_rgb, image_msg_to_rgb, stamp_to_ns
+from anomseg_ros.ros.conversions import array_to_image_msg, label_info_msg, \
+    obstacles_to_detections, vision_msgs_available
 from anomseg_ros.ros.dds import configure_dds
 from anomseg_ros.ros.health import FrameHealth, OK, WARN
 from anomseg_ros.ros.outputs import compress, IMAGE_OUTPUTS, OPTIONAL_OUTPUTS

@@ -72,7 +72,7 @@ def calibration_source(source: str, size_hw: Tuple[int, int], info, *, limit: in
                 transform
         return digest.hexdigest(), load
     if _is_bag(source):
-        from anomseg_ros.fleet.bags import fingerprint
+        from rosbag_tools.bags import fingerprint
         digest.update(f'bag|{fingerprint(source)}'.encode())
 
         def load():
