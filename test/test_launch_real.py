@@ -97,3 +97,61 @@ def test_ros2_launch_runs_the_node_and_ends_cleanly_on_sigint(installed, rclpy_c
     assert code == 0, text[-3000:]
     assert 'SIGTERM' not in text and 'Traceback' not in text, text[-3000:]
     assert 'process has finished cleanly' in text, text[-3000:]
+
+
+def _change_state(client, service, transition, timeout=60.0):
+    """Request ``transition`` (a lifecycle_msgs Transition id) over the node's own service, as
+    ``ros2 lifecycle set`` does; True when it succeeded."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    caller = client.create_client(ChangeState, service)
+    try:
+        assert caller.wait_for_service(timeout_sec=timeout), f'no {service}'
+        future = caller.call_async(ChangeState.Request(transition=Transition(id=transition)))
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return future.done() and future.result().success
+    finally:
+        client.destroy_client(caller)
+
+
+def test_ros2_launch_of_the_managed_node_goes_through_its_lifecycle(installed, rclpy_context,
+                                                                    random_checkpoint,
+                                                                    tmp_path):
+    """managed:=true under a real ros2 launch: unconfigured and silent at start; configure
+    loads, activate answers frames, deactivate stops taking them, cleanup releases; SIGINT
+    ends the launch with exit code 0."""
+    from lifecycle_msgs.msg import Transition
+    log_path = tmp_path / 'launch.log'
+    command = (f'. {installed}/setup.sh && exec {BIN}/ros2 launch anomseg_ros '
+               f'detector.launch.py managed:=true namespace:=lm image:=/lm_cam/image_raw '
+               f'weights:={random_checkpoint} runtime:=torch')
+    with open(log_path, 'w') as log:
+        launch = subprocess.Popen(['sh', '-c', command], stdout=log, stderr=subprocess.STDOUT,
+                                  env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+    client = DetectorClient('/lm', image_topic='/lm_cam/image_raw')
+    service = '/lm/anomseg_detector/change_state'
+    try:
+        assert _change_state(client, service, Transition.TRANSITION_CONFIGURE, timeout=180)
+        stamp_ns = 6_000_000_000
+        client.publish_rgb(np.zeros((64, 128, 3), np.uint8), stamp_ns)
+        assert client.wait_outputs(stamp_ns, timeout=3) is None  # configured, not active
+        assert _change_state(client, service, Transition.TRANSITION_ACTIVATE)
+        client.wait_for_node(timeout=120)  # frames answered once active
+        assert _change_state(client, service, Transition.TRANSITION_DEACTIVATE)
+        stamp_ns = 7_000_000_000
+        client.publish_rgb(np.zeros((64, 128, 3), np.uint8), stamp_ns)
+        assert client.wait_outputs(stamp_ns, timeout=3) is None  # inactive: no frame taken
+        assert _change_state(client, service, Transition.TRANSITION_CLEANUP)
+    finally:
+        client.close()
+        launch.send_signal(signal.SIGINT)
+        try:
+            code = launch.wait(30)
+        except subprocess.TimeoutExpired:
+            launch.kill()
+            code = launch.wait()
+    text = log_path.read_text()
+    assert code == 0, text[-3000:]
+    assert 'SIGTERM' not in text and 'Traceback' not in text, text[-3000:]
