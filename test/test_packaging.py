@@ -146,3 +146,27 @@ def test_one_version_source():
     version = ET.parse(os.path.join(REPO, 'package.xml')).getroot().find('version').text
     assert version == anomseg_ros.__version__
     assert 'version=VERSION' in open(os.path.join(REPO, 'setup.py')).read()
+
+
+def test_the_scorer_lists_of_launch_config_and_readme_are_the_registrys():
+    """The launch argument's description, config/detector.yaml and the README's parameter row
+    name every registered scorer (the classic ones and every method's): none is forgotten."""
+    import re
+    import anomseg_ros.methods  # noqa: F401 - the methods register their scorers
+    from anomseg_ros.scoring import list_scorers
+    registered = set(list_scorers())
+
+    def names(text):
+        return set(re.findall(r'[a-z_]+', text)) & registered
+
+    launch = open(os.path.join(REPO, 'launch', 'detector.launch.py')).read()
+    described = re.search(r"DeclareLaunchArgument\('scorer'.*?description=(.*?)\),", launch,
+                          re.S).group(1)
+    config = next(line for line in open(os.path.join(REPO, 'config', 'detector.yaml'))
+                  if line.strip().startswith('scorer:'))
+    readme = next(line for line in open(os.path.join(REPO, 'README.md'))
+                  if line.startswith('| `scorer` |'))
+    for where, text in (('launch/detector.launch.py', described),
+                        ('config/detector.yaml', config.split('#', 1)[1]),
+                        ('README.md', readme)):
+        assert names(text) == registered, (where, registered ^ names(text))
