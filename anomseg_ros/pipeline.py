@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from anomseg_ros.backbones import check_input_size
 from anomseg_ros.checkpoint import load_model, ModelInfo
 from anomseg_ros.errors import ConfigError, first_line, NonFiniteScores
 from anomseg_ros.labels import VOID_LABEL
@@ -145,10 +146,7 @@ class Detector:
             if self.dtype != torch.float32:
                 keep_input_layers_float32(self.model)
         self.input_size_hw = tuple(input_size_hw or info.input_size_hw)
-        if any(s <= 0 or s % 8 for s in self.input_size_hw):
-            raise ConfigError(f'input size must be positive multiples of 8 (the network '
-                              f'downsamples 8x), got {self.input_size_hw[1]}x'
-                              f'{self.input_size_hw[0]}')
+        check_input_size(info.backbone, self.input_size_hw)
         self.settings = self._settings(scorer, threshold)
         self._mean = torch.tensor(info.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(info.std, device=self.device).view(1, 3, 1, 1)

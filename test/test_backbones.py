@@ -218,3 +218,25 @@ def test_reference_weights_load_strictly(shared_data):
     model, info = load_model(path)
     assert info.num_classes == 20
     assert count_parameters(model) == pytest.approx(2.06e6, rel=0.01)
+
+
+def test_the_input_size_rule_is_the_backbones_own():
+    """ERFNet takes multiples of 8 only (it says so on its class); the others take any size,
+    and the Detector holds each to its own rule."""
+    import numpy as np
+    from anomseg_ros.backbones import backbone_class, check_input_size
+    from anomseg_ros.checkpoint import ModelInfo
+    from anomseg_ros.errors import ConfigError
+    from anomseg_ros.pipeline import Detector, make_scorer
+    assert backbone_class('erfnet').input_multiple == 8
+    with pytest.raises(ConfigError, match='multiples of 8 \\(erfnet downsamples 8x\\)'):
+        check_input_size('erfnet', (50, 90))
+    for name in ('enet', 'bisenetv1', 'bisenetv2', 'resnet50'):
+        check_input_size(name, (50, 90))
+    with pytest.raises(ConfigError, match='must be positive'):
+        check_input_size('bisenetv1', (0, 90))
+    info = ModelInfo(backbone='bisenetv1', num_classes=19, input_size_hw=(50, 90))
+    model = create_backbone('bisenetv1', num_classes=19)
+    detector = Detector(model, info, make_scorer('msp', info), device='cpu', precision='fp32')
+    image = np.zeros((50, 90, 3), np.uint8)
+    assert detector.predict(image).score_map.shape == (50, 90)

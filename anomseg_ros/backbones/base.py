@@ -30,6 +30,9 @@ class Backbone(nn.Module):
     # module names whose outputs are image features at 1/2, 1/4 and 1/8 resolution (SynBoost's
     # perceptual difference and dissimilarity encoders take them from the segmentation model)
     feature_layers: Tuple[str, ...] = ()
+    # the input's height and width must be multiples of this (ERFNet's three 2x downsamplings
+    # are concatenated with pooled copies of themselves: 8); 1 = any size
+    input_multiple: int = 1
 
     def __init__(self, num_classes: int):
         super().__init__()

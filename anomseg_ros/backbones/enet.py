@@ -139,7 +139,8 @@ def _stage_2_or_3(prefix: str, dropout: float) -> dict:
 
 @register_backbone('enet')
 class ENet(Backbone):
-    """ENet: ``(B,3,H,W)`` float to logits ``(B,C,H,W)``; H and W multiples of 8."""
+    """ENet: ``(B,3,H,W)`` float to logits ``(B,C,H,W)``, any H and W (max-unpooling restores
+    each resolution's own size)."""
 
     classifier_key, classifier_axis = 'transposed_conv.weight', 1
     last_block = ('upsample5_0.', 'regular5_1.', 'transposed_conv.')

@@ -112,6 +112,7 @@ class ERFNet(Backbone):
     last_block = ('decoder.',)
     has_features = True
     feature_layers = ('encoder.initial_block', 'encoder.layers.5', 'encoder.layers.14')
+    input_multiple = 8
 
     def __init__(self, num_classes: int = 20):
         super().__init__(num_classes)

@@ -51,3 +51,17 @@ def with_num_classes(model: nn.Module, backbone: str, num_classes: int) -> Tuple
             state[key] = value
     resized.load_state_dict(state)
     return resized, changed
+
+
+def check_input_size(backbone: str, size_hw, what: str = 'input size') -> None:
+    """Refuse a ``(height, width)`` the backbone cannot take: not positive, or not a multiple
+    of its ``input_multiple`` (an unregistered backbone is held to positive sizes only)."""
+    try:
+        multiple = backbone_class(backbone).input_multiple
+    except ConfigError:
+        multiple = 1
+    height, width = size_hw
+    if height <= 0 or width <= 0 or height % multiple or width % multiple:
+        need = f'positive multiples of {multiple} ({backbone} downsamples {multiple}x)' \
+            if multiple > 1 else 'positive'
+        raise ConfigError(f'{what} must be {need}, got {width}x{height}')

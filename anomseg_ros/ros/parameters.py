@@ -42,10 +42,10 @@ PARAMS = (
           'their default (temperature 1.5, energy 1); else 0.01 to 100 (smaller ones overflow '
           'to NaN scores)',
           dynamic=True, range=(0.0, MAX_TEMPERATURE, 0.0)),
-    Param('input_width', 0, 'network input width in pixels, multiple of 8; 0 = checkpoint\'s',
-          range=(0, 8192, 8)),
-    Param('input_height', 0, 'network input height in pixels, multiple of 8; 0 = checkpoint\'s',
-          range=(0, 8192, 8)),
+    Param('input_width', 0, 'network input width in pixels, a multiple of the backbone\'s '
+          '(ERFNet: 8; the others take any); 0 = checkpoint\'s', range=(0, 8192, 1)),
+    Param('input_height', 0, 'network input height in pixels, a multiple of the backbone\'s '
+          '(ERFNet: 8; the others take any); 0 = checkpoint\'s', range=(0, 8192, 1)),
     Param('device', 'auto', 'auto (CUDA when available), cpu or cuda'),
     Param('runtime', 'auto', 'torch, openvino (a PyTorch checkpoint converted once, cached '
           'on disk) or auto (openvino on the CPU when installed and the model converts, else '

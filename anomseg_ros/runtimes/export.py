@@ -11,6 +11,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from anomseg_ros.backbones import check_input_size
 from anomseg_ros.checkpoint import load_model
 from anomseg_ros.data.images import IMAGE_EXTENSIONS, read_rgb
 from anomseg_ros.errors import CheckpointError, ConfigError, DatasetError, first_line
@@ -299,9 +300,7 @@ def export_model(weights: str, fmt: str, out: str, *,
         raise ConfigError(f'a {info.method} checkpoint runs in PyTorch only '
                           f'({get_method(info.method).not_exportable}); use runtime torch')
     size_hw = tuple(input_size_hw or info.input_size_hw)
-    if any(s <= 0 or s % 8 for s in size_hw):
-        raise ConfigError(f'input size must be positive multiples of 8, got '
-                          f'{size_hw[1]}x{size_hw[0]}')
+    check_input_size(info.backbone, size_hw)
     info.input_size_hw = size_hw
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     if fmt == 'onnx':

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import (DataLoader, DistributedSampler, RandomSampler, Subset,
                               WeightedRandomSampler)
 
-from anomseg_ros.backbones import create_backbone
+from anomseg_ros.backbones import check_input_size, create_backbone
 from anomseg_ros.backbones.heads import WithIsoMaxPlus
 from anomseg_ros.backbones.resnet import load_pretrained_backbone
 from anomseg_ros.checkpoint import (count_parameters, load_model, ModelInfo, read_checkpoint,
@@ -217,11 +217,12 @@ def _start_state(args) -> tuple:
         if args.init_weights:  # a trained segmenter keeps its argmax under the new head
             model.head.keep_argmax()
     size_hw = args.input_size or (source_info.input_size_hw if resume else DEFAULT_INPUT_SIZE_HW)
-    if any(s <= 0 or s % 8 for s in size_hw):
-        raise ConfigError(f'--input-size must be positive multiples of 8 (the network '
-                          f'downsamples 8x), got {size_hw[1]}x{size_hw[0]}')
+    backbone = source_info.backbone if source_info else args.backbone
+    check_input_size(backbone, size_hw, 'the input size (--input-size)')
+    if args.crop_size is not None:
+        check_input_size(backbone, args.crop_size, 'the crop size (--crop-size)')
     info = ModelInfo(
-        backbone=source_info.backbone if source_info else args.backbone,
+        backbone=backbone,
         num_classes=num_classes, class_names=list(CITYSCAPES_CLASSES),
         void_channel=NUM_CITYSCAPES_CLASSES if args.void else None, head=head,
         mean=tuple(args.mean or (source_info.mean if source_info else DEFAULT_MEAN)),
@@ -256,9 +257,8 @@ def _check_args(args: TrainConfig) -> None:
     if args.workers < 0 or args.lr <= 0:
         raise ConfigError(f'--workers must be >= 0 and --lr positive, got {args.workers} and '
                           f'{args.lr}')
-    if args.crop_size is not None and any(v <= 0 or v % 8 for v in args.crop_size):
-        raise ConfigError(f'--crop-size must be positive multiples of 8, got '
-                          f'{args.crop_size[1]}x{args.crop_size[0]}')
+    if args.crop_size is not None:  # (and a multiple of the backbone's: _start_state)
+        check_input_size('', args.crop_size, 'the crop size (--crop-size)')
     if args.resume and args.init_weights:
         raise ConfigError('give --resume (continue a training) or --init-weights (start from '
                           'trained weights), not both')
