@@ -139,11 +139,26 @@ def _strip_prefix(state: dict, prefix: str = 'module.') -> dict:
 
 def _infer_architecture(state: dict, path: str, backbone: Optional[str]) -> Tuple[str, int]:
     """The backbone (unless given) and number of classes of a plain state dict, from the
-    classifier each backbone declares."""
+    classifier each backbone declares. Where several backbones name their classifier alike
+    (ResNet-50's ``classifier.weight`` is a common name), the one whose parameters are exactly
+    the file's is taken; none or two such is an error that asks for ``backbone``."""
+    found = []
     for name in ([backbone] if backbone else list_backbones()):
         cls = backbone_class(name)
         if cls.classifier_key in state:
-            return name, int(state[cls.classifier_key].shape[cls.classifier_axis])
+            found.append((name, int(state[cls.classifier_key].shape[cls.classifier_axis])))
+    if len(found) > 1:
+        keys = set(_strip_prefix(state))
+        exact = [(name, classes) for name, classes in found
+                 if set(create_backbone(name, num_classes=classes).state_dict()) == keys]
+        if len(exact) != 1:
+            raise CheckpointError(f'{path!r} could be {" or ".join(n for n, _ in found)} by its '
+                                  f'classifier, and its parameters are exactly those of '
+                                  f'{" and ".join(n for n, _ in exact) or "none of them"}; give '
+                                  f'the backbone')
+        found = exact
+    if found:
+        return found[0]
     raise CheckpointError(f'cannot tell the {"backbone and " if backbone is None else ""}number'
                           f' of classes of {path!r}: none of its keys is the classifier of '
                           f'{backbone or "a known backbone"}; check the file or --backbone')

@@ -240,3 +240,33 @@ def test_the_input_size_rule_is_the_backbones_own():
     detector = Detector(model, info, make_scorer('msp', info), device='cpu', precision='fp32')
     image = np.zeros((50, 90, 3), np.uint8)
     assert detector.predict(image).score_map.shape == (50, 90)
+
+
+def test_a_plain_state_dict_is_read_as_the_backbone_whose_parameters_it_holds(tmp_path):
+    """Two backbones that name their classifier alike (ResNet-50's classifier.weight, and a
+    user's backbone as in docs/extending.md): the file is read as the one whose parameters are
+    exactly its own, whichever was registered first."""
+    from torch import nn
+    from anomseg_ros.backbones import Backbone, register_backbone
+    from anomseg_ros.backbones.registry import BACKBONES
+
+    @register_backbone('a_tiny_fcn')
+    class TinyFcn(Backbone):
+        classifier_key, classifier_axis = 'classifier.weight', 0
+
+        def __init__(self, num_classes: int = 19):
+            super().__init__(num_classes)
+            self.features = nn.Conv2d(3, 8, 3, padding=1)
+            self.classifier = nn.Conv2d(8, num_classes, 1)
+
+        def forward(self, x):
+            return self.classifier(torch.relu(self.features(x)))
+    try:
+        tiny = tmp_path / 'tiny.pth'
+        torch.save(TinyFcn(num_classes=19).state_dict(), tiny)
+        resnet = tmp_path / 'resnet.pth'
+        torch.save(create_backbone('resnet50', num_classes=19).state_dict(), resnet)
+        assert load_model(str(tiny))[1].backbone == 'a_tiny_fcn'
+        assert load_model(str(resnet))[1].backbone == 'resnet50'
+    finally:
+        BACKBONES._factories.pop('a_tiny_fcn', None)
