@@ -75,7 +75,13 @@ class SleegModel(nn.Module):
                               f'{type(core).__name__} does not split into forward_features and '
                               f'forward_head (erfnet and enet do)')
         self.segmenter = segmenter
-        self.in_channels = in_channels or 16
+        if in_channels is None:  # the width of this segmenter's decoder features, measured
+            with torch.no_grad():
+                was_training = segmenter.training
+                in_channels = segmenter.eval().forward_features(
+                    torch.zeros(1, 3, 64, 64)).shape[1]
+                segmenter.train(was_training)
+        self.in_channels = int(in_channels)
         self.head = OodHead(self.in_channels, mid_channels)
         self.num_classes = segmenter.num_classes + 2
 
@@ -326,12 +332,8 @@ class Sleeg(Method):
     def prepare(self, base, base_info, options):
         for parameter in base.parameters():
             parameter.requires_grad_(False)
-        if not getattr(base, 'has_features', False):
-            SleegModel(base)  # refuses it, saying why
-        with torch.no_grad():
-            channels = base.eval().forward_features(torch.zeros(1, 3, 64, 64)).shape[1]
-        head = {'in_channels': channels, 'mid_channels': options.head_channels}
-        model = SleegModel(base, **head)
+        model = SleegModel(base, mid_channels=options.head_channels)  # or refuses it, saying why
+        head = {'in_channels': model.in_channels, 'mid_channels': options.head_channels}
         info = dataclasses.replace(base_info, num_classes=base_info.num_classes + 2,
                                    method=self.name, source='',
                                    method_params={'lam': options.lam,
