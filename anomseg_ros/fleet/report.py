@@ -71,7 +71,8 @@ def _plot(path: str, lines: List[dict], scorer: str) -> None:
     import matplotlib.pyplot as plt
     scored = [line for line in lines if line['status'] != 'error']
     names = [os.path.basename(line['bag'])[:24] for line in scored]
-    auprc = [100 * (line['scorers'][scorer].get('auprc') or 0) for line in scored]
+    auprc = [100 * line['scorers'][scorer]['auprc'] if line['scorers'][scorer].get('auprc')
+             is not None else float('nan') for line in scored]  # no bar without labels
     flagged = [100 * (line['scorers'][scorer].get('flagged_share') or 0) for line in scored]
     figure, axes = plt.subplots(1, 2, figsize=(max(8, 0.5 * len(names) + 4), 4))
     for axis, values, title in ((axes[0], auprc, f'{scorer} AuPRC % (labelled bags)'),
