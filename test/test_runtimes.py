@@ -437,7 +437,7 @@ def test_precision_int8_quantizes_once_per_calibration_set_and_says_what_stayed_
     folder or a bag), cached under the checkpoint, size and frames' hash; a second start
     reads the cache, other frames make another entry; the note names the float layers."""
     from anomseg_ros.data.images import write_rgb
-    from rosbag_tools import write_dataset_bag
+    from anomseg_ros.errors import DatasetError
     import openvino
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
     with pytest.raises(ConfigError, match='needs calibration frames'):
@@ -464,11 +464,18 @@ def test_precision_int8_quantizes_once_per_calibration_set_and_says_what_stayed_
     assert _entries(tmp_path / 'cache') == entries
     np.testing.assert_array_equal(again.predict(IMAGES[0]).score_map,
                                   detector.predict(IMAGES[0]).score_map)
-    # a bag of the same camera is another calibration set: another entry
-    write_dataset_bag(((image, None, None) for image in IMAGES * 2), str(tmp_path / 'bag'))
+    # a bag of the same camera is another calibration set: another entry; a bag recorded
+    # from another topic is read from its only image topic
+    from rosbag_tools.bags import BagWriter, image_message
+    with BagWriter(str(tmp_path / 'bag'), 'mcap') as bag:
+        for index, image in enumerate(IMAGES * 2):
+            bag.write('/cam/image_raw', image_message(image, 1000 + index), 1000 + index)
     Detector.from_checkpoint(random_checkpoint, precision='int8', int8_max_drop=0,
                              calibration=str(tmp_path / 'bag'))
     assert len(_entries(tmp_path / 'cache')) == 2
+    with pytest.raises(DatasetError, match='/other'):
+        Detector.from_checkpoint(random_checkpoint, precision='int8', int8_max_drop=0,
+                                 calibration=f'{tmp_path / "bag"}#/other')
     # and from the command line, the note printed
     assert main(['detect', str(tmp_path / 'calib' / '0.png'), '--out', str(tmp_path / 'out'),
                  '--weights', random_checkpoint, '--precision', 'int8', '--calibration',

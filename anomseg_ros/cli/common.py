@@ -29,7 +29,8 @@ def add_model_args(parser: argparse.ArgumentParser, *, scorer: bool = True) -> N
                        'for OpenVINO once on --calibration frames (cached)')
     group.add_argument('--calibration', default='', metavar='DIR|BAG',
                        help='precision int8: frames of your camera to quantize on (a folder of '
-                       'images or a rosbag2; no labels); default "synthetic" for a model '
+                       'images or a rosbag2, BAG#TOPIC for one of its cameras; no labels); '
+                       'default "synthetic" for a model '
                        'trained on the synthetic world, required for others')
     group.add_argument('--int8-max-drop', type=float, default=DEFAULT_INT8_MAX_DROP,
                        metavar='POINTS', help='precision int8: NNCF\'s accuracy control keeps '

@@ -54,7 +54,8 @@ PARAMS = (
           'AVX512-BF16, fp16 on CUDA, else fp32), fp32, bf16, fp16 (CUDA only), or int8 (the '
           'checkpoint quantized for OpenVINO with NNCF on the calibration frames once, cached)'),
     Param('calibration', '', 'precision int8: a folder of images or a rosbag2 of this camera '
-          '(a few hundred ordinary frames, no labels) to quantize on; empty = the synthetic '
+          '(a few hundred ordinary frames, no labels; BAG#TOPIC names the topic of a bag with '
+          'several cameras) to quantize on; empty = the synthetic '
           'world\'s scenes for a model trained there (the bundled one), required for others'),
     Param('int8_max_drop', 0.0, 'precision int8: NNCF\'s accuracy control keeps layers in '
           'float until the label-free FPR95 of the int8 scores moved at most this many points; '

@@ -54,7 +54,8 @@ def calibration_source(source: str, size_hw: Tuple[int, int], info, *, limit: in
     ``(items, transform)``: the frames and what turns one into the network's input.
 
     ``source`` is a folder of images (searched recursively, ``limit`` of them evenly spread), a
-    rosbag2 (``limit`` camera frames evenly spread), or ``"synthetic"``: ``SYNTHETIC_FRAMES``
+    rosbag2 (``limit`` frames of its camera evenly spread: ``/camera/image_raw``, or its only
+    image topic; ``BAG#TOPIC`` names one), or ``"synthetic"``: ``SYNTHETIC_FRAMES``
     street scenes of the package's own world (seed ``SYNTHETIC_SEED``), the documented default
     for a model trained there (the bundled one), never for a camera of the real world.
     """
@@ -72,24 +73,31 @@ def calibration_source(source: str, size_hw: Tuple[int, int], info, *, limit: in
             return [render_scene(rng, size_hw[1], size_hw[0])[0] for _ in range(count)], \
                 transform
         return digest.hexdigest(), load
-    if _is_bag(source):
+    bag, _, topic = source.partition('#')  # BAG#TOPIC names the camera of a bag with several
+    if _is_bag(bag):
         from rosbag_tools.bags import fingerprint
-        digest.update(f'bag|{fingerprint(source)}'.encode())
+        digest.update(f'bag|{fingerprint(bag)}|{topic}'.encode())
 
         def load():
-            from rosbag_tools.bags import read_frames
+            from rosbag_tools.bags import CAMERA_TYPES, IMAGE_TOPIC, read_frames
             from rosbags.rosbag2 import Reader
-            with Reader(source) as reader:
-                count = max((t.msgcount for name, t in reader.topics.items()
-                             if name.startswith('/camera/image_raw') and
-                             not name.endswith('crc32')), default=0)
-            every = max(1, count // limit)
-            frames = [frame.image for index, frame in enumerate(read_frames(source))
-                      if index % every == 0][:limit]
+            with Reader(bag) as reader:
+                cameras = {name: t.msgcount for name, t in reader.topics.items()
+                           if t.msgtype in CAMERA_TYPES}
+            chosen = topic or (IMAGE_TOPIC if IMAGE_TOPIC in cameras else
+                               next(iter(cameras)) if len(cameras) == 1 else None)
+            if chosen not in cameras:
+                problem = f'has no image topic {chosen}' if chosen else \
+                    'has several image topics: name its camera as BAG#TOPIC'
+                raise DatasetError(f'calibration bag {bag!r} {problem}; its image topics: '
+                                   f'{", ".join(sorted(cameras)) or "none"}')
+            every = max(1, cameras[chosen] // limit)
+            frames = [frame.image for index, frame in
+                      enumerate(read_frames(bag, image_topic=chosen)) if index % every == 0]
             if not frames:
-                raise DatasetError(f'the bag {source!r} holds no camera frames to calibrate '
+                raise DatasetError(f'the bag {bag!r} holds no frames on {chosen} to calibrate '
                                    f'the int8 model with')
-            return frames, transform
+            return frames[:limit], transform
         return digest.hexdigest(), load
     if not os.path.isdir(source):
         raise DatasetError(f'calibration {source!r} is neither a folder of images nor a '
@@ -387,7 +395,7 @@ def openvino_from_checkpoint(weights: str, *, input_size_hw: Optional[Tuple[int,
                         f'minutes on a first start, cached after')
             _export_openvino(model, info, xml_path, size_hw, frames, len(frames[0]),
                              fields['int8_max_drop'])
-        except ImportError:
+        except (ImportError, DatasetError):  # NNCF missing; calibration frames that are not
             raise
         except ConfigError as exc:  # a backbone OpenVINO cannot convert, a wrong size
             raise ConfigError(f'{weights!r} cannot run on OpenVINO: {exc}') from None
