@@ -41,6 +41,31 @@ def installed(tmp_path_factory):
     return root / 'install'
 
 
+def _launch(command: str, log_path):
+    """``ros2 launch`` (a shell ``command``) as its own process, its output in ``log_path``."""
+    with open(log_path, 'w') as log:
+        return subprocess.Popen(['sh', '-c', command], stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+
+
+def _interrupt(launch) -> int:
+    """Ctrl-C to the launch, as a user gives it; its exit code (killed after 30 s)."""
+    launch.send_signal(signal.SIGINT)
+    try:
+        return launch.wait(30)
+    except subprocess.TimeoutExpired:
+        launch.kill()
+        return launch.wait()
+
+
+def _ended_cleanly(code: int, log_path) -> str:
+    """The launch's log, once checked: exit code 0, no escalation to SIGTERM, no traceback."""
+    text = log_path.read_text()
+    assert code == 0, text[-3000:]
+    assert 'SIGTERM' not in text and 'Traceback' not in text, text[-3000:]
+    return text
+
+
 def test_ros2_launch_runs_the_node_and_ends_cleanly_on_sigint(installed, rclpy_context,
                                                               random_checkpoint, tmp_path):
     from vision_msgs.msg import Detection2DArray
@@ -55,9 +80,7 @@ def test_ros2_launch_runs_the_node_and_ends_cleanly_on_sigint(installed, rclpy_c
     command = (f'. {installed}/setup.sh && exec {BIN}/ros2 launch anomseg_ros '
                f'detector.launch.py namespace:=lt image:=/lt_cam/image_raw '
                f'params_file:={params} threshold:=-0.25 dds_profile:={profile}')
-    with open(log_path, 'w') as log:
-        launch = subprocess.Popen(['sh', '-c', command], stdout=log, stderr=subprocess.STDOUT,
-                                  env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+    launch = _launch(command, log_path)
     client = DetectorClient('/lt', image_topic='/lt_cam/image_raw')
     try:
         detections = []
@@ -87,15 +110,8 @@ def test_ros2_launch_runs_the_node_and_ends_cleanly_on_sigint(installed, rclpy_c
                    for env in environments), 'dds_profile did not reach the node'
     finally:
         client.close()
-        launch.send_signal(signal.SIGINT)
-        try:
-            code = launch.wait(30)
-        except subprocess.TimeoutExpired:
-            launch.kill()
-            code = launch.wait()
-    text = log_path.read_text()
-    assert code == 0, text[-3000:]
-    assert 'SIGTERM' not in text and 'Traceback' not in text, text[-3000:]
+        code = _interrupt(launch)
+    text = _ended_cleanly(code, log_path)
     assert 'process has finished cleanly' in text, text[-3000:]
 
 
@@ -127,9 +143,7 @@ def test_ros2_launch_of_the_managed_node_goes_through_its_lifecycle(installed, r
     command = (f'. {installed}/setup.sh && exec {BIN}/ros2 launch anomseg_ros '
                f'detector.launch.py managed:=true namespace:=lm image:=/lm_cam/image_raw '
                f'weights:={random_checkpoint} runtime:=torch')
-    with open(log_path, 'w') as log:
-        launch = subprocess.Popen(['sh', '-c', command], stdout=log, stderr=subprocess.STDOUT,
-                                  env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+    launch = _launch(command, log_path)
     client = DetectorClient('/lm', image_topic='/lm_cam/image_raw')
     service = '/lm/anomseg_detector/change_state'
     try:
@@ -146,12 +160,5 @@ def test_ros2_launch_of_the_managed_node_goes_through_its_lifecycle(installed, r
         assert _change_state(client, service, Transition.TRANSITION_CLEANUP)
     finally:
         client.close()
-        launch.send_signal(signal.SIGINT)
-        try:
-            code = launch.wait(30)
-        except subprocess.TimeoutExpired:
-            launch.kill()
-            code = launch.wait()
-    text = log_path.read_text()
-    assert code == 0, text[-3000:]
-    assert 'SIGTERM' not in text and 'Traceback' not in text, text[-3000:]
+        code = _interrupt(launch)
+    _ended_cleanly(code, log_path)
