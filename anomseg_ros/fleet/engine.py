@@ -58,16 +58,14 @@ def choose_engine(engine: str, workers: int, address: Optional[str]) -> str:
 
 def run_in_process(config: FleetConfig, bags: List[str], on_result: Callable,
                    on_start: Callable = None) -> List[dict]:
-    scorer = BagScorer(config)
-    import resource
-    described = scorer.describe()
-    described.update(pid=os.getpid(), engine='process')
+    """The same worker as a Ray actor's, here, on this process's threads."""
+    import torch
+    worker = _Worker(config, torch.get_num_threads())
     if on_start:
-        on_start([described])
+        on_start([dict(worker.describe(), engine='process')])
     for bag in bags:
-        on_result(bag, scorer.score(bag))
-    described['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return [described]
+        on_result(bag, worker.score(bag))
+    return [dict(worker.describe(), engine='process')]
 
 
 def run_on_ray(config: FleetConfig, bags: List[str], on_result: Callable, *, workers: int,

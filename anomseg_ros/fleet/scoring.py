@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from anomseg_ros.errors import AnomsegError, first_line
+from anomseg_ros.evaluation.anomaly import score_image
 from anomseg_ros.evaluation.metrics import AnomalyMetrics, ScoreDistribution
 from anomseg_ros.obstacles import DEFAULT_MIN_AREA, drivable_region, find_obstacles
 from anomseg_ros.visualize import heatmap, overlay
@@ -97,6 +98,7 @@ class BagScorer:
         self.settings = {name: self.detector.settings_for(
             name, temperature=config.temperature, threshold=config.threshold)
             for name in config.scorers}
+        self.scorers = {name: settings.scorer for name, settings in self.settings.items()}
 
     def describe(self) -> dict:
         d = self.detector
@@ -140,13 +142,8 @@ class BagScorer:
             if tuple(labels.shape[-2:]) != tuple(size_hw):
                 labels = F.interpolate(labels[None].float(), size=size_hw, mode='nearest')[0]
             labels = labels[0].to(torch.uint8).cpu().numpy()
-            maps = {}
-            for name, settings in self.settings.items():
-                score = settings.scorer(logits)
-                if tuple(score.shape[-2:]) != tuple(size_hw):
-                    score = F.interpolate(score[None], size=size_hw, mode='bilinear',
-                                          align_corners=False)[0]
-                maps[name] = score[0].float().cpu().numpy()
+            maps = score_image(self.detector, self.scorers, frame.image, 'label', logits=logits)
+            for name in maps:
                 if not np.isfinite(maps[name]).all():
                     raise AnomsegError(f'{path}: frame {frame.stamp_ns}: {name} gave NaN or '
                                        f'infinite scores; no result is made from them')
