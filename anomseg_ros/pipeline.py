@@ -227,7 +227,8 @@ class Detector:
                 else:
                     model, info, note = openvino_from_checkpoint(
                         weights, backbone=backbone, **options,
-                        int8=_int8_options(weights, backbone, calibration, int8_max_drop)
+                        int8={'calibration': calibration,
+                              'max_drop': float(int8_max_drop) if int8_max_drop else None}
                         if int8 else None)
                     notes.append(note)
             except Exception as exc:  # noqa: B902 - a model OpenVINO cannot convert or compile
@@ -394,21 +395,6 @@ class Detector:
             source = f'default: no calibrated threshold for {scorer.name} in the checkpoint'
         return Settings(scorer=scorer, threshold=float(value), threshold_setting=setting,
                         threshold_source=source)
-
-
-def _int8_options(weights: str, backbone: Optional[str], calibration: str,
-                  max_drop: Optional[float]) -> dict:
-    """The int8 quantization a Detector asks ``openvino_from_checkpoint`` for: calibration
-    frames of the camera, or the synthetic world's for a model trained on it."""
-    from anomseg_ros.runtimes.export import SYNTHETIC_CALIBRATION
-    if not calibration:
-        info = load_model(weights, backbone=backbone)[1] if weights != 'random' else None
-        if info is None or not info.trained_on.startswith('synthetic'):
-            raise ConfigError('precision int8 needs calibration frames: set calibration to a '
-                              'folder of images or a rosbag2 of your camera (a few hundred '
-                              'ordinary frames; no labels)')
-        calibration = SYNTHETIC_CALIBRATION
-    return {'calibration': calibration, 'max_drop': float(max_drop) if max_drop else None}
 
 
 def auto_runtime(weights: str, device: str = 'auto') -> Tuple[str, str]:

@@ -354,7 +354,8 @@ def openvino_from_checkpoint(weights: str, *, input_size_hw: Optional[Tuple[int,
     ``ConfigError``.
 
     ``int8`` (``{"calibration": source, "max_drop": points or None}``) quantizes the IR with
-    NNCF on the frames of ``calibration_source(source)``, under accuracy control when
+    NNCF on the frames of ``calibration_source(source)`` (an empty source: the synthetic
+    world's, for a checkpoint trained there; refused for others), under accuracy control when
     ``max_drop`` is given, and caches it keyed by the calibration frames' hash and
     ``max_drop`` too; ``precision`` is then that of the layers left in float."""
     import shutil
@@ -374,8 +375,15 @@ def openvino_from_checkpoint(weights: str, *, input_size_hw: Optional[Tuple[int,
         if max_drop is not None and not 0 < max_drop < 100:
             raise ConfigError(f'int8_max_drop is in points of FPR95, between 0 and 100 (or '
                               f'none: no accuracy control); got {max_drop}')
-        digest, calibration = calibration_source(int8['calibration'], size_hw,
-                                                 checkpoint_info, limit=INT8_CALIBRATION_LIMIT)
+        source = int8['calibration']
+        if not source:
+            if not checkpoint_info.trained_on.startswith('synthetic'):
+                raise ConfigError('precision int8 needs calibration frames: set calibration to '
+                                  'a folder of images or a rosbag2 of your camera (a few '
+                                  'hundred ordinary frames; no labels)')
+            source = SYNTHETIC_CALIBRATION
+        digest, calibration = calibration_source(source, size_hw, checkpoint_info,
+                                                 limit=INT8_CALIBRATION_LIMIT)
         fields.update(ir_precision='int8', calibration_sha256=digest, int8_max_drop=max_drop)
         key += f'_int8_{digest[:12]}_d{max_drop if max_drop is not None else "none"}'
 
@@ -391,7 +399,7 @@ def openvino_from_checkpoint(weights: str, *, input_size_hw: Optional[Tuple[int,
             control = f'under accuracy control ({fields["int8_max_drop"]:g} points), ' \
                 if fields['int8_max_drop'] is not None else ''
             log.warning(f'precision int8: quantizing {weights} at {size_hw[1]}x{size_hw[0]} on '
-                        f'{len(frames[0])} frames of {int8["calibration"]} {control}once: '
+                        f'{len(frames[0])} frames of {source} {control}once: '
                         f'minutes on a first start, cached after')
             _export_openvino(model, info, xml_path, size_hw, frames, len(frames[0]),
                              fields['int8_max_drop'])
