@@ -82,6 +82,7 @@ def test_adapt_reads_a_bag_topic(tmp_path, random_checkpoint, outlier_dir):
     ('no_cutouts', 'no outlier images'),
     ('learned_base', 'already a synboost model'),
     ('wrong_topic', 'has no camera topic'),
+    ('paste_scale', '0 < MIN <= MAX <= 1'),
 ])
 def test_adapt_refuses_bad_input_before_training(tmp_path, random_checkpoint, outlier_dir,
                                                  capsys, problem, message):
@@ -100,6 +101,8 @@ def test_adapt_refuses_bad_input_before_training(tmp_path, random_checkpoint, ou
         frames = str(tmp_path / 'bag')
         write_dataset_bag([(np.zeros((8, 8, 3), np.uint8), None, None)] * 2, frames)
         extra = ['--topic', '/front/image_raw']
+    if problem == 'paste_scale':
+        extra = ['--paste-scale', '0.5,0.2']
     assert main(['adapt', '--checkpoint', checkpoint, '--frames', frames, '--out',
                  str(tmp_path / 'out'), '--outliers', outliers, *extra, *TINY]) == 2
     assert message in capsys.readouterr().err

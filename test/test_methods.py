@@ -14,7 +14,7 @@ from anomseg_ros.checkpoint import load_model, read_checkpoint
 from anomseg_ros.cli.main import main
 from anomseg_ros.errors import ConfigError, DatasetError
 from anomseg_ros.methods import pebal, sleeg
-from anomseg_ros.methods.outliers import load_outliers, paste_outliers
+from anomseg_ros.methods.outliers import load_outliers, parse_scale, paste_outliers
 from anomseg_ros.pipeline import Detector, make_scorer
 
 from test_training import _scene, write_tiny_cityscapes
@@ -80,6 +80,20 @@ def test_anomaly_mix_pastes_outliers_with_their_label(outlier_dir):
     assert pasted.any(dim=(1, 2)).all()
     assert torch.equal(labels == 19, pasted)
     assert (images.sum(dim=1)[pasted] > 0).all() and (images.sum(dim=1)[~pasted] == 0).all()
+
+
+def test_pasted_outliers_have_the_asked_size():
+    outlier = torch.ones(4, 10, 20)  # a full 20-wide rectangle: the pasted width is the side
+    for scale in ((0.1, 0.1), (0.5, 0.5)):
+        images, labels = torch.zeros(1, 3, 64, 200), torch.zeros(1, 64, 200, dtype=torch.long)
+        pasted = paste_outliers(images, labels, [outlier], label=1, mean=torch.zeros(3, 1, 1),
+                                std=torch.ones(3, 1, 1), probability=1.0, scale=scale,
+                                generator=torch.Generator().manual_seed(0))
+        assert int(pasted[0].any(dim=0).sum()) == round(scale[0] * 200)
+    assert parse_scale('0.15,0.6') == (0.15, 0.6)
+    for bad in ('0.6,0.15', '0,0.3', 'big'):
+        with pytest.raises(DatasetError, match='paste scale'):
+            parse_scale(bad)
 
 
 def test_outlier_folder_errors_name_the_file(tmp_path):

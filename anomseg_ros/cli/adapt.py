@@ -56,7 +56,8 @@ def run(args) -> int:
     if base_info.method:
         raise ConfigError(f'{args.checkpoint!r} is already a {base_info.method} model; adapt '
                           f'a plain segmentation checkpoint')
-    config = AdaptData(confidence=args.confidence, holdout=args.holdout, seed=args.seed)
+    config = AdaptData(confidence=args.confidence, holdout=args.holdout, seed=args.seed,
+                       paste_scale=args.paste_scale)
     config.check()
     root = os.path.join(args.out, 'data')
     record = prepared(root)

@@ -4,6 +4,7 @@ import argparse
 
 from anomseg_ros.cli.common import parse_size
 from anomseg_ros.methods import list_methods, pebal, sleeg
+from anomseg_ros.methods.outliers import PASTE_SCALE
 from anomseg_ros.pipeline import DEVICES
 from anomseg_ros.training.config import AMP_CHOICES
 from anomseg_ros.training import train_anomaly
@@ -69,6 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser, *,
                        help='outlier cut-outs for AnomalyMix: RGBA images, or images/ + masks/')
     group.add_argument('--mix-probability', type=float, default=0.5,
                        help='share of training images that get an outlier pasted')
+    group.add_argument('--paste-scale', default='%g,%g' % PASTE_SCALE, metavar='MIN,MAX',
+                       help='a pasted outlier\'s longer side as a share of the image width, '
+                       'drawn uniformly (AnomalyMix, SynBoost\'s void source and adapt\'s pasted '
+                       'track; default %(default)s)')
     group.add_argument('--pebal-lambda', type=float, default=pebal.LAMBDA)
     group.add_argument('--margins', default='paper', metavar='paper|auto|M_IN,M_OUT',
                        help='energy margins of eqs. 6-7: the paper\'s -12,-6 (default; set for '

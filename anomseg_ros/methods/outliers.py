@@ -17,6 +17,21 @@ from anomseg_ros.data.images import read_label, read_rgb
 from anomseg_ros.errors import DatasetError
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp')
+PASTE_SCALE = (0.08, 0.3)  # a pasted object's longer side, as a share of the image width
+
+
+def parse_scale(text) -> tuple:
+    """``'MIN,MAX'`` (or a pair) as the range of a pasted object's longer side over the
+    image width, ``0 < MIN <= MAX <= 1``."""
+    try:
+        low, high = (float(v) for v in (text.split(',') if isinstance(text, str) else text))
+    except (TypeError, ValueError):
+        raise DatasetError(f'the paste scale is MIN,MAX (shares of the image width, e.g. '
+                           f'0.08,0.3); got {text!r}') from None
+    if not 0.0 < low <= high <= 1.0:
+        raise DatasetError(f'the paste scale needs 0 < MIN <= MAX <= 1 (shares of the image '
+                           f'width); got {low:g},{high:g}')
+    return low, high
 
 
 def _files(folder: str) -> List[str]:
@@ -59,7 +74,7 @@ def load_outliers(folder: str, *, limit: Optional[int] = None) -> List[torch.Ten
 
 def paste_outliers(images: torch.Tensor, labels: torch.Tensor, outliers: List[torch.Tensor], *,
                    label: int, mean: torch.Tensor, std: torch.Tensor, generator: torch.Generator,
-                   probability: float = 0.5, scale=(0.08, 0.3)) -> torch.Tensor:
+                   probability: float = 0.5, scale=PASTE_SCALE) -> torch.Tensor:
     """Paste one random outlier into each image of the batch with ``probability`` (in place):
     resized so its longer side is ``scale`` of the image width, at a random place, its pixels
     labelled ``label``. ``images`` are normalised with ``mean`` / ``std`` ``(3,1,1)``; returns

@@ -36,7 +36,7 @@ from anomseg_ros.backbones import backbone_class, with_num_classes
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.labels import NUM_CITYSCAPES_CLASSES, VOID_LABEL
 from anomseg_ros.methods.base import Method, register_method
-from anomseg_ros.methods.outliers import load_outliers, paste_outliers
+from anomseg_ros.methods.outliers import PASTE_SCALE, load_outliers, parse_scale, paste_outliers
 from anomseg_ros.scoring.base import Scorer
 from anomseg_ros.scoring.registry import register_scorer
 
@@ -257,6 +257,7 @@ class Pebal(Method):
                 'method_params': info.method_params,
                 'outliers': load_outliers(options.outliers), 'generator': generator,
                 'probability': options.mix_probability,
+                'scale': parse_scale(getattr(options, 'paste_scale', PASTE_SCALE)),
                 'mean': torch.tensor(info.mean).view(3, 1, 1),
                 'std': torch.tensor(info.std).view(3, 1, 1)}
 
@@ -273,5 +274,5 @@ class Pebal(Method):
                   f'{criterion.m_out:.2f} (the paper: {M_IN:g}, {M_OUT:g})', flush=True)
         paste_outliers(images, labels, state['outliers'], label=self.base_num_classes,
                        mean=state['mean'], std=state['std'], generator=state['generator'],
-                       probability=state['probability'])
+                       probability=state['probability'], scale=state['scale'])
         return state['criterion'].loss_and_terms(model(images), labels)

@@ -34,7 +34,7 @@ import torch
 from anomseg_ros.data.images import write_gray, write_rgb
 from anomseg_ros.errors import DatasetError
 from anomseg_ros.labels import VOID_LABEL
-from anomseg_ros.methods.outliers import load_outliers, paste_outliers
+from anomseg_ros.methods.outliers import PASTE_SCALE, load_outliers, parse_scale, paste_outliers
 
 PREPARED = 'prepared.json'
 
@@ -46,6 +46,7 @@ class AdaptData:
     confidence: float = 0.9   # pseudo-labels where the base model's max softmax is at least this
     holdout: float = 0.15     # share of the frames kept out of training for the pasted track
     seed: int = 0
+    paste_scale: Tuple[float, float] = PASTE_SCALE  # the pasted track's object sizes
 
     def check(self) -> None:
         if not 0.0 <= self.confidence < 1.0:
@@ -53,6 +54,7 @@ class AdaptData:
                                f'got {self.confidence}')
         if not 0.0 < self.holdout < 0.5:
             raise DatasetError(f'the held-out share is between 0 and 0.5, got {self.holdout}')
+        self.paste_scale = parse_scale(self.paste_scale)
 
 
 def pseudo_labels(detection, confidence: float) -> np.ndarray:
@@ -109,7 +111,8 @@ def prepare_adaptation_data(frames: Iterable[Tuple[str, np.ndarray]], detector, 
             batch = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
             labels = torch.zeros(1, *image.shape[:2], dtype=torch.uint8)
             paste_outliers(batch, labels, cutouts, label=1, mean=torch.zeros(3, 1, 1),
-                           std=torch.ones(3, 1, 1), generator=generator, probability=1.0)
+                           std=torch.ones(3, 1, 1), generator=generator, probability=1.0,
+                           scale=config.paste_scale)
             pasted = (batch[0].permute(1, 2, 0) * 255.0).round().clamp(0, 255)
             write_rgb(os.path.join(track_images, f'{name}.png'),
                       pasted.to(torch.uint8).numpy())
@@ -123,6 +126,7 @@ def prepare_adaptation_data(frames: Iterable[Tuple[str, np.ndarray]], detector, 
     record = {'source': source, 'frames': len(frames), 'training_frames': int((~held).sum()),
               'held_out_frames': int(held.sum()), 'confidence': config.confidence,
               'holdout': config.holdout, 'seed': config.seed,
+              'paste_scale': list(config.paste_scale),
               'ignored_share': ignored / max(pixels, 1), 'outliers': os.path.abspath(outliers),
               'outlier_cutouts': len(cutouts), 'frames_sha256': digest.hexdigest(),
               'base': detector.info.source}

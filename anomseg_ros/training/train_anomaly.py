@@ -25,6 +25,7 @@ from anomseg_ros.checkpoint import count_parameters, load_model, read_checkpoint
 from anomseg_ros.data.cityscapes import CityscapesDataset
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.methods import get_method
+from anomseg_ros.methods.outliers import parse_scale
 from anomseg_ros.pipeline import Detector, make_scorer, resolve_device
 from anomseg_ros.precision import precision_name, to_fast_layout
 from anomseg_ros.training.engine import train_one_epoch
@@ -49,6 +50,8 @@ def _check(method, args) -> None:
     for name in ('epochs', 'batch_size', 'iters_per_epoch'):
         if getattr(args, name) <= 0:
             raise ConfigError(f'--{name.replace("_", "-")} must be positive')
+    if getattr(args, 'paste_scale', None) is not None:
+        parse_scale(args.paste_scale)
     method.check(args)
 
 

@@ -24,7 +24,7 @@ from anomseg_ros.data.images import resize_label
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.labels import VOID_LABEL
 from anomseg_ros.methods.base import Method, register_method
-from anomseg_ros.methods.outliers import load_outliers, paste_outliers
+from anomseg_ros.methods.outliers import PASTE_SCALE, load_outliers, parse_scale, paste_outliers
 from anomseg_ros.methods.synboost.data import choose_sources, make_targets, swap_labels
 from anomseg_ros.methods.synboost.ensemble import (collect_pixels, combine, format_weights,
                                                    MAP_NAMES, parse_weights, search_weights)
@@ -205,6 +205,7 @@ class SynBoost(Method):
         outliers = (load_outliers(options.outliers)
                     if options.outliers and options.void_share > 0 else [])
         return {'generator': generator, 'outliers': outliers, 'void_share': options.void_share,
+                'scale': parse_scale(getattr(options, 'paste_scale', PASTE_SCALE)),
                 'perceptual_weight': options.perceptual_weight,
                 'num_inlier': info.num_inlier_classes,
                 'mean': torch.tensor(info.mean).view(3, 1, 1),
@@ -242,7 +243,7 @@ class SynBoost(Method):
             anomalies[void] = paste_outliers(
                 picked_images, picked_labels, state['outliers'], label=VOID_LABEL,
                 mean=state['mean'], std=state['std'], generator=state['generator'],
-                probability=1.0)
+                probability=1.0, scale=state.get('scale', PASTE_SCALE))
             images[void] = picked_images
         for i in range(batch):
             if i not in void:
