@@ -13,10 +13,16 @@ others, as on a vehicle). Everything else is the node's defaults: the bundled mo
         [--runtime auto|torch|openvino] [--precision auto|int8|...] [--calibration DIR|BAG]
         [--sizes 512x256,1024x512] [--stream-rate HZ]
 
+``--cameras 1,2,4`` measures instead several cameras streaming at ``--stream-rate`` each at
+the first ``--sizes``: N cameras in one node (``cameras: [cam0, ...]``, one batched forward
+pass) against N single-camera nodes, each camera's answered frames per second, in one run.
+The cameras publish together (a synchronised rig).
+
 With ``--precision int8`` the checkpoint is quantized once per size on ``--calibration``
 (cached; the node then reads the cache), under the default accuracy control.
 """
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -98,6 +104,84 @@ def bench_node(weights, device, size_wh, frames, outputs, runtime, stream=None,
     return statistics.median(times), rate, stages
 
 
+@contextlib.contextmanager
+def camera_clients(groups, params, outputs, log_dir):
+    """Detector nodes, one per entry of ``groups`` (the ``cameras`` of each; [] for a plain
+    single-camera node), and one client per camera, each answered once."""
+    import rclpy
+    from anomseg_ros.ros.camera import parse_cameras
+    from anomseg_ros.ros.client import DetectorClient, NodeProcess
+    from anomseg_ros.ros.dds import configure_dds
+    configure_dds(localhost_only=True)
+    rclpy.init()
+    try:
+        with contextlib.ExitStack() as stack:
+            waits = []
+            for group, cameras in enumerate(groups):
+                namespace = f'/anomseg_bench_cameras{group}'
+                process = stack.enter_context(NodeProcess(
+                    namespace=namespace, params={**params, **({'cameras': cameras}
+                                                              if cameras else {})},
+                    log_path=os.path.join(log_dir, f'anomseg_bench_cameras{group}.log')))
+                for name, topic in parse_cameras(cameras):
+                    prefix = f'{name}/' if name else ''
+                    client = DetectorClient(namespace, outputs=[prefix + o for o in outputs],
+                                            image_topic=topic, name=f'bench_{group}_{name}')
+                    stack.callback(client.close)
+                    waits.append((client, process))
+            for client, process in waits:
+                client.wait_for_node(timeout=180, process=process)
+            yield [client for client, _ in waits]
+    finally:
+        rclpy.try_shutdown()
+
+
+def bench_cameras(weights, device, size_wh, count, runtime, rate_hz, seconds, *, one_node,
+                  precision='auto', calibration=''):
+    """Each camera's answered frames per second while ``count`` cameras publish at
+    ``rate_hz``: all in one node (``one_node``) or each in its own node."""
+    import tempfile
+    from anomseg_ros.ros.outputs import OUTPUTS
+    width, height = size_wh
+    params = {'weights': weights, 'device': device.type, 'input_width': width,
+              'input_height': height, 'runtime': runtime, 'precision': precision,
+              'calibration': calibration}
+    names = [f'cam{i}' for i in range(count)]
+    groups = [names] if one_node else [[] for _ in names]
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    with camera_clients(groups, params, OUTPUTS, tempfile.gettempdir()) as clients:
+        answered = [client.answered_frames() for client in clients]
+        start = time.perf_counter()
+        for i in range(int(rate_hz * seconds)):
+            time.sleep(max(0.0, start + i / rate_hz - time.perf_counter()))
+            for client in clients:
+                client.publish_rgb(image, 20_000_000_000 + i)
+        time.sleep(2.0)  # the last frames' outputs
+        return [(client.answered_frames() - before) / seconds
+                for client, before in zip(clients, answered)]
+
+
+def main_cameras(args, device):
+    (height, width), = parse_sizes(args.sizes)[:1]
+    counts = [int(c) for c in args.cameras.split(',')]
+    node = dict(precision=args.precision, calibration=args.calibration)
+    rows = []
+    for count in counts:
+        one = bench_cameras(args.weights, device, (width, height), count, args.runtime,
+                            args.stream_rate, args.stream_seconds, one_node=True, **node)
+        apart = bench_cameras(args.weights, device, (width, height), count, args.runtime,
+                              args.stream_rate, args.stream_seconds, one_node=False, **node)
+        rows.append((count, one, apart))
+    print(f'\n{os.path.basename(args.weights)} at {width}x{height}, every camera at '
+          f'{args.stream_rate:g} Hz for {args.stream_seconds:g} s, all outputs; each camera\'s '
+          f'answered frames per second (slowest camera / mean)')
+    print('| cameras | one node, one batched forward pass | one node per camera |')
+    print('| --- | --- | --- |')
+    for count, one, apart in rows:
+        print(f'| {count} | {min(one):.1f} / {statistics.mean(one):.1f} FPS | '
+              f'{min(apart):.1f} / {statistics.mean(apart):.1f} FPS |')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--weights', default='', help='checkpoint (default: the bundled one)')
@@ -111,8 +195,12 @@ def main():
     parser.add_argument('--stream-rate', type=float, default=10.0,
                         help='camera rate in Hz for the throughput column (0: no column)')
     parser.add_argument('--stream-seconds', type=float, default=10.0)
+    parser.add_argument('--cameras', default='', metavar='N[,N...]',
+                        help='several cameras instead: N in one node against N nodes')
     args = parser.parse_args()
     args.weights = resolve_weights(args.weights)
+    if args.cameras:
+        return main_cameras(args, resolve_device(args.device))
 
     from anomseg_ros.ros.outputs import OUTPUTS
     device = resolve_device(args.device)

@@ -392,15 +392,15 @@ def test_a_dead_worker_is_an_error_and_is_restarted(rclpy_context, random_checkp
 
         def die(*args):
             raise SystemExit('killed by the test')
-        node._handle = die
+        node._handle_batch = die
         node._offer(_raw(RGB, 'rgb8', 1), lambda msg, **kw: None)
-        node._worker.join(timeout=10)
-        assert not node._worker.is_alive()
+        node.worker._thread.join(timeout=10)
+        assert not node.worker.alive
         node._publish_diagnostics()
         status = published[-1].status[0]
         assert status.level == status.ERROR and 'killed by the test' in status.message
-        assert node._worker.is_alive() and node.worker_restarts == 1
-        del node._handle  # the real one again
+        assert node.worker.alive and node.worker_restarts == 1
+        del node._handle_batch  # the real one again
         from anomseg_ros.data.messages import image_msg_to_rgb
         node._offer(_raw(RGB, 'rgb8', 2), image_msg_to_rgb)
         deadline = time.monotonic() + 30
@@ -468,18 +468,18 @@ def test_a_failed_frame_after_a_rejected_one_does_not_end_the_worker(rclpy_conte
         bad.data = bad.data[:10]
         node._offer(bad, image_msg_to_rgb)  # rejected: WARN
         assert _wait_until(lambda: node.counts['rejected'] == 1)
-        real_predict = node.detector.predict
+        real_predict = node.detector.predict_batch
 
-        def fail_once(image):
-            node.detector.predict = real_predict
+        def fail_once(images):
+            node.detector.predict_batch = real_predict
             raise RuntimeError('the network failed')
-        node.detector.predict = fail_once
+        node.detector.predict_batch = fail_once
         node._offer(_raw(RGB, 'rgb8', 2), image_msg_to_rgb)  # failed: ERROR
         assert _wait_until(lambda: node.counts['failed'] == 1)
         node._offer(_raw(RGB, 'rgb8', 3), image_msg_to_rgb)  # and a good one
         assert _wait_until(lambda: node.counts['processed'] == 1)
-        assert node._worker.is_alive() and node.worker_restarts == 0
-        assert node._worker_error == ''
+        assert node.worker.alive and node.worker_restarts == 0
+        assert node.worker.error == ''
     finally:
         node.destroy_node()
 
@@ -494,31 +494,32 @@ def _camera_info(width, height, k=(100.0, 0, 26, 0, 100.0, 18, 0, 0, 1)):
 def test_camera_info_is_checked_and_not_restamped_when_old(rclpy_context, random_checkpoint):
     from anomseg_ros.data.messages import image_msg_to_rgb
     node = _in_process_node(random_checkpoint, camera_info_max_age=0.5)
+    camera = node.cameras[0]
     published = []
-    node._camera_info_pub.publish = published.append
+    camera.camera_info_pub.publish = published.append
     try:
         def frame(stamp):
             before = node.counts['processed']
             node._offer(_raw(RGB, 'rgb8', stamp), image_msg_to_rgb)
             assert _wait_until(lambda: node.counts['processed'] == before + 1)
 
-        node._on_camera_info(_camera_info(W, H))  # a good one: re-stamped
+        camera.on_camera_info(_camera_info(W, H))  # a good one: re-stamped
         frame(1)
         assert len(published) == 1 and published[-1].header.stamp.nanosec == 1
-        node._on_camera_info(_camera_info(1920, 1080))  # another size than the frames
+        camera.on_camera_info(_camera_info(1920, 1080))  # another size than the frames
         frame(2)
-        assert len(published) == 1 and node.camera_info_counts['mismatched'] == 1
+        assert len(published) == 1 and camera.camera_info_counts['mismatched'] == 1
         for k in ((float('nan'),) * 9, (0.0,) * 9):  # NaN, all zero: refused on arrival
-            node._on_camera_info(_camera_info(W, H, k))
+            camera.on_camera_info(_camera_info(W, H, k))
             frame(3)
-        assert len(published) == 1 and node.camera_info_counts['rejected'] == 2
-        node._on_camera_info(_camera_info(W, H))
+        assert len(published) == 1 and camera.camera_info_counts['rejected'] == 2
+        camera.on_camera_info(_camera_info(W, H))
         time.sleep(0.6)  # the camera stopped sending it
         frame(4)
-        assert len(published) == 1 and node.camera_info_counts['stale'] == 1
+        assert len(published) == 1 and camera.camera_info_counts['stale'] == 1
         # a subscriber to camera_info alone is a listener for lazy processing
-        node._camera_info_pub.get_subscription_count = lambda: 1
-        assert node._has_listeners()
+        camera.camera_info_pub.get_subscription_count = lambda: 1
+        assert camera.has_listeners()
     finally:
         node.destroy_node()
 
@@ -585,7 +586,8 @@ def test_camera_info_in_the_cameras_namespace_is_never_published_on_the_cameras_
                         parameter_overrides=[Parameter('weights', value=random_checkpoint),
                                              Parameter('runtime', value='torch')])
     try:
-        assert node.camera_info_topics == ('/cam/camera_info', '/cam/anomseg_detector/camera_info')
+        assert node.cameras[0].camera_info_topics == ('/cam/camera_info',
+                                                      '/cam/anomseg_detector/camera_info')
         publishers = node.get_publisher_names_and_types_by_node('anomseg_detector', '/cam')
         assert '/cam/camera_info' not in [name for name, _ in publishers]
     finally:
@@ -626,7 +628,7 @@ def test_debug_topics_say_the_processing_time_and_the_pipeline_latency(rclpy_con
     from anomseg_ros.data.messages import image_msg_to_rgb
     node = _in_process_node(random_checkpoint, publish_debug=True)
     try:
-        processing, latency = node._debug_pubs
+        processing, latency = node.cameras[0].debug_pubs
         assert processing.topic_name == '/anomseg_detector/debug/processing_time_ms'
         assert latency.topic_name == '/anomseg_detector/debug/pipeline_latency_ms'
         times, latencies = [], []
@@ -670,7 +672,7 @@ def test_the_managed_node_loads_in_configure_works_when_active_and_releases_in_c
         node._offer(_raw(RGB, 'rgb8', 1), image_msg_to_rgb)
         assert _wait_until(lambda: node.counts['processed'] == 1)
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
-        assert not node._worker.is_alive()
+        assert not node.worker.alive
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
         assert node.detector is None and not node._made  # the model released
         # configured again from the start: the same node works again
@@ -694,3 +696,55 @@ def test_a_managed_node_with_a_refused_setting_fails_configure_with_its_reason(
         assert node.detector is None
     finally:
         node.destroy_node()
+
+
+def test_several_cameras_share_one_network_and_each_gets_its_own_outputs(
+        rclpy_context, random_checkpoint, tmp_path):
+    """cameras: [front, /anomseg_mc_cams/left/image_raw]: each camera's frame comes back on its own
+    outputs with its own header, a camera that stopped does not stall the other (its frame
+    goes after batch_wait), and /diagnostics has one status per camera."""
+    log = str(tmp_path / 'node.log')
+    namespace = '/anomseg_mc'
+    params = {'weights': random_checkpoint, 'device': 'cpu', 'runtime': 'torch',
+              'diagnostics_period': 0.2, 'batch_wait': 0.3,
+              'cameras': ['front', '/anomseg_mc_cams/left/image_raw']}
+    with NodeProcess(namespace=namespace, params=params, log_path=log) as process:
+        front = DetectorClient(namespace, image_topic='front/image_raw', name='mc_front',
+                               outputs=[f'front/{o}' for o in OUTPUTS])
+        left = DetectorClient(namespace, image_topic='/anomseg_mc_cams/left/image_raw',
+                              name='mc_left', outputs=[f'left/{o}' for o in OUTPUTS])
+        diagnostics = []
+        front.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append, 10)
+        try:
+            front.wait_for_node(timeout=90, process=process)
+            left.wait_for_node(timeout=90, process=process)
+            front.publish(_raw(RGB, 'rgb8', 5_000_000_001, frame_id='front_cam'))
+            left.publish(_raw(RGB[:, ::-1], 'rgb8', 5_000_000_002, frame_id='left_cam'))
+            mine = front.wait_outputs(5_000_000_001, timeout=30)
+            theirs = left.wait_outputs(5_000_000_002, timeout=30)
+            assert mine is not None and theirs is not None
+            assert {m.header.frame_id for m in mine.values()} == {'front_cam'}
+            assert {m.header.frame_id for m in theirs.values()} == {'left_cam'}
+            assert not left.wait_outputs(5_000_000_001, timeout=0.5)  # not on the other's
+            started = time.monotonic()
+            front.publish(_raw(RGB, 'rgb8', 5_000_000_003))  # the left camera has stopped
+            assert front.wait_outputs(5_000_000_003, timeout=30) is not None
+            assert time.monotonic() - started < 10
+            deadline = time.monotonic() + 10
+            names = set()
+            while time.monotonic() < deadline and not {f'{namespace}/anomseg_detector: camera '
+                                                       f'{c}' for c in ('front', 'left')} <= names:
+                time.sleep(0.1)
+                names = {s.name for m in list(diagnostics) for s in m.status}
+            assert f'{namespace}/anomseg_detector: pipeline' in names
+            assert f'{namespace}/anomseg_detector: camera front' in names
+            assert f'{namespace}/anomseg_detector: camera left' in names
+            last = [s for m in diagnostics for s in m.status
+                    if s.name.endswith('camera front')][-1]
+            values = {kv.key: kv.value for kv in last.values}
+            assert int(values['frames_processed']) >= 2
+            assert values['image_topic'] == f'{namespace}/front/image_raw'
+        finally:
+            front.close()
+            left.close()
+        assert process.stop() == 0, open(log).read()

@@ -264,10 +264,13 @@ class DetectorClient(Node):
 
 
 class LiveDetector:
-    """A running detector node and a client talking to it (see ``live_detector``)."""
+    """A running detector node and a client talking to it (see ``live_detector``); with
+    several cameras, ``clients`` has one per camera (``client`` is the first's)."""
 
-    def __init__(self, client: DetectorClient, process: Optional[NodeProcess]):
+    def __init__(self, client: DetectorClient, process: Optional[NodeProcess],
+                 clients: Optional[List[DetectorClient]] = None):
         self.client, self.process = client, process
+        self.clients = clients or [client]
 
     def stop(self) -> int:
         """Stop the node now (SIGINT) and return its exit code; 0 for a node we only joined."""
@@ -277,23 +280,38 @@ class LiveDetector:
 @contextlib.contextmanager
 def live_detector(namespace: str, *, params: Optional[Dict[str, object]] = None,
                   outputs: Iterable[str] = OUTPUTS, log_path: Optional[str] = None,
-                  connect: bool = False, timeout: float = 60.0) -> Iterator[LiveDetector]:
+                  connect: bool = False, timeout: float = 60.0,
+                  cameras: Iterable[str] = ()) -> Iterator[LiveDetector]:
     """A detector node to talk to, as ``with Writer(...)`` is a bag to write (rosbags): DDS is
     set up for this machine, rclpy initialised, the node started as its own process with
     ``params`` (or, with ``connect``, one already running in ``namespace`` is used), and the
-    ``LiveDetector`` comes once a frame has made the round trip. Leaving closes the client,
-    stops the node and shuts rclpy down, in that order, whatever happened."""
+    ``LiveDetector`` comes once a frame has made the round trip. With ``cameras`` (the node's
+    parameter) there is a client per camera, on its image topic and its outputs, and each
+    has made the round trip. Leaving closes the clients, stops the node and shuts rclpy down,
+    in that order, whatever happened."""
     import rclpy
+    from anomseg_ros.ros.camera import parse_cameras
     from anomseg_ros.ros.dds import configure_dds
+    cameras = list(cameras)
+    if cameras:
+        params = {**(params or {}), 'cameras': cameras}
     configure_dds(localhost_only=True)
     rclpy.init()
     try:
         with contextlib.ExitStack() as stack:  # left in reverse order
             process = None if connect else stack.enter_context(
                 NodeProcess(namespace=namespace, params=params, log_path=log_path))
-            client = DetectorClient(namespace, outputs=tuple(outputs))
-            stack.callback(client.close)
-            client.wait_for_node(timeout=timeout, process=process)
-            yield LiveDetector(client, process)
+            clients = []
+            for index, (name, topic) in enumerate(parse_cameras(cameras)):
+                prefix = f'{name}/' if name else ''
+                client = DetectorClient(namespace, outputs=tuple(prefix + o for o in outputs),
+                                        image_topic=topic,
+                                        name=f'anomseg_client_{name}' if name else
+                                        'anomseg_client')
+                stack.callback(client.close)
+                clients.append(client)
+            for client in clients:
+                client.wait_for_node(timeout=timeout, process=process)
+            yield LiveDetector(clients[0], process, clients)
     finally:
         rclpy.try_shutdown()

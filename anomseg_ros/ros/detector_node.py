@@ -1,29 +1,28 @@
-"""The live detector node ``anomseg_detector``: camera image in; semantic labels, anomaly score,
+"""The live detector node ``anomseg_detector``: camera images in; semantic labels, anomaly score,
 obstacle mask, overlay and the obstacles as objects out, with the input's header so they line
-up in RViz.
+up in RViz. One node serves one camera, or several (``cameras``) through one network: each
+camera's newest frames are batched into one forward pass and each gets its own outputs
+(``camera.py``).
 
-Frames are handed to one worker thread through a single slot: when frames come faster than the
-network runs, the newest one wins and the others are counted as dropped; there is no backlog.
-Nothing a frame can raise ends the worker: a frame that cannot be decoded is counted as
-rejected, one that fails in the network or scores non-finite as failed, each with a throttled
-warning that says why; and a worker that stopped all the same is an ERROR in /diagnostics and
-is started again. Each frame is processed with one snapshot of the settings (``Settings``)
-and the snapshot is published beside its outputs (``frame_settings``). The process around the
-node (signals, start-up, exit) is ``anomseg_ros.ros.process``.
+Frames are handed to one worker thread through a slot per camera (``worker.py``, ROS-free):
+when frames come faster than the network runs, the newest one wins and the others are counted
+as dropped; there is no backlog. Nothing a frame can raise ends the worker: a frame that
+cannot be decoded is counted as rejected, one that fails in the network or scores non-finite
+as failed, each with a throttled warning that says why; and a worker that stopped all the
+same is an ERROR in /diagnostics and is started again. Each batch is processed with one
+snapshot of the settings (``Settings``) and the snapshot is published beside its outputs
+(``frame_settings``). The process around the node (signals, start-up, exit) is
+``anomseg_ros.ros.process``.
 """
 import collections
 import logging
-import posixpath
-import statistics
 import sys
 import threading
 import time
 import traceback
-from typing import Optional
 
-import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
@@ -32,22 +31,21 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, qos_profile_sensor_data, ReliabilityPolicy
 from rclpy.qos import DurabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from anomseg_ros.errors import AnomsegError, ConfigError, first_line, NonFiniteScores
-from anomseg_ros.obstacles import find_obstacles, MASK_REGIONS, ObstacleTracker
+from anomseg_ros.obstacles import MASK_REGIONS, ObstacleTracker
 from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import Detector, make_scorer, parse_threshold
-from anomseg_ros.data.messages import compressed_msg_to_rgb, image_msg_to_rgb, stamp_to_ns
-from anomseg_ros.ros.conversions import array_to_image_msg, label_info_msg, \
-    obstacles_to_detections, vision_msgs_available
+from anomseg_ros.ros.camera import CameraIO, parse_cameras, settings_msg, stage_medians, status
+from anomseg_ros.ros.conversions import label_info_msg, vision_msgs_available
 from anomseg_ros.ros.dds import configure_dds
-from anomseg_ros.ros.health import FrameHealth, OK, WARN
-from anomseg_ros.ros.outputs import compress, IMAGE_OUTPUTS, OPTIONAL_OUTPUTS
+from anomseg_ros.ros.health import ERROR, FrameHealth, OK, WARN
+from anomseg_ros.ros.outputs import IMAGE_OUTPUTS, OPTIONAL_OUTPUTS
 from anomseg_ros.ros.parameters import descriptor, PARAMS
+from anomseg_ros.ros.worker import FrameWorker
 from anomseg_ros.scoring.base import check_temperature
 
-WARN_PERIOD_S = 5.0
+__all__ = ['DetectorNode', 'ManagedDetectorNode', 'settings_msg', 'stage_medians', 'start_node']
 
 
 class RosLogHandler(logging.Handler):
@@ -79,20 +77,12 @@ class _Detector:
 
     def _init_state(self) -> None:
         # the worker state exists before anything can fail, so destroy_node always works
-        self._cond = threading.Condition()
-        self._running = True
-        self._slot = None
-        self._in_work_since: Optional[float] = None  # arrival of the frame in the network
-        self._worker: Optional[threading.Thread] = None
-        self._worker_error = ''
-        self.worker_restarts = 0
-        self._last_warning = {}
-        self._camera_info: Optional[tuple] = None  # (CameraInfo, arrival time)
-        self.camera_info_counts = collections.Counter(
-            {name: 0 for name in ('published', 'rejected', 'mismatched', 'stale')})
-        self._threshold_reset: Optional[float] = None
-        self._made = []  # the publishers of the current configuration
+        self.worker = None
+        self.cameras = []
+        self._threshold_reset = None
+        self._made = []  # the node's own publishers of the current configuration
         self._param_callbacks = []
+        self._active = []
         self.detector = None
 
     def _start_logging(self) -> None:
@@ -114,6 +104,10 @@ class _Detector:
             threshold = parse_threshold(get('threshold'))
         except ConfigError as exc:
             raise ConfigError(f'parameter \'threshold\': {exc}') from None
+        cameras = parse_cameras(get('cameras'))  # refused before the model loads
+        if get('persistence_k') > get('persistence_n'):
+            raise ConfigError(f'persistence_k ({get("persistence_k")}) must be at most '
+                              f'persistence_n ({get("persistence_n")})')
         self.detector = Detector.from_checkpoint(
             resolve_weights(get('weights')), backbone=get('backbone'), scorer=get('scorer'),
             temperature=temperature, threshold=threshold, device=get('device'),
@@ -134,11 +128,6 @@ class _Detector:
         self.min_obstacle_area = get('min_obstacle_area')
         self.lazy = get('lazy')
         self.camera_info_max_age = get('camera_info_max_age')
-        if get('persistence_k') > get('persistence_n'):
-            raise ConfigError(f'persistence_k ({get("persistence_k")}) must be at most '
-                              f'persistence_n ({get("persistence_n")})')
-        self.tracker = ObstacleTracker(get('persistence_k'), get('persistence_n')) \
-            if get('persistence_k') else None
         try:
             self.detector.configure(mask_region=get('mask_region'))
         except ConfigError as exc:
@@ -151,42 +140,27 @@ class _Detector:
             self.detector.set_resynthesis(bool(get('publish.resynthesis')))
         except ConfigError as exc:
             raise ConfigError(f'parameter \'publish.resynthesis\': {exc}') from None
-        self._outputs = [(output, self.create_publisher(Image, output.name, output_qos))
-                         for output in IMAGE_OUTPUTS + OPTIONAL_OUTPUTS
-                         if get(f'publish.{output.name}')]
-        self._compressed = {}
-        if get('publish_compressed'):
-            self._compressed = {
-                output.name: self.create_publisher(CompressedImage, f'{output.name}/compressed',
-                                                   output_qos)
-                for output, _ in self._outputs if output.compression}
-        self._obstacles_pub = None
-        if get('publish.obstacles') and vision_msgs_available():
-            from vision_msgs.msg import Detection2DArray
-            self._obstacles_pub = self.create_publisher(Detection2DArray, 'obstacles', output_qos)
-        elif get('publish.obstacles'):
+        outputs = [output for output in IMAGE_OUTPUTS + OPTIONAL_OUTPUTS
+                   if get(f'publish.{output.name}')]
+        obstacles = bool(get('publish.obstacles') and vision_msgs_available())
+        if get('publish.obstacles') and not obstacles:
             self.get_logger().info('obstacles (vision_msgs/Detection2DArray) are not published: '
                                    'vision_msgs is not installed (sudo apt install '
                                    'ros-$ROS_DISTRO-vision-msgs); obstacle_mask has them')
+        self.cameras = [
+            CameraIO(self, index, name, topic, outputs=outputs,
+                     compressed=get('publish_compressed'), obstacles=obstacles,
+                     debug=get('publish_debug'), qos=output_qos,
+                     health=FrameHealth(window_s=get('health_window'),
+                                        stale_s=get('stale_timeout')),
+                     tracker=ObstacleTracker(get('persistence_k'), get('persistence_n'))
+                     if get('persistence_k') else None)
+            for index, (name, topic) in enumerate(cameras)]
         self._publish_class_table(info)
-        self._settings_pub = self.create_publisher(DiagnosticArray, 'frame_settings',
-                                                   output_qos)
-        self._debug_pubs = None
-        if get('publish_debug'):
-            from std_msgs.msg import Float64
-            self._debug_pubs = tuple(self.create_publisher(Float64, f'~/debug/{name}', 10)
-                                     for name in ('processing_time_ms', 'pipeline_latency_ms'))
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.health = FrameHealth(window_s=get('health_window'), stale_s=get('stale_timeout'))
-        self.counts = self.health.counts
-        self._latencies_ms = []
-        self._stage_history, self._stages = [], {}
-        self._last_rate = (time.monotonic(), 0)
         self._output_qos = output_qos
-        self._made = [pub for _, pub in self._outputs] + list(self._compressed.values()) + [
-            pub for pub in (self._obstacles_pub, self._label_info_pub, self._settings_pub,
-                            self.diagnostics_pub) if pub is not None] + list(
-            self._debug_pubs or ())
+        self._made = [pub for pub in (self._label_info_pub, self.diagnostics_pub)
+                      if pub is not None]
         # last: the parameter callbacks need the detector, and not the class table's declaration
         self._param_callbacks = [
             (self.remove_pre_set_parameters_callback, self._complete_parameters),
@@ -202,52 +176,62 @@ class _Detector:
             f'{self.detector.runtime_reason}), scorer '
             f'{self.detector.scorer.name}, threshold {self.detector.threshold:g} '
             f'({self.detector.threshold_source}), input '
-            f'{self.detector.input_size_hw[1]}x{self.detector.input_size_hw[0]}')
+            f'{self.detector.input_size_hw[1]}x{self.detector.input_size_hw[0]}'
+            + (f', {len(self.cameras)} cameras in one batch: '
+               f'{", ".join(c.name for c in self.cameras)}' if len(self.cameras) > 1 else ''))
         for note in self.detector.notes + [self.detector.settings.uncalibrated]:
             if note:
                 self.get_logger().warning(note)
 
     def _activate(self) -> None:
-        """The subscriptions (image, camera_info), the diagnostics timer and the worker."""
+        """The subscriptions (images, camera_info), the diagnostics timer and the worker."""
         get = self._get
         input_qos = QoSProfile(depth=get('queue_depth'), history=HistoryPolicy.KEEP_LAST,
                                reliability=qos_profile_sensor_data.reliability,
                                durability=qos_profile_sensor_data.durability)
-        image_sub = self.create_subscription(Image, 'image', self._on_image, input_qos)
-        self._active = [image_sub]
-        if get('subscribe_compressed'):
-            self._active.append(self.create_subscription(
-                CompressedImage, 'image/compressed', self._on_compressed, input_qos))
-        self._subscribe_camera_info(image_sub.topic_name, input_qos, self._output_qos)
-        self._active.append(self.create_timer(get('diagnostics_period'),
-                                              self._publish_diagnostics))
-        with self._cond:
-            self._running = True
-        self._start_worker()
+        for camera in self.cameras:
+            camera.subscribe(input_qos, self._output_qos,
+                             compressed=get('subscribe_compressed'),
+                             on_frame=lambda msg, decode, index: self._offer(msg, decode, index))
+        self._active = [self.create_timer(get('diagnostics_period'), self._publish_diagnostics)]
+        self.worker = FrameWorker(lambda batch: self._handle_batch(batch),
+                                  cameras=len(self.cameras), batch_wait_s=get('batch_wait'),
+                                  on_fatal=self._on_worker_fatal)
+        self.worker.start()
 
     def _deactivate(self) -> None:
-        """Stop taking frames: the worker ends after its frame, subscriptions and timer go."""
+        """Stop taking frames: the worker ends after its batch, subscriptions and timer go."""
         self._stop_worker(getattr(self, '_worker_grace_s', 5.0))
-        for entity in getattr(self, '_active', []):
-            destroy = self.destroy_timer if hasattr(entity, 'timer_period_ns') else \
-                self.destroy_subscription
-            destroy(entity)
-        if getattr(self, '_camera_info_pub', None) is not None:
-            self.destroy_publisher(self._camera_info_pub)
-            self._camera_info_pub = None
+        for timer in self._active:
+            self.destroy_timer(timer)
         self._active = []
-        with self._cond:
-            self._slot = None
+        for camera in self.cameras:
+            camera.unsubscribe()
 
     def _cleanup(self) -> None:
         """Release the model and the publishers (a managed node's cleanup)."""
         for remove, callback in self._param_callbacks:
             remove(callback)
         self._param_callbacks = []
+        for camera in self.cameras:
+            camera.destroy()
+        self.cameras = []
         for publisher in self._made:
             self.destroy_publisher(publisher)
         self._made = []
         self.detector = None
+
+    @property
+    def counts(self) -> collections.Counter:
+        """The frame counters of all cameras together."""
+        total = collections.Counter()
+        for camera in self.cameras:
+            total.update(camera.health.snapshot())
+        return total
+
+    @property
+    def worker_restarts(self) -> int:
+        return self.worker.restarts if self.worker is not None else 0
 
     # -- parameters, declared once from PARAMS --------------------------------------------------
     def _declare(self, param) -> None:
@@ -369,243 +353,115 @@ class _Detector:
         if self.detector.settings.uncalibrated:
             self.get_logger().warning(self.detector.settings.uncalibrated)
 
-    # -- input: keep only the newest frame --------------------------------------------------
-    def _subscribe_camera_info(self, image_topic: str, qos, output_qos) -> None:
-        """The camera's ``camera_info`` beside its image topic (image_transport's convention:
-        ``/camera/image_raw`` -> ``/camera/camera_info``), republished with each output on
-        ``camera_info``; where that is the camera's own topic (the node in the camera's
-        namespace), on ``~/camera_info`` instead: the node never publishes on the camera's."""
-        topic = posixpath.join(posixpath.dirname(image_topic), 'camera_info')
-        ours = 'camera_info'
-        if self.resolve_topic_name(ours) == topic:
-            ours = '~/camera_info'
-        self._camera_info_pub = self.create_publisher(CameraInfo, ours, output_qos)
-        self.camera_info_topics = (topic, self._camera_info_pub.topic_name)
-        if ours != 'camera_info':
-            self.get_logger().info(f'the camera\'s camera_info is {topic}, beside its image: '
-                                   f'it is republished, re-stamped with each frame, on '
-                                   f'{self._camera_info_pub.topic_name}')
-        self._active.append(self.create_subscription(CameraInfo, topic, self._on_camera_info,
-                                                     qos))
-
-    def _on_camera_info(self, msg):
-        """Keep the camera's newest camera_info if it can describe an image at all."""
-        k = np.asarray(msg.k, dtype=np.float64)
-        problem = ''
-        if msg.width <= 0 or msg.height <= 0:
-            problem = f'its size is {msg.width}x{msg.height}'
-        elif k.size != 9 or not np.isfinite(k).all():
-            problem = 'its K matrix is not finite'
-        elif not k.any() or k[0] <= 0 or k[4] <= 0:
-            problem = 'its K matrix has no focal length (all zero, or fx / fy not positive)'
-        if problem:
-            self._camera_info = None
-            self._camera_info_problem('rejected', f'camera_info refused: {problem}; it is not '
-                                                  f'republished')
+    # -- input: each camera's newest frame --------------------------------------------------
+    def _offer(self, msg, decode, camera: int = 0):
+        health = self.cameras[camera].health
+        health.count('received')
+        if self.lazy and not self.cameras[camera].has_listeners():
+            health.count('skipped')  # nobody listens: no network, no decoding
             return
-        self._camera_info = (msg, time.monotonic())
-
-    def _on_image(self, msg):
-        self._offer(msg, image_msg_to_rgb)
-
-    def _on_compressed(self, msg):
-        self._offer(msg, compressed_msg_to_rgb)
-
-    def _has_listeners(self) -> bool:
-        publishers = [pub for _, pub in self._outputs] + list(self._compressed.values()) + \
-            [self._settings_pub, self._camera_info_pub]
-        if self._obstacles_pub is not None:
-            publishers.append(self._obstacles_pub)
-        return any(pub.get_subscription_count() for pub in publishers)
-
-    def _offer(self, msg, decode):
-        self.health.count('received')
-        if self.lazy and not self._has_listeners():
-            self.health.count('skipped')  # nobody listens: no network, no decoding
-            return
-        with self._cond:
-            if self._slot is not None:
-                self.health.count('dropped')
-            self._slot = (msg, decode, time.monotonic())
-            self._cond.notify()
+        if self.worker is not None and self.worker.running and \
+                self.worker.offer(camera, (msg, decode)):
+            health.count('dropped')
 
     # -- processing ---------------------------------------------------------------------------
-    def _start_worker(self) -> None:
-        self._worker_error = ''
-        self._worker = threading.Thread(target=self._work, name='anomseg_worker', daemon=True)
-        self._worker.start()
+    def _on_worker_fatal(self, error: str, trace: str) -> None:
+        self.get_logger().fatal(f'the worker thread stopped: {error}\n{trace}')
 
-    def _work(self):
-        try:
-            while True:
-                with self._cond:
-                    while self._running and self._slot is None:
-                        self._cond.wait()
-                    if not self._running:
-                        return
-                    frame, self._slot = self._slot, None
-                    self._in_work_since = frame[2]
-                try:
-                    self._handle(*frame)
-                finally:
-                    self._in_work_since = None
-        except BaseException as exc:  # noqa: B902 - said in /diagnostics, then restarted
-            self._worker_error = f'{type(exc).__name__}: {exc}'
-            self.get_logger().fatal(f'the worker thread stopped: {self._worker_error}\n'
-                                    f'{traceback.format_exc()}')
-
-    def _handle(self, msg, decode, arrived: float) -> None:
-        """Decode, run and publish one frame; every exception is counted with its reason."""
+    def _handle_batch(self, batch) -> None:
+        """Decode the batch's frames, run them through the network together and publish each
+        camera's outputs; every exception is counted, with its reason, on its camera."""
         taken = time.monotonic()
+        frames = []  # (camera, header, image, arrived, decode ms)
+        for pending in batch:
+            (msg, decode), camera = pending.frame, self.cameras[pending.camera]
+            started = time.monotonic()
+            try:
+                image = decode(msg, max_pixels=self.max_pixels)
+            except Exception as exc:  # AnomsegError, and whatever a decoder raises on odd data
+                self._count_lost(camera, 'rejected', _reason(exc))
+                continue
+            frames.append((camera, msg.header, image, pending.arrived,
+                           1e3 * (time.monotonic() - started)))
+        if not frames:
+            return
         try:
-            image = decode(msg, max_pixels=self.max_pixels)
-        except Exception as exc:  # AnomsegError, and whatever a decoder raises on odd data
-            self._count_lost('rejected', _reason(exc))
+            detections = self.detector.predict_batch([frame[2] for frame in frames])
+        except Exception as exc:  # keep the node alive; say why the frames were lost
+            for frame in frames:
+                self._count_lost(frame[0], 'failed', _reason(exc))
             return
-        decoded = time.monotonic()
-        try:
-            self._process(msg.header, image)
-        except NonFiniteScores as exc:
-            self.health.count('nonfinite')
-            self._count_lost('failed', str(exc))
-            return
-        except Exception as exc:  # keep the node alive; say why the frame was lost
-            self._count_lost('failed', _reason(exc))
-            return
-        self.health.count('processed')
-        self._latencies_ms = (self._latencies_ms + [(time.monotonic() - arrived) * 1e3])[-100:]
-        self._stage_history = (self._stage_history + [{
-            'wait': 1e3 * (taken - arrived), 'decode': 1e3 * (decoded - taken),
-            **self._stages}])[-100:]
-        if self._debug_pubs is not None:
-            self._publish_debug(msg.header, taken)
+        for (camera, header, image, arrived, decode_ms), detection in zip(frames, detections):
+            outputs_started = time.monotonic()
+            try:
+                detection.check_finite('the frame is not published')
+                camera.publish(header, image, detection, min_obstacle_area=self.min_obstacle_area,
+                               camera_info_max_age=self.camera_info_max_age)
+            except NonFiniteScores as exc:
+                camera.health.count('nonfinite')
+                self._count_lost(camera, 'failed', str(exc))
+                continue
+            except Exception as exc:  # keep the node alive; say why the frame was lost
+                self._count_lost(camera, 'failed', _reason(exc))
+                continue
+            camera.record(arrived, {'wait': 1e3 * (taken - arrived), 'decode': decode_ms,
+                                    **detection.timings_ms,
+                                    'outputs': 1e3 * (time.monotonic() - outputs_started)})
+            camera.publish_debug(header, taken)
 
-    def _publish_debug(self, header, taken: float) -> None:
-        from std_msgs.msg import Float64
-        stamp_ns = stamp_to_ns(header.stamp)
-        processing, latency = self._debug_pubs
-        processing.publish(Float64(data=(time.monotonic() - taken) * 1e3))
-        latency.publish(Float64(data=(self.get_clock().now().nanoseconds - stamp_ns) / 1e6))
-
-    def _count_lost(self, kind: str, reason: str) -> None:
-        """Count a lost frame and warn, at most once per ``WARN_PERIOD_S`` per kind.
-
-        (Throttled by hand: rclpy's own throttling refuses messages that change between calls.)
-        """
-        self.health.count(kind)
-        now = time.monotonic()
-        if now - self._last_warning.get(kind, -WARN_PERIOD_S) >= WARN_PERIOD_S:
-            self._last_warning[kind] = now
-            text = f'frame {kind} ({self.counts[kind]} so far): {reason}'
-            # one call site per severity: rclpy refuses a call site whose severity changes
-            if kind == 'rejected':
-                self.get_logger().warning(text)
-            else:
-                self.get_logger().error(text)
-
-    def _process(self, header, image: np.ndarray):
-        detection = self.detector.predict(image)
-        outputs_started = time.monotonic()
-        detection.check_finite('the frame is not published')
-        if self._settings_pub.get_subscription_count():
-            self._settings_pub.publish(settings_msg(detection.settings, header))
-        for output, publisher in self._outputs:
-            compressed = self._compressed.get(output.name)
-            wanted = publisher.get_subscription_count()
-            wanted_compressed = compressed is not None and compressed.get_subscription_count()
-            if not (wanted or wanted_compressed):
-                continue  # rendering costs: only for outputs someone reads
-            array = output.render(image, detection)
-            if wanted:
-                publisher.publish(array_to_image_msg(array, output.encoding, header))
-            if wanted_compressed:
-                fmt, data = compress(array, output.encoding, output.compression)
-                compressed.publish(CompressedImage(header=header, format=fmt, data=data))
-        if self._obstacles_pub is not None and self._obstacles_pub.get_subscription_count():
-            obstacles = find_obstacles(detection.mask, detection.score_map,
-                                       min_area=self.min_obstacle_area)
-            ids = None
-            if self.tracker is not None:  # only those seen k of the last n frames
-                tracks = self.tracker.update(obstacles)
-                obstacles, ids = [t.obstacle for t in tracks], [t.id for t in tracks]
-            self._obstacles_pub.publish(obstacles_to_detections(obstacles, header, ids))
-        self._republish_camera_info(header, image.shape[:2])
-        self._stages = {**detection.timings_ms,
-                        'outputs': 1e3 * (time.monotonic() - outputs_started)}
-
-    def _republish_camera_info(self, header, size_hw) -> None:
-        """The camera's camera_info, re-stamped with the frame's header, when it describes
-        frames of this size and is recent; else it is held back, counted and warned about."""
-        if self._camera_info is None:
-            return
-        info, arrived = self._camera_info
-        age = time.monotonic() - arrived
-        if (info.height, info.width) != tuple(size_hw):
-            self._camera_info_problem(
-                'mismatched', f'camera_info is for {info.width}x{info.height} images, the frames '
-                              f'are {size_hw[1]}x{size_hw[0]}: it is not republished (fix the '
-                              f'camera driver\'s calibration or its resolution)')
-        elif age > self.camera_info_max_age:
-            self._camera_info_problem(
-                'stale', f'the newest camera_info is {age:.1f} s old (camera_info_max_age '
-                         f'{self.camera_info_max_age:g} s): it is not republished')
-        else:
-            info.header = header
-            self._camera_info_pub.publish(info)
-            self.camera_info_counts['published'] += 1
-
-    def _camera_info_problem(self, kind: str, text: str) -> None:
-        self.camera_info_counts[kind] += 1
-        now = time.monotonic()
-        key = f'camera_info_{kind}'
-        if now - self._last_warning.get(key, -WARN_PERIOD_S) >= WARN_PERIOD_S:
-            self._last_warning[key] = now
-            self.get_logger().warning(f'{text} ({self.camera_info_counts[kind]} so far)')
+    def _count_lost(self, camera, kind: str, reason: str) -> None:
+        """Count a lost frame of ``camera`` and warn, at most once per 5 s per kind."""
+        camera.health.count(kind)
+        camera.warn(kind, f'frame {kind} ({camera.health.counts[kind]} so far): {reason}',
+                    error=kind != 'rejected')
 
     # -- diagnostics --------------------------------------------------------------------------
     def _publish_diagnostics(self):
-        alive = self._worker is not None and self._worker.is_alive()
-        with self._cond:
-            waiting = [t for t in (self._in_work_since, self._slot and self._slot[2])
-                       if t is not None]
-        level, message = self.health.level(worker_alive=alive, worker_error=self._worker_error,
-                                           pending_since=min(waiting) if waiting else None)
-        uncalibrated = self.detector.settings.uncalibrated
-        if uncalibrated and level == OK:
-            level, message = WARN, f'{message}; {uncalibrated}'
-        counts = self.health.snapshot()
-        now, processed = time.monotonic(), counts['processed']
-        then, processed_then = self._last_rate
-        self._last_rate = (now, processed)
-        rate_hz = (processed - processed_then) / max(now - then, 1e-9)
-        latencies = self._latencies_ms
-        latency = statistics.median(latencies) if latencies else float('nan')
-        status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: pipeline',
-                                  hardware_id=str(self.detector.device),
-                                  level=bytes([level]), message=message)
-        recent = self.health.recent()
-        values = {
-            'latency_ms_median': f'{latency:.1f}', 'output_rate_hz': f'{rate_hz:.2f}',
-            **stage_medians(self._stage_history),
-            **{f'frames_{k}': str(v) for k, v in counts.items()},
-            **{f'recent_{k}': str(recent[k]) for k in ('rejected', 'failed', 'nonfinite')},
-            **{f'camera_info_{k}': str(v) for k, v in self.camera_info_counts.items()},
-            'camera_info_in': self.camera_info_topics[0],
-            'camera_info_out': self.camera_info_topics[1],
+        """One status per node in diagnostic_updater's form (``<node>: pipeline``), with the
+        camera's counters; with several cameras, the model's status and one per camera
+        (``<node>: camera <name>``)."""
+        worker = self.worker
+        alive = worker is not None and worker.alive
+        pending = worker.pending_since() if worker is not None else None
+        error = worker.error if worker is not None else ''
+        node = self.get_fully_qualified_name()
+        hardware = str(self.detector.device)
+        model = {
             'worker_alive': str(alive).lower(), 'worker_restarts': str(self.worker_restarts),
             'backbone': self.detector.info.backbone,
             **{key: str(value) for key, value in self.detector.settings.describe().items()},
             'precision': self.detector.precision_name, 'runtime': self.detector.runtime,
-            'weights': self.detector.info.source,
+            'weights': self.detector.info.source, 'cameras': str(len(self.cameras)),
         }
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        msg = DiagnosticArray(status=[status])
+        uncalibrated = self.detector.settings.uncalibrated
+        statuses = []
+        for camera in self.cameras:
+            level, message = camera.health.level(worker_alive=alive, worker_error=error,
+                                                 pending_since=pending)
+            if uncalibrated and level == OK:
+                level, message = WARN, f'{message}; {uncalibrated}'
+            statuses.append((camera, level, message))
+        msg = DiagnosticArray()
+        if len(self.cameras) == 1:
+            camera, level, message = statuses[0]
+            msg.status = [status(f'{node}: pipeline', level, message, hardware,
+                                 {**camera.values(), **model})]
+        else:
+            worst = max(level for _, level, _ in statuses)
+            troubled = [f'{camera.name}: {message}' for camera, level, message in statuses
+                        if level == worst and worst != OK]
+            message = '; '.join(troubled) if troubled else statuses[0][2]
+            if not alive:
+                worst, message = ERROR, f'worker thread stopped ({error or "no reason given"})'
+            msg.status = [status(f'{node}: pipeline', worst, message, hardware, {
+                **{f'frames_{k}': str(v) for k, v in self.counts.items()}, **model})] + [
+                status(f'{node}: camera {camera.name}', level, message, hardware,
+                       camera.values()) for camera, level, message in statuses]
         msg.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(msg)
-        if not alive and self._running:  # said above as ERROR; now work again
+        if worker is not None and not alive and worker.running:  # said above; now work again
             self.get_logger().error('restarting the worker thread')
-            self.worker_restarts += 1
-            self._start_worker()
+            worker.restart()
 
     def spin_until(self, stop: threading.Event, *, step_s: float = 0.1) -> int:
         """Serve the node's callbacks until ``stop`` is set; the exit code (1 when a callback
@@ -636,11 +492,8 @@ class _Detector:
             rclpy.try_shutdown(context=self.context)
 
     def _stop_worker(self, grace_s: float) -> None:
-        with self._cond:
-            self._running = False
-            self._cond.notify()
-        if self._worker is not None:
-            self._worker.join(timeout=grace_s)
+        if self.worker is not None:
+            self.worker.stop(grace_s)
 
     def destroy_node(self):
         self._stop_worker(getattr(self, '_worker_grace_s', 5.0))
@@ -716,33 +569,13 @@ class ManagedDetectorNode(_Detector, LifecycleNode):
             super()._publish_diagnostics()
 
 
-STAGES = ('wait', 'decode', 'forward', 'score', 'resize', 'outputs')
-
-
-def stage_medians(history) -> dict:
-    """``stage_ms_<stage>``: the median milliseconds of each stage of a frame's path through
-    the node over the last frames (wait: in the slot; decode; forward: preprocess and network;
-    score: scorer and labels; resize: back to the camera's size and the mask; outputs:
-    rendering, messages and publishing)."""
-    return {f'stage_ms_{stage}': f'{statistics.median(h[stage] for h in history):.1f}'
-            for stage in STAGES if history and all(stage in h for h in history)}
-
-
-def settings_msg(settings, header) -> DiagnosticArray:
-    """The settings that produced one frame's outputs (``frame_settings``), stamped with the
-    frame's header, so a consumer can check each mask against its own scorer and threshold."""
-    status = DiagnosticStatus(name='anomseg frame settings', level=DiagnosticStatus.OK)
-    status.values = [KeyValue(key=key, value=str(value))
-                     for key, value in settings.describe().items()]
-    return DiagnosticArray(header=header, status=[status])
-
-
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
     return text if isinstance(exc, AnomsegError) else f'{type(exc).__name__}: {text or "-"}'
 
 
-_KINDS = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string'}
+_KINDS = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string',
+          list: 'a list of strings'}
 
 
 def _range_text(param) -> str:

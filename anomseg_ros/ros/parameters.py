@@ -61,6 +61,13 @@ PARAMS = (
           'float until the label-free FPR95 of the int8 scores moved at most this many points; '
           '0 = plain int8 with the decoder in float (the default: it kept the benchmarks\' '
           'budget better)', range=(0.0, 100.0, 0.0)),
+    Param('cameras', [], 'several cameras through one network: each a name (its image topic '
+          'NAME/image_raw) or an image topic (/left/image_raw: named left); their newest frames '
+          'go through the network in one batch and each camera\'s outputs go to NAME/<output>; '
+          '[] = one camera on image'),
+    Param('batch_wait', 0.05, 'seconds the worker waits, after a camera\'s frame came, for '
+          'the other cameras\' frames before it runs the batch without them (a camera that '
+          'stopped does not stall the others)', range=(0.0, 10.0, 0.0)),
     Param('queue_depth', 1, 'depth of the input subscription (sensor-data QoS) and of the output '
           'publishers', range=(1, 100, 1)),
     Param('subscribe_compressed', False, 'also subscribe to image/compressed '
@@ -100,8 +107,9 @@ PARAMS = (
 
 
 def descriptor(param: Param) -> ParameterDescriptor:
+    # a list: rclpy types an empty default as a byte array, so its type is the value's own
     desc = ParameterDescriptor(description=param.description, read_only=not param.dynamic,
-                               dynamic_typing=param.any_type)
+                               dynamic_typing=param.any_type or isinstance(param.default, list))
     if param.range is not None:
         low, high, step = param.range
         if isinstance(param.default, int) and not isinstance(param.default, bool):
