@@ -28,10 +28,20 @@ def _flag(text):
     return value in ('true', '1', 'yes')
 
 
+def _cameras(text):
+    """front,/left/image_raw (or the YAML list [front, /left/image_raw])."""
+    entries = [e.strip().strip('\'"') for e in text.strip().strip('[]').split(',')]
+    if not all(entries):
+        raise ValueError(text)
+    return entries
+
+
 # launch argument -> type of the node parameter it overrides; '' (the default) = not given
 OVERRIDES = {'weights': str, 'scorer': str, 'threshold': _threshold, 'device': str,
-             'precision': str, 'runtime': str, 'publish_compressed': _flag}
-KINDS = {_threshold: 'auto or a number', _flag: 'true or false'}
+             'precision': str, 'runtime': str, 'publish_compressed': _flag,
+             'cameras': _cameras}
+KINDS = {_threshold: 'auto or a number', _flag: 'true or false',
+         _cameras: 'a comma-separated list of camera names or image topics'}
 
 
 def _launch_setup(context):
@@ -86,6 +96,11 @@ def generate_launch_description():
         DeclareLaunchArgument('image', default_value='/camera/image_raw',
                               description='camera topic (sensor_msgs/Image) to segment; its '
                               'camera_info is read from beside it (/camera/camera_info)'),
+        DeclareLaunchArgument('cameras', default_value='',
+                              description='several cameras through one network instead of '
+                              'image: names (front: front/image_raw) or image topics, comma-'
+                              'separated (front,/left/image_raw); each camera\'s outputs go to '
+                              '<namespace>/<camera>/...'),
         DeclareLaunchArgument('namespace', default_value='anomseg',
                               description='namespace of the node and its output topics'),
         DeclareLaunchArgument('params_file',

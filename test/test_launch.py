@@ -129,6 +129,15 @@ def test_the_params_file_is_not_overridden_by_arguments_not_given(description):
     assert detector.kwargs['parameters'][1] == {'threshold': 'auto'}
 
 
+def test_cameras_is_a_list_of_names_or_topics(description):
+    detector = _node(_run(description, cameras='front, /left/image_raw'), 'anomseg_ros')
+    assert detector.kwargs['parameters'][1] == {'cameras': ['front', '/left/image_raw']}
+    detector = _node(_run(description, cameras='[front, rear]'), 'anomseg_ros')
+    assert detector.kwargs['parameters'][1] == {'cameras': ['front', 'rear']}
+    with pytest.raises(RuntimeError, match='cameras'):
+        _run(description, cameras='front,,rear')
+
+
 def test_a_bad_argument_is_refused_with_its_name(description):
     with pytest.raises(RuntimeError, match='threshold'):
         _run(description, threshold='high')
