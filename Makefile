@@ -42,7 +42,9 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/bench_precision.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_scorers.py
-	$(BIN)/python bench/bench_node.py
+	$(ROS_ENV) $(BIN)/python bench/bench_node.py
+	$(ROS_ENV) $(BIN)/python bench/bench_node.py --precision int8
+	$(ROS_ENV) $(BIN)/python bench/bench_node.py --sizes 512x256 --cameras 1,2,4
 	$(BIN)/python bench/bench_startup.py
 	$(BIN)/python bench/bench_soak.py
 	$(BIN)/python bench/bench_backbones.py
