@@ -42,6 +42,9 @@ class ModelInfo:
     # calibrated obstacle thresholds by scorer (anomseg calibrate --thresholds), for
     # threshold "auto"
     thresholds: dict = dataclasses.field(default_factory=dict)
+    # per-class statistics of the max logit for the sml scorer (anomseg calibrate
+    # --class-stats): {'mean': [...], 'std': [...], 'frames': N, 'source': ...}
+    class_stats: dict = dataclasses.field(default_factory=dict)
     source: str = ''
     pretrained: bool = True
     # the images it was trained on, said where a user looks (node log, anomseg info):

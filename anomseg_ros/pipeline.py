@@ -429,6 +429,9 @@ def make_scorer(name: str, info: ModelInfo, *, temperature: Optional[float] = No
     accepted = scorer_params(name)
     if 'num_inlier_classes' in accepted:
         params['num_inlier_classes'] = info.num_inlier_classes
+    if 'class_stats' in accepted:
+        params['class_stats'] = info.class_stats
+        sources['class_stats'] = info.class_stats.get('source', 'checkpoint')
     if 'void_channel' in accepted:
         params['void_channel'] = info.void_channel
         sources['void_channel'] = 'checkpoint'

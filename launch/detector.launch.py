@@ -109,7 +109,7 @@ def generate_launch_description():
         DeclareLaunchArgument('weights', default_value='',
                               description='checkpoint path; overrides params_file when given'),
         DeclareLaunchArgument('scorer', default_value='',
-                              description='msp, temperature, maxlogit, maxentropy, energy, void, '
+                              description='msp, temperature, maxlogit, maxentropy, energy, sml, void, '
                               'pebal, sleeg, synboost, synboost_net (the learned ones need '
                               'checkpoints trained for them); overrides params_file when given'),
         DeclareLaunchArgument('threshold', default_value='',

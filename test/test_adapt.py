@@ -149,3 +149,50 @@ def test_calibrate_unlabeled_writes_thresholds_that_auto_uses(tmp_path, random_c
     # without a DATASET and without --unlabeled: one line that says what to give
     assert main(['calibrate', '--weights', random_checkpoint, '--thresholds']) == 2
     assert '--unlabeled' in capsys.readouterr().err
+
+
+def test_sml_standardises_the_max_logit_by_its_predicted_class():
+    import torch
+    from anomseg_ros.errors import ConfigError
+    from anomseg_ros.scoring import create_scorer
+    logits = torch.tensor([[[[5.0, 1.0]], [[2.0, 3.0]]]])  # (1, 2 classes, 1, 2)
+    scorer = create_scorer('sml', num_inlier_classes=2,
+                           class_stats={'mean': [4.0, 2.0], 'std': [0.5, 2.0]})
+    # pixel 0: class 0, max 5 -> -(5 - 4) / 0.5 = -2; pixel 1: class 1, max 3 -> -(3 - 2) / 2
+    assert scorer(logits)[0, 0].tolist() == pytest.approx([-2.0, -0.5])
+    with pytest.raises(ConfigError, match='--class-stats'):
+        create_scorer('sml', num_inlier_classes=2, class_stats={})
+
+
+def test_calibrate_class_stats_from_unlabeled_frames_feeds_sml(tmp_path, random_checkpoint,
+                                                               capsys):
+    import torch
+    from anomseg_ros.evaluation.calibration import class_statistics
+    frames = _frames(tmp_path / 'frames', count=2, size_hw=(64, 128))
+    out = str(tmp_path / 'stats.pt')
+    assert main(['calibrate', '--weights', random_checkpoint, '--class-stats', '--unlabeled',
+                 frames, '--out', out, '--device', 'cpu', '--runtime', 'torch']) == 0
+    assert 'max logit per predicted class on 2 unlabeled frames' in capsys.readouterr().out
+    detector = Detector.from_checkpoint(out, scorer='sml', device='cpu', runtime='torch',
+                                        precision='fp32')
+    stats = detector.info.class_stats
+    assert stats['frames'] == 2 and len(stats['mean']) == detector.info.num_inlier_classes
+    # the statistics by hand: the max logit's mean and spread over each class's pixels
+    images = [np.asarray(__import__('PIL.Image').Image.open(os.path.join(frames, f)))
+              for f in sorted(os.listdir(frames))]
+    values, classes = torch.cat([detector.logits([image]) for image in images])[
+        :, :detector.info.num_inlier_classes].max(dim=1)
+    again = class_statistics(detector, images)
+    for c in range(detector.info.num_inlier_classes):
+        chosen = values[classes == c].double()
+        if chosen.numel() >= 100:
+            assert again['mean'][c] == pytest.approx(float(chosen.mean()), rel=1e-6)
+            assert again['std'][c] == pytest.approx(float(chosen.std(unbiased=False)),
+                                                    rel=1e-4, abs=1e-6)
+        else:
+            assert detector.info.class_names[c] in again['pooled']
+    result = detector.predict(images[0])
+    assert np.isfinite(result.score_map).all()
+    # the node's refusal of sml on a checkpoint without statistics says what to run
+    assert main(['eval', frames, '--weights', random_checkpoint, '--scorers', 'sml']) == 2
+    assert '--class-stats' in capsys.readouterr().err

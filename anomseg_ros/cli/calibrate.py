@@ -1,6 +1,8 @@
 """``anomseg calibrate DATASET --weights CKPT``: choose the MSP temperature on a validation
 anomaly track and write it into the checkpoint (paper 000 section IV.A); with ``--thresholds``,
-choose every scorer's obstacle threshold there instead (the node's ``threshold: auto``)."""
+choose every scorer's obstacle threshold there instead (the node's ``threshold: auto``); with
+``--class-stats --unlabeled FRAMES``, the per-class max-logit statistics of the ``sml``
+scorer."""
 import itertools
 import json
 import os
@@ -13,12 +15,11 @@ from anomseg_ros.cli.common import (add_frames_args, add_model_args, build_detec
 from anomseg_ros.data.anomaly import AnomalyDataset, CONVENTIONS
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.evaluation.anomaly import RESOLUTIONS
-from anomseg_ros.evaluation.calibration import (calibration_record, DEFAULT_GRID,
+from anomseg_ros.evaluation.calibration import (calibration_record, class_statistics, DEFAULT_GRID,
                                                 false_alarm_thresholds, METRICS, parse_grid,
-                                                parse_share, search_temperature,
-                                                search_thresholds, THRESHOLD_RULES,
-                                                wider_grid, write_temperature,
-                                                write_thresholds)
+                                                parse_share, search_temperature, search_thresholds,
+                                                THRESHOLD_RULES, wider_grid, write_class_stats,
+                                                write_temperature, write_thresholds)
 
 
 def add_parser(verbs):
@@ -52,6 +53,9 @@ def add_parser(verbs):
                         'anomaly pixels; f1: the best pixel F1')
     parser.add_argument('--scorers', default='msp,temperature,maxlogit,maxentropy,energy',
                         help='scorers to choose thresholds for (comma list)')
+    parser.add_argument('--class-stats', action='store_true',
+                        help='with --unlabeled: the mean and spread of the max logit of each '
+                        'class on ordinary frames, written for the sml scorer')
     add_frames_args(parser, '--unlabeled')
     parser.add_argument('--false-alarm', type=parse_share, default=parse_share('0.5%'),
                         metavar='SHARE', help='with --unlabeled: the share of the pixels of '
@@ -66,6 +70,12 @@ def run(args) -> int:
     warn_if_untrained(detector)
     if args.in_place and detector.info.source in ('', 'random'):
         raise ConfigError('--in-place needs a checkpoint file in --weights')
+    if args.class_stats:
+        if not args.unlabeled or args.thresholds or args.dataset:
+            raise ConfigError('--class-stats computes the sml scorer\'s statistics from '
+                              'unlabeled frames: give it with --unlabeled FRAMES, without '
+                              '--thresholds or a DATASET')
+        return _class_stats(args, detector)
     if args.unlabeled:
         if not args.thresholds or args.dataset:
             raise ConfigError('--unlabeled sets thresholds from unlabeled frames: give it with '
@@ -159,6 +169,31 @@ def _unlabeled_thresholds(args, detector) -> int:
     else:
         print('add --out CKPT or --in-place to store them')
     _write_json(args.json, record)
+    return 0
+
+
+def _class_stats(args, detector) -> int:
+    skipped = []
+    images = (image for _, image in unlabeled_frames(args, skipped, option='unlabeled'))
+    with tqdm(unit='frame', leave=False, disable=None) as bar:
+        stats = class_statistics(detector, images, progress=bar)
+    for reason in skipped[:10]:
+        print(f'skipped: {reason}')
+    stats['source'] = os.path.abspath(args.unlabeled)
+    print(f'max logit per predicted class on {stats["frames"]} unlabeled frames of '
+          f'{args.unlabeled}:')
+    print(f'{"class":<14} {"mean":>8} {"std":>8} {"pixels":>10}')
+    for name, m, s, n in zip(detector.info.class_names, stats['mean'], stats['std'],
+                             stats['pixels']):
+        print(f'{name:<14} {m:8.3f} {s:8.3f} {n:10d}'
+              + ('  (too few: all pixels\' statistics)' if name in stats['pooled'] else ''))
+    destination = detector.info.source if args.in_place else args.out
+    if destination:
+        write_class_stats(detector.info.source, destination, stats)
+        print(f'class statistics written to {destination}; scorer sml uses them')
+    else:
+        print('add --out CKPT or --in-place to store them')
+    _write_json(args.json, stats)
     return 0
 
 

@@ -10,6 +10,7 @@ import os
 from typing import Dict, Iterable, Sequence, Tuple
 
 import numpy as np
+import torch
 
 from anomseg_ros.checkpoint import load_model, read_checkpoint, save_checkpoint
 from anomseg_ros.errors import CheckpointError, ConfigError
@@ -215,3 +216,53 @@ def false_alarm_thresholds(detector: Detector, images: Iterable, scorers: Sequen
         points[name] = {'threshold': threshold, 'false_alarm': share, 'frames': frames,
                         'flagged': float((pooled >= threshold).mean())}
     return points
+
+
+MIN_CLASS_PIXELS = 100  # fewer pixels of a class: it takes the statistics of all pixels
+
+
+def class_statistics(detector: Detector, images: Iterable, *, progress=None) -> dict:
+    """The mean and standard deviation of the max logit over the pixels predicted as each
+    inlier class, on ordinary frames (``images``: RGB arrays, no labels), at the network's
+    resolution: what the ``sml`` scorer standardises by. A class predicted on fewer than
+    ``MIN_CLASS_PIXELS`` pixels takes the statistics of all pixels (listed in ``pooled``).
+    ``{"mean": [...], "std": [...], "pixels": [...], "pooled": [...], "frames": N}``."""
+    classes = detector.info.num_inlier_classes
+    total = torch.zeros(classes, dtype=torch.float64)
+    squares = torch.zeros(classes, dtype=torch.float64)
+    counts = torch.zeros(classes, dtype=torch.float64)
+    frames = 0
+    for image in images:
+        values, predicted = detector.logits([image])[:, :classes].max(dim=1)
+        values, predicted = values.flatten().double(), predicted.flatten()
+        total += torch.bincount(predicted, weights=values, minlength=classes)
+        squares += torch.bincount(predicted, weights=values * values, minlength=classes)
+        counts += torch.bincount(predicted, minlength=classes).double()
+        frames += 1
+        if progress is not None:
+            progress.update(1)
+    if not frames:
+        raise ConfigError('no readable frames to compute the class statistics on')
+    pooled_mean = float(total.sum() / counts.sum())
+    pooled_std = float(max(squares.sum() / counts.sum() - pooled_mean ** 2, 0.0) ** 0.5)
+    mean, std, pooled = [], [], []
+    for c in range(classes):
+        n = float(counts[c])
+        if n < MIN_CLASS_PIXELS:
+            mean.append(pooled_mean)
+            std.append(pooled_std)
+            pooled.append(detector.info.class_names[c])
+            continue
+        m = float(total[c]) / n
+        mean.append(m)
+        std.append(max(float(squares[c]) / n - m * m, 0.0) ** 0.5)
+    return {'mean': mean, 'std': std, 'pixels': [int(n) for n in counts.tolist()],
+            'pooled': pooled, 'frames': frames}
+
+
+def write_class_stats(source: str, destination: str, stats: dict) -> None:
+    """Write the model of ``source`` to ``destination`` with ``stats`` (``class_statistics``)
+    in its metadata, for the ``sml`` scorer; everything else in the checkpoint is kept."""
+    model, info, kept = _read_for_rewrite(source)
+    info.class_stats = dict(stats)
+    save_checkpoint(destination, model, info, **kept)

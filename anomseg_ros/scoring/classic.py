@@ -80,6 +80,37 @@ class FreeEnergy(Scorer):
         return -self.temperature * torch.logsumexp(scaled, dim=1)
 
 
+@register_scorer('sml')
+class StandardizedMaxLogit(Scorer):
+    """Standardized max logit (SML, Jung et al., ICCV 2021): the max logit standardised by the
+    mean and standard deviation of the max logit of its predicted class, negated, so higher is
+    more anomalous: ``-(L_max - mu_c) / sigma_c``. The class statistics come from ordinary
+    frames (``anomseg calibrate --class-stats --unlabeled FRAMES``), stored in the checkpoint;
+    no anomaly labels are needed. ``sml+boundary`` adds the paper's boundary suppression and
+    dilated smoothing."""
+
+    by_rows = True
+
+    def __init__(self, *, num_inlier_classes: Optional[int] = None,
+                 class_stats: Optional[dict] = None):
+        super().__init__(num_inlier_classes=num_inlier_classes)
+        if not class_stats or 'mean' not in class_stats or 'std' not in class_stats:
+            raise ConfigError("scorer 'sml' needs the per-class statistics of this model's max "
+                              "logit on ordinary frames: anomseg calibrate --weights CKPT "
+                              "--class-stats --unlabeled FRAMES --in-place")
+        self.class_stats = f'{class_stats.get("frames", "?")} frames'
+        self.mean = torch.tensor(class_stats['mean'], dtype=torch.float32)
+        self.std = torch.tensor(class_stats['std'], dtype=torch.float32).clamp_min(1e-6)
+        if num_inlier_classes is not None and len(self.mean) != num_inlier_classes:
+            raise ConfigError(f"scorer 'sml': the checkpoint's class statistics are for "
+                              f'{len(self.mean)} classes, the model has {num_inlier_classes}; '
+                              f'compute them again with anomseg calibrate --class-stats')
+
+    def score(self, logits):
+        values, classes = self.inlier_logits(logits).max(dim=1)
+        return -(values - self.mean[classes]) / self.std[classes]
+
+
 @register_scorer('void')
 class VoidProbability(Scorer):
     """Softmax probability of the void channel (paper 000 eq. 11).
