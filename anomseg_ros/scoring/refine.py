@@ -126,6 +126,10 @@ class Refined(Scorer):
     def bounds(self):
         return self.scorer.bounds()
 
+    def settings(self):
+        """The refined score's own settings (its temperature, class statistics, ...)."""
+        return self.scorer.settings()
+
     def __call__(self, logits: torch.Tensor,
                  features: Optional[torch.Tensor] = None) -> torch.Tensor:
         scores = self.scorer(logits, features)
