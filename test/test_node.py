@@ -698,6 +698,34 @@ def test_a_managed_node_with_a_refused_setting_fails_configure_with_its_reason(
         node.destroy_node()
 
 
+def test_a_managed_node_whose_configure_breaks_says_why_and_goes_to_its_error_state(
+        rclpy_context, random_checkpoint):
+    """Not only ``success: false`` over the service: the reason is in the log."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+    from anomseg_ros.ros.detector_node import ManagedDetectorNode
+    node = ManagedDetectorNode(parameter_overrides=[Parameter('weights', value=random_checkpoint)])
+    errors, logger = [], node.get_logger()
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(logger, name)
+
+        def error(self, text, **kwargs):
+            errors.append(text)
+
+    def broken():
+        raise TypeError("'NoneType' object is not iterable")
+
+    node._configure, node.get_logger = broken, Recording
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.ERROR
+        assert errors and 'configure failed: TypeError' in errors[0]
+        assert 'not iterable' in errors[0]
+    finally:
+        node.destroy_node()
+
+
 def test_several_cameras_share_one_network_and_each_gets_its_own_outputs(
         rclpy_context, random_checkpoint, tmp_path):
     """cameras: [front, /anomseg_mc_cams/left/image_raw]: each camera's frame comes back on its own
@@ -747,4 +775,26 @@ def test_several_cameras_share_one_network_and_each_gets_its_own_outputs(
         finally:
             front.close()
             left.close()
+        assert process.stop() == 0, open(log).read()
+
+
+def test_the_shipped_params_file_starts_the_node(rclpy_context, random_checkpoint, tmp_path):
+    """config/detector.yaml as the launch file passes it, every value as shipped (rcl gives
+    its empty ``cameras: []`` as an unset parameter): the node starts and answers a frame."""
+    import os
+    import yaml
+    shipped = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'config', 'detector.yaml')
+    config = yaml.safe_load(open(shipped))
+    config['/**']['ros__parameters'].update(weights=random_checkpoint, runtime='torch')
+    params_file = tmp_path / 'detector.yaml'
+    params_file.write_text(yaml.safe_dump(config))
+    assert 'cameras: []' in params_file.read_text()
+    log = str(tmp_path / 'node.log')
+    with NodeProcess(namespace='/anomseg_pf', log_path=log,
+                     extra_args=['--params-file', str(params_file)]) as process:
+        client = DetectorClient('/anomseg_pf', image_topic='/anomseg_pf/image', name='pf')
+        try:
+            client.wait_for_node(timeout=90, process=process)
+        finally:
+            client.close()
         assert process.stop() == 0, open(log).read()

@@ -539,11 +539,17 @@ class ManagedDetectorNode(_Detector, LifecycleNode):
             raise
 
     def _transition(self, name, step) -> TransitionCallbackReturn:
+        """A refused setting fails the transition (the node stays where it was); anything else
+        is an error (the node goes to its error state); either is logged with its reason, never
+        only answered ``success: false``."""
         try:
             step()
         except AnomsegError as exc:
             self.get_logger().error(f'{name} failed: {exc}')
             return TransitionCallbackReturn.FAILURE
+        except Exception as exc:
+            self.get_logger().error(f'{name} failed: {_reason(exc)}\n{traceback.format_exc()}')
+            return TransitionCallbackReturn.ERROR
         return TransitionCallbackReturn.SUCCESS
 
     def on_configure(self, state) -> TransitionCallbackReturn:
