@@ -109,9 +109,10 @@ def generate_launch_description():
         DeclareLaunchArgument('weights', default_value='',
                               description='checkpoint path; overrides params_file when given'),
         DeclareLaunchArgument('scorer', default_value='',
-                              description='msp, temperature, maxlogit, maxentropy, energy, sml, void, '
-                              'pebal, sleeg, synboost, synboost_net (the learned ones need '
-                              'checkpoints trained for them); overrides params_file when given'),
+                              description='msp, temperature, maxlogit, maxentropy, energy, sml, '
+                              'void, pebal, sleeg, synboost, synboost_net (the learned ones and '
+                              'sml need checkpoints made for them); overrides params_file when '
+                              'given'),
         DeclareLaunchArgument('threshold', default_value='',
                               description='score at or above which a pixel is an obstacle, or '
                               'auto (the checkpoint\'s calibrated one); overrides params_file '
