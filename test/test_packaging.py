@@ -123,9 +123,9 @@ def _flatten(tree, prefix=''):
             yield f'{prefix}{key}', value
 
 
-def test_config_file_and_readme_agree_with_the_parameter_table():
-    """One table of parameters: config/detector.yaml has each with its default, and the README
-    names each (publish.<output> as one row)."""
+def test_config_file_and_node_reference_agree_with_the_parameter_table():
+    """One table of parameters: config/detector.yaml has each with its default, and the node's
+    reference page (docs/node.md) names each (publish.<output> as one row)."""
     import yaml
     from anomseg_ros.ros.parameters import PARAMS
     config = yaml.safe_load(open(os.path.join(REPO, 'config', 'detector.yaml')))
@@ -133,10 +133,10 @@ def test_config_file_and_readme_agree_with_the_parameter_table():
     assert set(values) == {p.name for p in PARAMS}
     for param in PARAMS:
         assert values[param.name] == param.default, param.name
-    readme = open(os.path.join(REPO, 'README.md')).read()
+    reference = open(os.path.join(REPO, 'docs', 'node.md')).read()
     for param in PARAMS:
         name = 'publish.<output>' if param.name.startswith('publish.') else param.name
-        assert f'`{name}`' in readme, name
+        assert f'`{name}`' in reference, name
 
 
 def test_one_version_source():
@@ -148,9 +148,10 @@ def test_one_version_source():
     assert 'version=VERSION' in open(os.path.join(REPO, 'setup.py')).read()
 
 
-def test_the_scorer_lists_of_launch_config_and_readme_are_the_registrys():
-    """The launch argument's description, config/detector.yaml and the README's parameter row
-    name every registered scorer (the classic ones and every method's): none is forgotten."""
+def test_the_scorer_lists_of_launch_config_and_node_reference_are_the_registrys():
+    """The launch argument's description, config/detector.yaml and the node reference's
+    parameter row name every registered scorer (the classic ones and every method's): none is
+    forgotten."""
     import re
     import anomseg_ros.methods  # noqa: F401 - the methods register their scorers
     from anomseg_ros.scoring import list_scorers
@@ -164,9 +165,9 @@ def test_the_scorer_lists_of_launch_config_and_readme_are_the_registrys():
                           re.S).group(1)
     config = next(line for line in open(os.path.join(REPO, 'config', 'detector.yaml'))
                   if line.strip().startswith('scorer:'))
-    readme = next(line for line in open(os.path.join(REPO, 'README.md'))
-                  if line.startswith('| `scorer` |'))
+    reference = next(line for line in open(os.path.join(REPO, 'docs', 'node.md'))
+                     if line.startswith('| `scorer` |'))
     for where, text in (('launch/detector.launch.py', described),
                         ('config/detector.yaml', config.split('#', 1)[1]),
-                        ('README.md', readme)):
+                        ('docs/node.md', reference)):
         assert names(text) == registered, (where, registered ^ names(text))

@@ -1,6 +1,6 @@
 """The detector node's image outputs, declared once: name, encoding, how each is rendered from a
 detection, how it is compressed on ``<name>/compressed``, and what it means. The node, its
-parameters, the client, the benchmark and the README table all read this table."""
+parameters, the client, the benchmark and the node reference's table all read this table."""
 import dataclasses
 from typing import Callable, Optional
 
