@@ -4,23 +4,25 @@ resize to the model input size -> normalise -> forward (CUDA when available) -> 
 back to the input resolution -> threshold. ROS-free; the node and the offline tools share it.
 """
 import dataclasses
-import importlib.util
 import os
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from anomseg_ros.backbones import check_input_size
-from anomseg_ros.checkpoint import load_model, ModelInfo
+from anomseg_ros.checkpoint import ModelInfo
 from anomseg_ros.errors import ConfigError, first_line, NonFiniteScores
 from anomseg_ros.labels import VOID_LABEL
 from anomseg_ros.obstacles import drivable_region, MASK_REGIONS
 from anomseg_ros.precision import (autocast, INT8, keep_input_layers_float32, precision_name,
                                    resolve_precision, to_fast_layout)
 from anomseg_ros.preprocessing import check_rgb, to_network_input  # noqa: F401 (API)
+from anomseg_ros.runtimes.registry import (auto_runtime, FALLBACK, file_runtime,
+                                           get_runtime, int8_runtimes, LoadRequest,
+                                           runtime_choices)
 from anomseg_ros.scoring import (create_scorer, Scorer, scorer_class, scorer_method,
                                  scorer_params)
 
@@ -33,7 +35,7 @@ DEFAULT_THRESHOLD = 0.5  # for a scorer the checkpoint has no calibrated thresho
 DEFAULT_INT8_MAX_DROP = 0.0
 
 
-def parse_threshold(value) -> object:
+def parse_threshold(value) -> Union[str, float]:
     """``"auto"`` or a finite number (a string from a command line or launch file too)."""
     if isinstance(value, str) and value.strip().lower() == 'auto':
         return 'auto'
@@ -136,16 +138,18 @@ class Detector:
         self.info = info
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
-        self.runtime = getattr(model, 'runtime', 'torch')  # or onnxruntime / openvino
-        if self.runtime == 'onnxruntime':
+        self.runtime = getattr(model, 'runtime', FALLBACK)  # the name of what runs it
+        runs = get_runtime(self.runtime)
+        if runs.own_precision:
             self.dtype = torch.float32  # the file's own types
         self.model = model.to(self.device).eval()
-        self.channels_last = self.runtime == 'torch'
+        self.channels_last = runs.pytorch_module
         if self.channels_last:
             self.model = to_fast_layout(self.model)
             if self.dtype != torch.float32:
                 keep_input_layers_float32(self.model)
-        self.input_size_hw = tuple(input_size_hw or info.input_size_hw)
+        height, width = input_size_hw or info.input_size_hw
+        self.input_size_hw: Tuple[int, int] = (int(height), int(width))
         check_input_size(info.backbone, self.input_size_hw)
         self.settings = self._settings(scorer, threshold)
         self._mean = torch.tensor(info.mean, device=self.device).view(1, 3, 1, 1)
@@ -166,8 +170,8 @@ class Detector:
                               f'image (a SynBoost checkpoint does: anomseg train-anomaly '
                               f'--method synboost); switch the resynthesis output off')
         self.resynthesis = bool(enabled)
-        if self.can_resynthesise:
-            self.model.keep_synthesis = self.resynthesis
+        if self.can_resynthesise:  # a SynBoost model's own switch
+            setattr(self.model, 'keep_synthesis', self.resynthesis)
 
     @classmethod
     def from_checkpoint(cls, weights: str, *, backbone: Optional[str] = None,
@@ -193,58 +197,61 @@ class Detector:
         and caches it keyed by the checkpoint, the input size and the calibration frames; the
         layers left in float run in ``auto``'s precision. ``notes`` say which those are.
         """
-        from anomseg_ros.runtimes import (is_exported, load_exported,
-                                          openvino_from_checkpoint, RUNTIMES)
-        if runtime not in RUNTIMES:
-            raise ConfigError(f'runtime must be one of {", ".join(RUNTIMES)}, got {runtime!r}')
-        chosen, reason = runtime, 'asked for'
-        int8 = kwargs.get('precision') == INT8
+        if runtime not in runtime_choices():
+            raise ConfigError(f'runtime must be one of {", ".join(runtime_choices())}, got '
+                              f'{runtime!r}')
+        asked_device = kwargs.pop('device', 'auto')
+        precision = kwargs.pop('precision', 'auto')
+        int8 = precision == INT8
+        runs = get_runtime(runtime) if runtime != 'auto' else None
+        reason = 'asked for'
+        own = file_runtime(weights)  # an exported file picks its own runtime
         if int8:
-            if is_exported(weights) or runtime == 'torch' or \
-                    kwargs.get('device', 'auto') == 'cuda':
-                raise ConfigError('precision int8 quantizes a PyTorch checkpoint for OpenVINO '
-                                  'on the CPU (runtime auto or openvino, device auto or cpu); '
-                                  'an exported .xml carries its own precision: give it with '
-                                  'precision auto')
-            chosen, reason = 'openvino', 'precision int8: OpenVINO with NNCF'
-            kwargs['precision'] = 'auto'  # of the layers int8 leaves in float
-        elif is_exported(weights):
-            chosen, reason = 'exported', f'the {os.path.splitext(weights)[1]} file\'s own'
-        elif runtime == 'auto':
-            chosen, reason = auto_runtime(weights, kwargs.get('device', 'auto'))
-        model, notes = None, []
-        if chosen != 'torch':
-            device = kwargs.get('device', 'auto')
-            if device == 'cuda':
-                raise ConfigError(f'{weights} runs on the CPU (ONNX Runtime / OpenVINO); use '
-                                  f'device cpu, or the PyTorch checkpoint with runtime torch')
-            dtype = resolve_precision(kwargs.get('precision', 'auto'), torch.device('cpu'))
-            options = dict(precision=precision_name(dtype),
-                           input_size_hw=kwargs.get('input_size_hw'))
-            try:
-                if chosen == 'exported':
-                    model, info = load_exported(weights, **options)
-                else:
-                    model, info, note = openvino_from_checkpoint(
-                        weights, backbone=backbone, **options,
-                        int8={'calibration': calibration,
-                              'max_drop': float(int8_max_drop) if int8_max_drop else None}
-                        if int8 else None)
-                    notes.append(note)
-            except Exception as exc:  # noqa: B902 - a model OpenVINO cannot convert or compile
-                if runtime != 'auto' or chosen == 'exported' or int8:
-                    raise
-                # PyTorch then runs it, or raises the same error for a file it cannot read
-                reason = (f'auto: OpenVINO cannot run it ({type(exc).__name__}: '
-                          f'{first_line(exc, limit=300, empty="")})')
-            else:
-                kwargs.update(device='cpu', precision=options['precision'])
-        if model is None:
-            model, info = load_model(weights, backbone=backbone)
+            quantizers = int8_runtimes()
+            if own or (runs and runs not in quantizers) or (asked_device != 'auto' and not any(
+                    asked_device in r.devices for r in quantizers)):
+                names = ', '.join(r.name for r in quantizers) or 'none installed'
+                raise ConfigError(f'precision int8 quantizes a PyTorch checkpoint for '
+                                  f'{names} on the CPU (runtime auto or {names}, device auto or '
+                                  f'cpu); an exported file carries its own precision: give it '
+                                  f'with precision auto')
+            runs = runs or quantizers[0]
+            reason = f'precision int8: {runs.title} quantizes it'
+            precision = 'auto'  # of the layers int8 leaves in float
+        elif own:
+            runs, reason = own, f'the {os.path.splitext(weights)[1]} file\'s own'
+        elif runs is None:
+            runs, reason = auto_runtime(weights, resolve_device(asked_device))
+        device = _device_for(runs, weights, asked_device)
+        request = LoadRequest(weights, device,
+                              precision_name(resolve_precision(precision, device)),
+                              input_size_hw=kwargs.get('input_size_hw'), backbone=backbone,
+                              int8={'calibration': calibration,
+                                    'max_drop': float(int8_max_drop) if int8_max_drop else None}
+                              if int8 else None)
+        if request.precision not in runs.precisions and not runs.own_precision:
+            raise ConfigError(f'{runs.title} runs {", ".join(runs.precisions)}, not '
+                              f'{request.precision}: give one of those as precision')
+        fallback = get_runtime(FALLBACK)
+        try:
+            loaded = runs.load(request)
+        except Exception as exc:  # noqa: B902 - a model a faster runtime cannot run
+            if runtime != 'auto' or own or int8 or runs is fallback:
+                raise
+            # PyTorch then runs it, or raises the same error for a file it cannot read
+            reason = (f'auto: {runs.title} cannot run it ({type(exc).__name__}: '
+                      f'{first_line(exc, limit=300, empty="")})')
+            runs, device = fallback, resolve_device(asked_device)
+            request = dataclasses.replace(
+                request, device=device,
+                precision=precision_name(resolve_precision(precision, device)))
+            loaded = runs.load(request)
+        model, info = loaded.model, loaded.info
+        kwargs.update(device=device.type, precision=request.precision)
         detector = cls(model, info, make_scorer(scorer, info, temperature=temperature),
                        **kwargs)
         detector.runtime_reason = reason
-        detector.notes = [note for note in notes if note]
+        detector.notes = [note for note in loaded.notes if note]
         detector.quantized = int8
         return detector
 
@@ -297,7 +304,8 @@ class Detector:
         detections = []
         for index, (image, score, label) in enumerate(zip(images, scores, labels)):
             size_hw = image.shape[:2]
-            rendered = None if synthesis is None else synthesis[index:index + 1]
+            rendered: Optional[torch.Tensor] = \
+                None if synthesis is None else synthesis[index:index + 1]
             if tuple(score.shape) != tuple(size_hw):
                 score = F.interpolate(score[None, None], size=size_hw, mode='bilinear',
                                       align_corners=False)[0, 0]
@@ -311,11 +319,11 @@ class Detector:
             mask = score_np >= settings.threshold
             if settings.mask_region == 'drivable':
                 mask &= drivable_region(label_np)
-            if rendered is not None:
-                rendered = (rendered[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(
+            picture = None if rendered is None else \
+                (rendered[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(
                     torch.uint8).cpu().numpy()
             detections.append(Detection(labels=label_np, score_map=score_np, mask=mask,
-                                        resynthesis=rendered, settings=settings))
+                                        resynthesis=picture, settings=settings))
         timings = {'forward': 1e3 * (forward - started), 'score': 1e3 * (scored - forward),
                    'resize': 1e3 * (time.perf_counter() - scored)}
         for detection in detections:
@@ -324,10 +332,10 @@ class Detector:
 
     def _synthesis(self, count: int) -> Optional[torch.Tensor]:
         """The model's last re-synthesised batch as RGB in [0, 1], when asked for."""
-        if not self.resynthesis or getattr(self.model, 'last_synthesis', None) is None:
+        last = getattr(self.model, 'last_synthesis', None)
+        if not self.resynthesis or last is None:
             return None
-        synthesis = self.model.last_synthesis.float()[:count]
-        return synthesis * self._std + self._mean
+        return last.float()[:count] * self._std + self._mean
 
     def predict(self, image: np.ndarray) -> Detection:
         return self.predict_batch([image])[0]
@@ -387,7 +395,7 @@ class Detector:
     def _settings(self, scorer: Scorer, threshold) -> Settings:
         setting = parse_threshold(threshold)
         if setting != 'auto':
-            value, source = scorer.check_threshold(setting), 'given'
+            value, source = scorer.check_threshold(float(setting)), 'given'
         elif scorer.name in self.info.thresholds:
             value, source = float(self.info.thresholds[scorer.name]), 'calibrated'
         else:
@@ -397,17 +405,17 @@ class Detector:
                         threshold_source=source)
 
 
-def auto_runtime(weights: str, device: str = 'auto') -> Tuple[str, str]:
-    """``(runtime, reason)`` that ``runtime: auto`` takes for a PyTorch checkpoint: OpenVINO on
-    the CPU where it is installed, PyTorch elsewhere."""
-    if resolve_device(device).type != 'cpu':
-        return 'torch', 'auto: PyTorch runs the GPU'
-    if weights == 'random':
-        return 'torch', 'auto: random weights are not converted'
-    if importlib.util.find_spec('openvino') is None:
-        return 'torch', ('auto: OpenVINO is not installed (pip install openvino for the faster '
-                         'CPU path)')
-    return 'openvino', 'auto: OpenVINO, the faster CPU path'
+def _device_for(runs, weights: str, asked: str) -> torch.device:
+    """The device ``runs`` runs ``weights`` on: the asked one, or for ``auto`` the machine's
+    when it serves it, else its own first (ONNX Runtime and OpenVINO: the CPU)."""
+    device = resolve_device(asked)
+    if runs.serves(device):
+        return device
+    if asked == 'auto':
+        return torch.device(runs.devices[0])
+    raise ConfigError(f'{weights} runs on {" or ".join(runs.devices)} ({runs.title}); use '
+                      f'device {runs.devices[0]}, or the PyTorch checkpoint with runtime '
+                      f'{FALLBACK}')
 
 
 def make_scorer(name: str, info: ModelInfo, *, temperature: Optional[float] = None) -> Scorer:
@@ -425,7 +433,8 @@ def make_scorer(name: str, info: ModelInfo, *, temperature: Optional[float] = No
     base, refinement = split_name(name)
     if refinement:  # "maxlogit+boundary": the score of maxlogit, refined
         return Refined(make_scorer(base, info, temperature=temperature), refinement)
-    params, sources = {}, {}
+    params: Dict[str, Any] = {}
+    sources: Dict[str, str] = {}
     accepted = scorer_params(name)
     if 'num_inlier_classes' in accepted:
         params['num_inlier_classes'] = info.num_inlier_classes

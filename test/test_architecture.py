@@ -98,6 +98,21 @@ def test_the_core_never_imports_the_cli_or_ros():
     assert upward == []
 
 
+def test_the_core_never_parses_a_command_line():
+    """argparse belongs to the adapters: the core takes typed values (and names its fields,
+    not command-line flags, in its errors)."""
+    parsers = []
+    for module, path in _modules().items():
+        if module.startswith(ADAPTERS) or not module.startswith('anomseg_ros'):
+            continue
+        for node in ast.walk(ast.parse(open(path).read())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) else [])
+            if 'argparse' in names:
+                parsers.append(module)
+    assert parsers == []
+
+
 def test_the_checker_sees_a_cycle_and_an_upward_import():
     assert _cycles({'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': {'a'}}) == [['a', 'b', 'c']]
     assert _part('anomseg_ros.scoring.base') == 'anomseg_ros.scoring'
@@ -125,15 +140,16 @@ def _python_blocks(path):
 @pytest.mark.slow
 def test_extending_examples_run_from_outside_the_package(tmp_path, monkeypatch):
     """docs/extending.md, block by block in one namespace: a toy backbone trained with
-    train(TrainConfig), a toy scorer through Detector, a toy method trained with anomseg
-    train-anomaly and run through Detector."""
+    train(TrainConfig), a toy scorer through Detector, a torch.export runtime, a toy method
+    trained with anomseg train-anomaly and run through Detector."""
     from anomseg_ros.backbones.registry import BACKBONES
     from anomseg_ros.methods.base import METHODS
+    from anomseg_ros.runtimes.registry import _RUNTIMES
     from anomseg_ros.scoring.registry import SCORERS
     write_tiny_cityscapes(tmp_path / 'cityscapes')
     monkeypatch.chdir(tmp_path)
     blocks = _python_blocks(os.path.join(REPO, 'docs', 'extending.md'))
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     namespace = {'__name__': 'extending_example'}
     try:
         for block in blocks:
@@ -141,7 +157,8 @@ def test_extending_examples_run_from_outside_the_package(tmp_path, monkeypatch):
         assert os.path.isfile(tmp_path / 'runs' / 'noise' / 'last.pt')
     finally:  # leave the registries as they were for the other tests
         for registry, name in ((BACKBONES, 'tiny_fcn'), (SCORERS, 'margin'),
-                               (SCORERS, 'noise_square'), (METHODS, 'noise_square')):
+                               (SCORERS, 'noise_square'), (METHODS, 'noise_square'),
+                               (_RUNTIMES, 'torch_export')):
             registry._factories.pop(name, None)
 
 

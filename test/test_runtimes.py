@@ -10,7 +10,8 @@ import torch
 from anomseg_ros.cli.main import main
 from anomseg_ros import runtimes
 from anomseg_ros.errors import CheckpointError, ConfigError
-from anomseg_ros.pipeline import auto_runtime, Detector
+from anomseg_ros.pipeline import Detector
+from anomseg_ros.runtimes import auto_runtime, get_runtime
 from anomseg_ros.precision import cpu_has_native_bf16
 
 pytest.importorskip('onnxruntime', reason='ONNX Runtime is not installed (pip install -r '
@@ -347,24 +348,25 @@ def test_runtime_auto_takes_openvino_on_the_cpu_and_says_why(tmp_path, monkeypat
     assert asked.runtime == 'torch' and asked.runtime_reason == 'asked for'
     # a GPU runs PyTorch, and without OpenVINO auto is PyTorch
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
-    assert auto_runtime(random_checkpoint, 'auto') == ('torch', 'auto: PyTorch runs the GPU')
+    runtime, reason = auto_runtime(random_checkpoint, torch.device('cuda'))
+    assert (runtime.name, reason) == ('torch', 'auto: PyTorch runs the GPU')
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, 'find_spec',
                         lambda name, *a: None if name == 'openvino' else real_find_spec(name, *a))
-    runtime, reason = auto_runtime(random_checkpoint, 'cpu')
-    assert runtime == 'torch' and 'OpenVINO is not installed' in reason
+    runtime, reason = auto_runtime(random_checkpoint, torch.device('cpu'))
+    assert runtime.name == 'torch' and 'OpenVINO is not installed' in reason
     assert Detector.from_checkpoint(random_checkpoint, device='cpu').runtime == 'torch'
     # a model OpenVINO cannot run (SynBoost: test_synboost) is run by PyTorch, saying why
     monkeypatch.undo()
-    monkeypatch.setattr(runtimes, 'openvino_from_checkpoint', _refuse)
+    monkeypatch.setattr(get_runtime('openvino'), 'load', _refuse)
     refused = Detector.from_checkpoint(random_checkpoint, device='cpu')
     assert refused.runtime == 'torch' and 'OpenVINO cannot run it' in refused.runtime_reason
     with pytest.raises(ConfigError, match='runs in PyTorch only'):
         Detector.from_checkpoint(random_checkpoint, device='cpu', runtime='openvino')
 
 
-def _refuse(weights, **_):
+def _refuse(request, **_):
     raise ConfigError('a synboost checkpoint runs in PyTorch only')
 
 
@@ -495,3 +497,43 @@ def test_precision_int8_of_the_bundled_model_calibrates_on_the_synthetic_world(
                                         input_size_hw=(64, 128))
     assert detector.precision_name == 'int8'
     assert detector.predict(IMAGES[0]).score_map.shape == (50, 90)
+
+
+def test_runtimes_are_chosen_by_what_they_serve(random_checkpoint, monkeypatch):
+    """The registry's facts, not names: the runtimes a user may ask for are those that run a
+    checkpoint, a file is run by the runtime of its suffix, and a runtime that does not serve
+    the asked device or precision is refused saying which it serves."""
+    from anomseg_ros.checkpoint import load_model
+    from anomseg_ros.errors import UnknownNameError
+    from anomseg_ros.runtimes import file_runtime, Loaded, register_runtime, Runtime
+    from anomseg_ros.runtimes.registry import _RUNTIMES
+    from anomseg_ros.runtimes import runtime_choices
+    assert runtime_choices() == ('auto', 'openvino', 'torch')
+    assert file_runtime('m.XML').name == 'openvino'
+    assert file_runtime('m.onnx').name == 'onnxruntime'
+    assert file_runtime('m.pt') is None and file_runtime('random') is None
+    with pytest.raises(UnknownNameError, match='valid runtimes'):
+        get_runtime('tensorrt')
+    with pytest.raises(ConfigError, match='runtime must be one of auto, openvino, torch'):
+        Detector.from_checkpoint(random_checkpoint, runtime='onnxruntime')
+    with pytest.raises(ValueError, match='already registered'):
+        register_runtime(Runtime('torch', lambda request: None))
+    loads = []
+
+    def load_on_gpu(request):
+        loads.append(request)
+        model, info = load_model(request.weights)
+        return Loaded(model, info)
+
+    register_runtime(Runtime('gpu_only', load_on_gpu, files=('.gpu',), devices=('cuda',),
+                             precisions=('fp16',)))
+    try:
+        with pytest.raises(ConfigError, match='runs on cuda .gpu_only.; use device cuda'):
+            Detector.from_checkpoint('model.gpu', device='cpu')
+        monkeypatch.setattr(get_runtime('torch'), 'precisions', ('fp32',))
+        with pytest.raises(ConfigError, match='PyTorch runs fp32, not bf16'):
+            Detector.from_checkpoint(random_checkpoint, runtime='torch', device='cpu',
+                                     precision='bf16')
+        assert not loads  # refused before anything was loaded
+    finally:
+        _RUNTIMES._factories.pop('gpu_only', None)

@@ -1,6 +1,6 @@
-"""``anomseg adapt``: a learned anomaly score for your camera, from its unlabeled frames.
+r"""``anomseg adapt``: a learned anomaly score for your camera, from its unlabeled frames.
 
-    anomseg adapt --checkpoint erfnet_pretrained.pth --frames drive.mcap --topic /cam/image_raw \\
+    anomseg adapt --checkpoint erfnet_pretrained.pth --frames drive.mcap --topic /cam/image_raw \
         --every 10 --limit 600 --out runs/adapted
     anomseg calibrate --weights runs/adapted/last.pt --thresholds --unlabeled FRAMES --in-place
     ros2 launch anomseg_ros detector.launch.py weights:=runs/adapted/last.pt scorer:=synboost
@@ -20,6 +20,7 @@ from anomseg_ros.cli.common import add_frames_args, unlabeled_frames
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.pipeline import Detector
 from anomseg_ros.runtimes.cache import file_sha256
+from anomseg_ros.runtimes.registry import runtime_choices
 from anomseg_ros.training.adapt import AdaptData, prepare_adaptation_data, prepared
 
 DEFAULT_OUTLIERS = 300  # synthetic cut-outs made when no --outliers folder is given
@@ -36,7 +37,7 @@ def add_parser(verbs):
     group.add_argument('--holdout', type=float, default=AdaptData.holdout,
                        help='share of the frames kept out of training for the pasted track '
                        '(default %(default)s)')
-    group.add_argument('--label-runtime', default='auto', choices=('auto', 'torch', 'openvino'),
+    group.add_argument('--label-runtime', default='auto', choices=runtime_choices(),
                        help='runtime of the base model while pseudo-labelling')
     train_anomaly_cli.add_arguments(parser, data=False)
     parser.set_defaults(run=run)

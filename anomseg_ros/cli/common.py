@@ -11,7 +11,7 @@ from anomseg_ros.errors import AnomsegError, ConfigError, DatasetError
 from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import DEFAULT_INT8_MAX_DROP, Detector, DEVICES, parse_threshold
 from anomseg_ros.precision import PRECISIONS
-from anomseg_ros.runtimes import RUNTIMES
+from anomseg_ros.runtimes import runtime_choices
 from anomseg_ros.scoring import list_scorers
 
 
@@ -36,7 +36,7 @@ def add_model_args(parser: argparse.ArgumentParser, *, scorer: bool = True) -> N
                        metavar='POINTS', help='precision int8: NNCF\'s accuracy control keeps '
                        'layers in float until the label-free FPR95 moved at most POINTS '
                        '(default 0: plain int8 with the decoder in float)')
-    group.add_argument('--runtime', default='auto', choices=RUNTIMES,
+    group.add_argument('--runtime', default='auto', choices=runtime_choices(),
                        help='torch, or openvino (the checkpoint converted once, cached); auto '
                        '(default) = openvino on the CPU when it is installed and the model '
                        'converts, else torch; .onnx / .xml weights pick their own')

@@ -6,7 +6,6 @@ forward passes of each size on the CPU (reset before each size where Linux allow
 figure is process-wide, so each backbone is measured in a fresh process
 (``measure_in_subprocess``) and reported with the RSS the process had before building it.
 """
-import argparse
 import json
 import resource
 import statistics
@@ -96,10 +95,10 @@ def measure_backbone(name: str, *, num_classes: int = 20, sizes_hw: Sequence[Tup
 
 def measure_in_subprocess(name: str, **kwargs) -> Dict[str, object]:
     """``measure_backbone`` in a fresh Python process, so peak RSS is this backbone's alone."""
-    sizes = ','.join(f'{w}x{h}' for h, w in kwargs.get('sizes_hw', SIZES_HW))
-    argv = [sys.executable, '-m', 'anomseg_ros.evaluation.speed', name,
-            '--repeats', str(kwargs.get('repeats', 10)), '--device', kwargs.get('device', 'auto'),
-            '--num-classes', str(kwargs.get('num_classes', 20)), '--sizes', sizes]
+    spec = {'name': name, 'repeats': kwargs.get('repeats', 10),
+            'device': kwargs.get('device', 'auto'), 'num_classes': kwargs.get('num_classes', 20),
+            'sizes_hw': [list(size) for size in kwargs.get('sizes_hw', SIZES_HW)]}
+    argv = [sys.executable, '-m', 'anomseg_ros.evaluation.speed', json.dumps(spec)]
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         raise AnomsegError(f'measuring {name} failed: {done.stderr.strip()[-500:]}')
@@ -107,18 +106,11 @@ def measure_in_subprocess(name: str, **kwargs) -> Dict[str, object]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m anomseg_ros.evaluation.speed',
-                                     description='Time one backbone; prints JSON.')
-    parser.add_argument('backbone')
-    parser.add_argument('--repeats', type=int, default=10)
-    parser.add_argument('--num-classes', type=int, default=20)
-    parser.add_argument('--device', default='auto')
-    parser.add_argument('--sizes', type=parse_sizes, default=list(SIZES_HW),
-                        help='WxH,WxH,... (default 512x256,1024x512)')
-    args = parser.parse_args(argv)
-    print(json.dumps(measure_backbone(args.backbone, num_classes=args.num_classes,
-                                      sizes_hw=args.sizes, repeats=args.repeats,
-                                      device=args.device)))
+    """The child of ``measure_in_subprocess``: one JSON argument of ``measure_backbone``'s
+    keywords and the backbone's ``name``; prints the result as JSON."""
+    spec = json.loads((argv if argv is not None else sys.argv[1:])[0])
+    spec['sizes_hw'] = [tuple(size) for size in spec['sizes_hw']]
+    print(json.dumps(measure_backbone(spec.pop('name'), **spec)))
     return 0
 
 

@@ -20,7 +20,7 @@ from anomseg_ros.methods import get_method
 from anomseg_ros.preprocessing import to_network_input
 from anomseg_ros.runtimes.cache import file_sha256, IrCache
 from anomseg_ros.runtimes.exported import (bin_path, BIN_HASH_KEY, kept_signal_stack,
-                                           load_exported, METADATA_KEY, openvino_core)
+                                           load_openvino_ir, METADATA_KEY, openvino_core)
 
 log = get_logger('anomseg_ros.runtimes')
 FORMATS = ('onnx', 'openvino')
@@ -416,8 +416,8 @@ def openvino_from_checkpoint(weights: str, *, input_size_hw: Optional[Tuple[int,
     path, note = cache.get(key, fields, build)
     uncached = not path.startswith(os.path.join(cache.root, ''))
     try:
-        model, info = load_exported(path, precision=precision, input_size_hw=size_hw,
-                                    compiled_cache=None if uncached else cache.compiled_dir)
+        model, info = load_openvino_ir(path, precision=precision, input_size_hw=size_hw,
+                                       compiled_cache=None if uncached else cache.compiled_dir)
         left = recorded_float_layers(path) if int8 is not None else None
     finally:
         if uncached:  # OpenVINO holds what it needs: the files go with this run

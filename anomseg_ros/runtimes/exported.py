@@ -23,15 +23,9 @@ from anomseg_ros.logs import get_logger
 
 log = get_logger('anomseg_ros.runtimes')
 
-EXPORTED_SUFFIXES = ('.onnx', '.xml')
-RUNTIMES = ('auto', 'torch', 'openvino')
 METADATA_KEY = 'anomseg_model_info'
 BIN_HASH_KEY = 'anomseg_bin_sha256'
 OPENVINO_PRECISIONS = {'fp32': 'f32', 'bf16': 'bf16', 'fp16': 'f16'}
-
-
-def is_exported(path: str) -> bool:
-    return isinstance(path, str) and path.lower().endswith(EXPORTED_SUFFIXES)
 
 
 def bin_path(xml_path: str) -> str:
@@ -208,23 +202,32 @@ def check_bin(xml_path: str) -> None:
                               f'.bin beside it')
 
 
-def load_exported(path: str, *, precision: str = 'fp32',
-                  input_size_hw: Optional[Tuple[int, int]] = None,
-                  compiled_cache: Optional[str] = None):
-    """``(model, ModelInfo)`` of an exported ``.onnx`` or ``.xml``, ready for the Detector.
-
-    ``precision`` (fp32 or bf16) is OpenVINO's inference precision; ONNX Runtime runs the
-    file's own types. The IRs ``anomseg export`` writes keep the convolutions on the image in
-    float32 under bf16 (as the PyTorch path does), which is what keeps the scores; an IR
-    written by other tools may not.
-    """
+def _existing(path: str) -> None:
     if not os.path.isfile(path):
         raise CheckpointError(f'exported model {path!r} does not exist')
-    if path.lower().endswith('.onnx'):
-        model = OnnxRuntimeModel(path)
-    else:
-        if precision not in OPENVINO_PRECISIONS:
-            raise ConfigError(f'OpenVINO on the CPU runs fp32 or bf16, not {precision!r}')
-        model = OpenVinoModel(path, input_size_hw=input_size_hw, precision=precision,
-                              compiled_cache=compiled_cache)
+
+
+def load_onnx(path: str):
+    """``(model, ModelInfo)`` of an exported ``.onnx``, run by ONNX Runtime in the file's own
+    types."""
+    _existing(path)
+    model = OnnxRuntimeModel(path)
+    return model.eval(), model.info
+
+
+def load_openvino_ir(path: str, *, precision: str = 'fp32',
+                     input_size_hw: Optional[Tuple[int, int]] = None,
+                     compiled_cache: Optional[str] = None):
+    """``(model, ModelInfo)`` of an OpenVINO IR (``.xml`` + ``.bin``), compiled for the CPU.
+
+    ``precision`` (fp32, bf16 or fp16) is OpenVINO's inference precision. The IRs ``anomseg
+    export`` writes keep the convolutions on the image in float32 under bf16 (as the PyTorch
+    path does), which is what keeps the scores; an IR written by other tools may not.
+    """
+    _existing(path)
+    if precision not in OPENVINO_PRECISIONS:
+        raise ConfigError(f'OpenVINO on the CPU runs {", ".join(OPENVINO_PRECISIONS)}, not '
+                          f'{precision!r}')
+    model = OpenVinoModel(path, input_size_hw=input_size_hw, precision=precision,
+                          compiled_cache=compiled_cache)
     return model.eval(), model.info
