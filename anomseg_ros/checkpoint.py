@@ -11,8 +11,8 @@ from typing import List, Optional, Tuple
 import torch
 from torch import nn
 
-from anomseg_ros.backbones import (backbone_class, create_backbone, list_backbones,  # noqa: F401
-                                   with_num_classes)  # (with_num_classes: still importable here)
+from anomseg_ros.backbones import (backbone_class, create_backbone, list_backbones,
+                                   pretrained_cfg)
 from anomseg_ros.backbones.heads import HEADS, WithIsoMaxPlus
 from anomseg_ros.errors import CheckpointError, first_line
 from anomseg_ros.labels import CITYSCAPES_CLASSES
@@ -97,14 +97,17 @@ class ModelInfo:
 
 
 def public_cityscapes_info(num_classes: int, *, backbone: str = 'erfnet') -> ModelInfo:
-    """Conventions of the public ERFNet checkpoint: RGB in [0,1] without mean/std, 1024x512,
-    19 Cityscapes classes plus void as channel 19 when there are 20 outputs."""
+    """A plain state dict of ``backbone`` read as a public Cityscapes model: 19 Cityscapes
+    classes plus void as channel 19 when there are 20 outputs, with the normalisation and input
+    size its backbone declares (``Backbone.pretrained_cfg``)."""
     if num_classes not in (19, 20):
         raise CheckpointError(f'a plain state dict is taken as a Cityscapes model, which has 19 '
                               f'or 20 outputs; this one has {num_classes}. Save it as an '
                               f'anomseg_ros checkpoint with its class names instead')
+    cfg = pretrained_cfg(backbone)
     return ModelInfo(backbone=backbone, num_classes=num_classes,
-                     void_channel=19 if num_classes == 20 else None,
+                     void_channel=19 if num_classes == 20 else None, mean=cfg.mean,
+                     std=cfg.std, input_size_hw=cfg.input_size_hw,
                      trained_on='cityscapes (a plain state dict is taken as one)')
 
 

@@ -270,3 +270,38 @@ def test_a_plain_state_dict_is_read_as_the_backbone_whose_parameters_it_holds(tm
         assert load_model(str(resnet))[1].backbone == 'resnet50'
     finally:
         BACKBONES._factories.pop('a_tiny_fcn', None)
+
+
+def test_a_plain_state_dict_is_read_with_its_backbones_pretrained_cfg(tmp_path):
+    """Normalisation and input size of public weights are the backbone's declaration
+    (``pretrained_cfg``), not a table in checkpoint.py: a network whose public weights expect
+    ImageNet-normalised 768x384 input is read so."""
+    from torch import nn
+    from anomseg_ros.backbones import Backbone, PretrainedCfg, register_backbone
+    from anomseg_ros.backbones.registry import BACKBONES
+    imagenet = PretrainedCfg(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                             input_size_hw=(384, 768))
+
+    @register_backbone('an_imagenet_fcn')
+    class ImageNetFcn(Backbone):
+        classifier_key, classifier_axis = 'head.weight', 0
+        pretrained_cfg = imagenet
+
+        def __init__(self, num_classes: int = 19):
+            super().__init__(num_classes)
+            self.head = nn.Conv2d(3, num_classes, 1)
+
+        def forward(self, x):
+            return self.head(x)
+    try:
+        path = tmp_path / 'public.pth'
+        torch.save(ImageNetFcn(num_classes=19).state_dict(), path)
+        info = load_model(str(path))[1]
+        assert (info.backbone, info.mean, info.std) == ('an_imagenet_fcn', imagenet.mean,
+                                                        imagenet.std)
+        assert info.input_size_hw == (384, 768)
+        # ERFNet's is the public Cityscapes ERFNet's: RGB in [0, 1], 1024x512
+        from anomseg_ros.backbones import pretrained_cfg
+        assert pretrained_cfg('erfnet') == PretrainedCfg((0.0,) * 3, (1.0,) * 3, (512, 1024))
+    finally:
+        BACKBONES._factories.pop('an_imagenet_fcn', None)

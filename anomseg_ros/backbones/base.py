@@ -3,10 +3,23 @@
 it: the classifier (to read a plain state dict and to add outputs), the final classification
 block (what PEBAL fine-tunes), whether it splits into ``forward_features`` / ``forward_head``
 (SLEEG's head, feature scorers), its auxiliary heads' loss weight, and whether its encoder can
-start from self-supervised weights (``backbone_parameters``)."""
+start from self-supervised weights (``backbone_parameters``), and how its public weights see
+images (``pretrained_cfg``)."""
+import dataclasses
 from typing import Tuple
 
 from torch import nn
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedCfg:
+    """How a network's public weights (a plain state dict, which carries no metadata) see
+    images: RGB in [0, 1], normalised by ``mean`` and ``std``, at ``input_size_hw``. The
+    default is the public Cityscapes ERFNet's: no normalisation, 1024x512."""
+
+    mean: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    input_size_hw: Tuple[int, int] = (512, 1024)
 
 
 class Backbone(nn.Module):
@@ -33,6 +46,9 @@ class Backbone(nn.Module):
     # the input's height and width must be multiples of this (ERFNet's three 2x downsamplings
     # are concatenated with pooled copies of themselves: 8); 1 = any size
     input_multiple: int = 1
+    # how a plain state dict of this network (its public weights) is read: normalisation and
+    # input size; a new training's normalisation too, unless it is given
+    pretrained_cfg: PretrainedCfg = PretrainedCfg()
 
     def __init__(self, num_classes: int):
         super().__init__()

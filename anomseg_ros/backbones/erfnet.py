@@ -7,7 +7,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from anomseg_ros.backbones.base import Backbone
+from anomseg_ros.backbones.base import Backbone, PretrainedCfg
 from anomseg_ros.backbones.registry import register_backbone
 
 
@@ -113,6 +113,7 @@ class ERFNet(Backbone):
     has_features = True
     feature_layers = ('encoder.initial_block', 'encoder.layers.5', 'encoder.layers.14')
     input_multiple = 8
+    pretrained_cfg = PretrainedCfg()  # the public Cityscapes ERFNet's: RGB in [0, 1], 1024x512
 
     def __init__(self, num_classes: int = 20):
         super().__init__(num_classes)

@@ -1,20 +1,28 @@
 """The backbone registry: every segmentation network is a ``Backbone`` class registered by
 name, which says what it is (``backbones/base.py``)."""
 import inspect
-from typing import List, Tuple, Type
+from typing import cast, List, Tuple, Type
 
 from torch import nn
 
+from anomseg_ros.backbones.base import Backbone, PretrainedCfg
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.registry import Registry
 
-BACKBONES: Registry[nn.Module] = Registry('backbone')
+BACKBONES: Registry[Type[nn.Module]] = Registry('backbone')
 register_backbone = BACKBONES.register
 
 
-def backbone_class(name: str) -> Type[nn.Module]:
-    """The class registered as ``name``: what it declares is readable without building it."""
-    return BACKBONES.get(name)
+def backbone_class(name: str) -> Type[Backbone]:
+    """The class registered as ``name``: what it declares (``Backbone``'s class attributes) is
+    readable without building it."""
+    return cast(Type[Backbone], BACKBONES.get(name))
+
+
+def pretrained_cfg(name: str) -> PretrainedCfg:
+    """How backbone ``name``'s public weights see images (the default for a network registered
+    without ``Backbone``'s declarations)."""
+    return getattr(backbone_class(name), 'pretrained_cfg', PretrainedCfg())
 
 
 def create_backbone(name: str, *, num_classes: int, **kwargs) -> nn.Module:

@@ -20,11 +20,12 @@ import torch
 from torch.utils.data import (DataLoader, DistributedSampler, RandomSampler, Subset,
                               WeightedRandomSampler)
 
-from anomseg_ros.backbones import check_input_size, create_backbone
+from anomseg_ros.backbones import (check_input_size, create_backbone, pretrained_cfg,
+                                   with_num_classes)
 from anomseg_ros.backbones.heads import WithIsoMaxPlus
 from anomseg_ros.backbones.resnet import load_pretrained_backbone
 from anomseg_ros.checkpoint import (count_parameters, load_model, ModelInfo, read_checkpoint,
-                                    save_checkpoint, with_num_classes)
+                                    save_checkpoint)
 from anomseg_ros.data.cityscapes import CityscapesDataset
 from anomseg_ros.errors import CheckpointError, ConfigError, TrainingError
 from anomseg_ros.labels import CITYSCAPES_CLASSES, NUM_CITYSCAPES_CLASSES
@@ -39,7 +40,6 @@ from anomseg_ros.training.losses import (enet_class_weights, label_histogram, ma
 from anomseg_ros.training.transforms import EvalTransform, TrainTransform
 
 DEFAULT_INPUT_SIZE_HW = (256, 512)
-DEFAULT_MEAN, DEFAULT_STD = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)  # the public ERFNet's: RGB in [0,1]
 MULTI_GPU_HELP = ('Multi-GPU: torchrun --nproc_per_node=N -m anomseg_ros.cli.train ARGS '
                   '(one process per GPU, DistributedDataParallel; --batch-size is per GPU).')
 
@@ -221,12 +221,13 @@ def _start_state(args) -> tuple:
     check_input_size(backbone, size_hw, 'the input size (--input-size)')
     if args.crop_size is not None:
         check_input_size(backbone, args.crop_size, 'the crop size (--crop-size)')
+    # a new training sees images as its backbone's public weights do, unless told otherwise
+    cfg = source_info if source_info else pretrained_cfg(backbone)
     info = ModelInfo(
         backbone=backbone,
         num_classes=num_classes, class_names=list(CITYSCAPES_CLASSES),
         void_channel=NUM_CITYSCAPES_CLASSES if args.void else None, head=head,
-        mean=tuple(args.mean or (source_info.mean if source_info else DEFAULT_MEAN)),
-        std=tuple(args.std or (source_info.std if source_info else DEFAULT_STD)),
+        mean=tuple(args.mean or cfg.mean), std=tuple(args.std or cfg.std),
         input_size_hw=tuple(size_hw), pretrained=True)
     if args.freeze_backbone:
         frozen = freeze_backbone(model)
