@@ -11,7 +11,7 @@ ROS_ENV := if [ -f $(VENV)/ros_ws/install/setup.sh ]; then . $(VENV)/ros_ws/inst
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: setup demo test lint bench colcon clean
+.PHONY: setup demo test lint lint-types bench colcon clean
 
 setup: $(STAMP)
 
@@ -36,8 +36,20 @@ test: setup $(ROS_STAMP)
 	$(ROS_ENV) $(BIN)/python -m pytest test -m "not runtimes"
 	$(ROS_ENV) $(BIN)/python -m pytest test -m runtimes
 
+# The core's modules whose public API is type-checked.
+TYPED := anomseg_ros/errors.py anomseg_ros/registry.py anomseg_ros/sizes.py anomseg_ros/labels.py \
+	anomseg_ros/checkpoint.py anomseg_ros/pipeline.py anomseg_ros/precision.py \
+	anomseg_ros/preprocessing.py anomseg_ros/obstacles.py anomseg_ros/scoring \
+	anomseg_ros/runtimes/registry.py anomseg_ros/backbones/registry.py \
+	anomseg_ros/methods/base.py anomseg_ros/ros/worker.py anomseg_ros/ros/health.py
+
 lint: setup
 	$(BIN)/flake8 anomseg_ros rosbag_tools launch test bench setup.py
+	$(BIN)/pydocstyle anomseg_ros rosbag_tools launch
+	$(MAKE) lint-types
+
+lint-types:
+	$(BIN)/mypy $(TYPED)
 
 bench: setup
 	$(BIN)/python bench/bench_precision.py $(BENCH_ARGS)

@@ -66,8 +66,8 @@ def drivable_region(labels: np.ndarray, classes=DRIVABLE_CLASSES, *,
     first = road.argmax(axis=1)
     last = width - 1 - road[:, ::-1].argmax(axis=1)
     columns = np.arange(width)
-    region = road.any(axis=1)[:, None] & (columns >= first[:, None]) & \
-        (columns <= last[:, None])
+    rows = np.asarray(road.any(axis=1))
+    region = rows[:, None] & (columns >= first[:, None]) & (columns <= last[:, None])
     if margin:
         kernel = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)
         region = cv2.dilate(region.astype(np.uint8), kernel) > 0

@@ -88,7 +88,8 @@ def keep_input_layers_float32(model: torch.nn.Module) -> list:
     names = []
     for name, module in model.named_modules():
         if isinstance(module, kinds) and module.in_channels == 3:
-            module.forward = functools.partial(_float32_forward, module)
+            module.forward = functools.partial(  # type: ignore[method-assign] # on purpose
+                _float32_forward, module)
             names.append(name)
     return names
 

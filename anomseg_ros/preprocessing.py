@@ -27,7 +27,7 @@ def to_network_input(images: Sequence[np.ndarray], size_hw: Tuple[int, int], mea
     The resize runs on uint8 on the CPU, where PyTorch's antialiased bilinear matches PIL's
     (the reference protocol) to within rounding; only the smaller result goes to the device.
     """
-    batch = []
+    tensors = []
     for image in images:
         image = check_rgb(image)
         if not image.flags.writeable:  # e.g. a view of a message buffer
@@ -36,8 +36,8 @@ def to_network_input(images: Sequence[np.ndarray], size_hw: Tuple[int, int], mea
         if tuple(tensor.shape[-2:]) != tuple(size_hw):
             tensor = F.interpolate(tensor[None], size=tuple(size_hw), mode='bilinear',
                                    align_corners=False, antialias=True)[0]
-        batch.append(tensor)
-    batch = torch.stack(batch).to(device, non_blocking=True).float().div_(255.0)
+        tensors.append(tensor)
+    batch = torch.stack(tensors).to(device, non_blocking=True).float().div_(255.0)
     mean = torch.as_tensor(mean, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
     std = torch.as_tensor(std, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
     return (batch - mean) / std

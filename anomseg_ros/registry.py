@@ -22,17 +22,18 @@ log = get_logger('anomseg_ros.plugins')
 
 
 class Registry(Generic[T]):
-    """Maps names to factories; refuses duplicates and lists valid names on a miss."""
+    """Maps names to what is registered under them (a class, a factory, a ``Runtime``);
+    refuses duplicates and lists valid names on a miss."""
 
     def __init__(self, kind: str, group: str = ''):
         self.kind = kind
         self.group = group or f'anomseg_ros.{kind}s'
-        self._factories: Dict[str, Callable[..., T]] = {}
+        self._factories: Dict[str, T] = {}
         self._plugins_loaded = False
 
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(self, name: str) -> Callable[[T], T]:
         """Decorator that registers ``factory`` under ``name``."""
-        def decorator(factory: Callable[..., T]) -> Callable[..., T]:
+        def decorator(factory: T) -> T:
             if name in self._factories:
                 raise ValueError(f'{self.kind} {name!r} is already registered')
             self._factories[name] = factory
@@ -51,7 +52,7 @@ class Registry(Generic[T]):
                 log.warning(f'the {self.kind} plugin {entry.name!r} ({entry.value}) cannot be '
                             f'loaded and is skipped: {type(exc).__name__}: {first_line(exc)}')
 
-    def get(self, name: str) -> Callable[..., T]:
+    def get(self, name: str) -> T:
         if name not in self._factories:
             self.load_plugins()
         try:

@@ -16,7 +16,7 @@ from launch_ros.actions import Node
 
 
 def _threshold(text):
-    """"auto" or a number."""
+    """The text "auto", or a number."""
     return 'auto' if text.strip().lower() == 'auto' else float(text)
 
 

@@ -41,6 +41,26 @@ def test_flake8_99_columns_as_ament():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_docstrings_as_ament_pep257_with_the_codes_setup_cfg_leaves_out():
+    pytest.importorskip('pydocstyle', reason='pydocstyle is not installed (make setup does)')
+    result = subprocess.run([sys.executable, '-m', 'pydocstyle', 'anomseg_ros', 'rosbag_tools',
+                             'launch'], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_typed_core_modules_pass_mypy():
+    """The modules the Makefile's TYPED lists (make lint), checked as make lint checks them."""
+    import re
+    pytest.importorskip('mypy', reason='mypy is not installed (make setup does)')
+    makefile = open(os.path.join(REPO, 'Makefile')).read()
+    typed = re.search(r'^TYPED := (.*?)\n\n', makefile, re.S | re.M).group(1)
+    modules = typed.replace('\\', ' ').split()
+    assert 'anomseg_ros/pipeline.py' in modules
+    result = subprocess.run([sys.executable, '-m', 'mypy', *modules], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_package_xml_is_format_3_with_the_ros_dependencies():
     import xml.etree.ElementTree as ET
     root = ET.parse(os.path.join(REPO, 'package.xml')).getroot()

@@ -78,7 +78,7 @@ class Method:
         return {}
 
 
-METHODS: Registry[Method] = Registry('method')
+METHODS: Registry[Callable[[], Method]] = Registry('method')
 
 
 def register_method(name: str):

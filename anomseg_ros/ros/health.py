@@ -10,7 +10,7 @@ a sliding window for the level, so one bad frame warns for a while and not forev
 import collections
 import threading
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Deque, Dict, Optional, Tuple
 
 OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
 COUNTERS = ('received', 'processed', 'skipped', 'dropped', 'rejected', 'failed', 'nonfinite')
@@ -24,7 +24,7 @@ class FrameHealth:
                  clock: Callable[[], float] = time.monotonic):
         self.window_s, self.stale_s, self.clock = float(window_s), float(stale_s), clock
         self.counts = collections.Counter({name: 0 for name in COUNTERS})
-        self._events = collections.deque()  # (time, counter name) within the window
+        self._events: Deque[Tuple[float, str]] = collections.deque()  # within the window
         self._lock = threading.Lock()
 
     def count(self, name: str) -> None:

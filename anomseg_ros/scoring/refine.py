@@ -90,8 +90,11 @@ def dilated_smoothing(score: np.ndarray, *, size: int = SMOOTH_SIZE,
 
 
 def refine(score: np.ndarray, labels: Optional[np.ndarray], refinement: str) -> np.ndarray:
-    """``score`` ``(H,W)`` refined by ``refinement`` (one of ``REFINEMENTS``)."""
+    """``score`` ``(H,W)`` refined by ``refinement`` (one of ``REFINEMENTS``); ``boundary``
+    needs the predicted ``labels``."""
     if refinement == 'boundary':
+        if labels is None:
+            raise ConfigError('the boundary refinement needs the predicted labels')
         return dilated_smoothing(boundary_suppression(score, labels))
     if refinement == 'smooth':
         return dilated_smoothing(score, dilation=1)
@@ -127,7 +130,7 @@ class Refined(Scorer):
         return self.scorer.bounds()
 
     def settings(self):
-        """The refined score's own settings (its temperature, class statistics, ...)."""
+        """What the refined score runs with: the settings of its base score."""
         return self.scorer.settings()
 
     def __call__(self, logits: torch.Tensor,

@@ -1,12 +1,12 @@
 """The scorer registry: every anomaly score is built by name."""
 import inspect
-from typing import Dict, List
+from typing import Callable, cast, Dict, List, Type
 
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.registry import Registry
 from anomseg_ros.scoring.base import Scorer
 
-SCORERS: Registry[Scorer] = Registry('scorer')
+SCORERS: Registry[Callable[..., Scorer]] = Registry('scorer')
 register_scorer = SCORERS.register
 
 
@@ -30,9 +30,9 @@ def scorer_params(name: str) -> Dict[str, object]:
             if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
-def scorer_class(name: str) -> type:
+def scorer_class(name: str) -> Type[Scorer]:
     """The class registered as ``name``: what it declares is readable without building it."""
-    return SCORERS.get(name)
+    return cast(Type[Scorer], SCORERS.get(name))
 
 
 def scorer_method(name: str) -> str:
