@@ -141,7 +141,7 @@ def _python_blocks(path):
 def test_extending_examples_run_from_outside_the_package(tmp_path, monkeypatch):
     """docs/extending.md, block by block in one namespace: a toy backbone trained with
     train(TrainConfig), a toy scorer through Detector, a torch.export runtime, a toy method
-    trained with anomseg train-anomaly and run through Detector."""
+    trained with anomseg train-anomaly and run through Detector, and a new frame encoding."""
     from anomseg_ros.backbones.registry import BACKBONES
     from anomseg_ros.methods.base import METHODS
     from anomseg_ros.runtimes.registry import _RUNTIMES
@@ -149,13 +149,15 @@ def test_extending_examples_run_from_outside_the_package(tmp_path, monkeypatch):
     write_tiny_cityscapes(tmp_path / 'cityscapes')
     monkeypatch.chdir(tmp_path)
     blocks = _python_blocks(os.path.join(REPO, 'docs', 'extending.md'))
-    assert len(blocks) == 6
+    assert len(blocks) == 7
     namespace = {'__name__': 'extending_example'}
     try:
         for block in blocks:
             exec(compile(block, 'docs/extending.md', 'exec'), namespace)
         assert os.path.isfile(tmp_path / 'runs' / 'noise' / 'last.pt')
-    finally:  # leave the registries as they were for the other tests
+    finally:  # leave the registries and the encoding table as they were for the other tests
+        from anomseg_ros.data.messages import INPUT_ENCODINGS
+        INPUT_ENCODINGS.pop('8UC3', None)
         for registry, name in ((BACKBONES, 'tiny_fcn'), (SCORERS, 'margin'),
                                (SCORERS, 'noise_square'), (METHODS, 'noise_square'),
                                (_RUNTIMES, 'torch_export')):
