@@ -33,10 +33,7 @@ STAGES = ('wait', 'decode', 'forward', 'score', 'resize', 'outputs')
 
 def parse_cameras(entries) -> List[Tuple[str, str]]:
     """``(name, image topic)`` per entry of the ``cameras`` parameter; ``[('', 'image')]`` for
-    none (the single camera of the launch file's ``image``). ``None`` is none: rcl cannot type
-    an empty YAML list (``cameras: []`` in a params file), so the parameter comes unset."""
-    if entries is None:
-        entries = []
+    none (the single camera of the launch file's ``image``)."""
     if isinstance(entries, (str, bytes)) or not all(isinstance(e, str) for e in entries):
         raise ConfigError(f'parameter \'cameras\' is a list of names or image topics '
                           f'([front, /left/image_raw]); got {entries!r}')

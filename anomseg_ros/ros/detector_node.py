@@ -289,7 +289,10 @@ class _Detector:
                                       f'ignored (ros2 param list shows those it has)')
 
     def _get(self, name):
-        return self.get_parameter(name).value
+        """The parameter's value; one that came unset (rcl cannot type an empty YAML list, so
+        a params file's ``cameras: []`` arrives as no value) is its declared default."""
+        value = self.get_parameter(name).value
+        return _DEFAULTS.get(name) if value is None else value
 
     def _complete_parameters(self, params):
         """An integer for a parameter that is a number is taken as one (as at start-up). A
@@ -580,6 +583,7 @@ def _reason(exc: BaseException) -> str:
     return text if isinstance(exc, AnomsegError) else f'{type(exc).__name__}: {text or "-"}'
 
 
+_DEFAULTS = {param.name: param.default for param in PARAMS}
 _KINDS = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string',
           list: 'a list of strings'}
 
