@@ -156,7 +156,7 @@ def _load_torch(request: LoadRequest) -> Loaded:
 def _load_openvino(request: LoadRequest) -> Loaded:
     from anomseg_ros.runtimes.export import openvino_from_checkpoint
     from anomseg_ros.runtimes.exported import load_openvino_ir
-    if request.weights.lower().endswith('.xml'):
+    if file_runtime(request.weights) is not None:  # an IR (its declared files), not a checkpoint
         model, info = load_openvino_ir(request.weights, precision=request.precision,
                                        input_size_hw=request.input_size_hw)
         return Loaded(model, info)
