@@ -41,7 +41,8 @@ TYPED := anomseg_ros/errors.py anomseg_ros/registry.py anomseg_ros/sizes.py anom
 	anomseg_ros/checkpoint.py anomseg_ros/pipeline.py anomseg_ros/precision.py \
 	anomseg_ros/preprocessing.py anomseg_ros/obstacles.py anomseg_ros/scoring \
 	anomseg_ros/runtimes/registry.py anomseg_ros/backbones/registry.py \
-	anomseg_ros/methods/base.py anomseg_ros/ros/worker.py anomseg_ros/ros/health.py
+	anomseg_ros/methods/base.py anomseg_ros/options.py anomseg_ros/ros/worker.py \
+	anomseg_ros/ros/health.py
 
 lint: setup
 	$(BIN)/flake8 anomseg_ros rosbag_tools launch test bench setup.py

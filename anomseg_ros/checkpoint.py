@@ -243,7 +243,7 @@ def save_checkpoint(path: str, model: nn.Module, info: ModelInfo, **extra) -> No
 
 
 # what a deployable checkpoint keeps besides the weights: provenance, not training state
-EXPORTED_KEYS = ('epoch', 'best_miou', 'history', 'args', 'calibration',
+EXPORTED_KEYS = ('epoch', 'best_miou', 'history', 'args', 'config', 'options', 'calibration',
                  'threshold_calibration', 'phases_done', 'ensemble', 'adaptation')
 
 

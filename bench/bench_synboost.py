@@ -51,14 +51,13 @@ def measure(checkpoint: str, variant: str, sizes, repeats: int, synboost: str = 
 
 
 def _untrained_synboost(checkpoint: str, generator_channels: int, width: int) -> str:
-    import argparse as ap
     from anomseg_ros.checkpoint import load_model, save_checkpoint
-    from anomseg_ros.cli.train_anomaly import add_arguments
     from anomseg_ros.methods import get_method
-    options = add_arguments(ap.ArgumentParser()).parse_args(
-        ['--method', 'synboost', '--checkpoint', checkpoint, '--data', '-', '--out', '-',
-         '--generator-channels', str(generator_channels), '--dissimilarity-width', str(width)])
-    model, info, _ = get_method('synboost').prepare(*load_model(checkpoint), options)
+    from anomseg_ros.methods.synboost.method import SynboostOptions
+    from anomseg_ros.training.config import AnomalyTrainConfig
+    config = AnomalyTrainConfig(method='synboost', checkpoint=checkpoint, data='-', out='-')
+    options = SynboostOptions(generator_channels=generator_channels, dissimilarity_width=width)
+    model, info, _ = get_method('synboost').prepare(*load_model(checkpoint), config, options)
     path = os.path.join(tempfile.mkdtemp(), 'synboost.pt')
     save_checkpoint(path, model, info)
     return path

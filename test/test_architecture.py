@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from anomseg_ros.checkpoint import read_checkpoint
 from test_training import write_tiny_cityscapes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -154,7 +155,9 @@ def test_extending_examples_run_from_outside_the_package(tmp_path, monkeypatch):
     try:
         for block in blocks:
             exec(compile(block, 'docs/extending.md', 'exec'), namespace)
-        assert os.path.isfile(tmp_path / 'runs' / 'noise' / 'last.pt')
+        saved = read_checkpoint(str(tmp_path / 'runs' / 'noise' / 'last.pt'))
+        assert saved['options'] == {'square': 6}  # the method's own flag, kept with the run
+        assert saved['config']['method'] == 'noise_square'
     finally:  # leave the registries and the encoding table as they were for the other tests
         from anomseg_ros.data.messages import INPUT_ENCODINGS
         INPUT_ENCODINGS.pop('8UC3', None)

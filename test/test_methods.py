@@ -15,7 +15,10 @@ from anomseg_ros.cli.main import main
 from anomseg_ros.errors import ConfigError, DatasetError
 from anomseg_ros.methods import pebal, sleeg
 from anomseg_ros.methods.outliers import load_outliers, parse_scale, paste_outliers
+from anomseg_ros.methods.synboost.method import SynboostOptions
 from anomseg_ros.pipeline import Detector, make_scorer
+from anomseg_ros.training import AnomalyTrainConfig
+from anomseg_ros.training.train_anomaly import train_anomaly
 
 from test_training import _scene, write_tiny_cityscapes
 
@@ -290,7 +293,20 @@ def test_sleeg_refuses_a_backbone_without_decoder_features():
 def test_train_anomaly_errors(tmp_path, cityscapes_root, random_checkpoint, capsys):
     assert main(['train-anomaly', '--method', 'pebal', '--checkpoint', random_checkpoint,
                  '--data', cityscapes_root, '--out', str(tmp_path), *TINY]) == 2
-    assert 'give --outliers DIR' in capsys.readouterr().err
+    assert 'give --outliers, a folder' in capsys.readouterr().err
+    # the core names the field; only the command line says it as a flag
+    with pytest.raises(ConfigError, match='give `outliers`, a folder'):
+        train_anomaly(AnomalyTrainConfig(method='pebal', checkpoint=random_checkpoint,
+                                         data=cityscapes_root, out=str(tmp_path)))
+    # another method's option would be ignored: refused, naming its method
+    assert main(['train-anomaly', '--method', 'pebal', '--checkpoint', random_checkpoint,
+                 '--data', cityscapes_root, '--out', str(tmp_path), '--void-share', '0.2',
+                 *TINY]) == 2
+    assert '--void-share is an option of synboost, not of pebal' in capsys.readouterr().err
+    with pytest.raises(ConfigError, match='takes PebalOptions, got SynboostOptions'):
+        train_anomaly(AnomalyTrainConfig(method='pebal', checkpoint=random_checkpoint,
+                                         data=cityscapes_root, out=str(tmp_path)),
+                      SynboostOptions())
     _, info = load_model(random_checkpoint)
     for method in ('sleeg', 'pebal'):  # refused up front, as the node refuses the parameter
         with pytest.raises(ConfigError, match=f"score of a {method.upper()}-trained model .*"
@@ -307,3 +323,20 @@ def test_train_anomaly_errors(tmp_path, cityscapes_root, random_checkpoint, caps
     with pytest.raises(ConfigError, match="needs a SLEEG checkpoint"):
         make_scorer_sleeg = __import__('anomseg_ros.scoring', fromlist=['create_scorer'])
         make_scorer_sleeg.create_scorer('sleeg', num_inlier_classes=19)(torch.zeros(1, 19, 4, 4))
+
+
+def test_options_round_trip_as_checkpoints_keep_them_and_refuse_unknown_names():
+    from anomseg_ros.options import from_plain, to_plain
+    options = SynboostOptions(void_share=0.2, uncertainty=False)
+    assert from_plain(SynboostOptions, to_plain(options)) == options
+    config = AnomalyTrainConfig(method='pebal', checkpoint='c.pt', data='d', out='o',
+                                crop_size=(32, 64))  # (H, W)
+    assert to_plain(config)['crop_size'] == [32, 64]  # plain values, as torch.load reads them
+    assert from_plain(AnomalyTrainConfig, to_plain(config)) == config
+    text = {**to_plain(config), 'crop_size': '64x32', 'paste_scale': '0.1,0.4'}
+    parsed = from_plain(AnomalyTrainConfig, text)  # strings go through the field's parse
+    assert parsed.crop_size == (32, 64) and parsed.paste_scale == (0.1, 0.4)
+    with pytest.raises(ConfigError, match='unknown options void_shar; known: .*void_share'):
+        from_plain(SynboostOptions, {'void_shar': 0.1})
+    with pytest.raises(ConfigError, match='`mix_probability` is a share of images'):
+        pebal.PebalOptions(mix_probability=1.5).check()

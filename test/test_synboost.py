@@ -182,7 +182,7 @@ def test_each_stage_lowers_its_loss_and_trains_only_its_part(random_checkpoint, 
     base, info = load_model(random_checkpoint)
     method = get_method('synboost')
     model = SynboostModel(base, num_inlier=19)
-    state = method.training_state(_options(outlier_dir), info, torch.Generator().manual_seed(0))
+    state = method.training_state(*_run(outlier_dir), info, torch.Generator().manual_seed(0))
     segmenter, dissimilarity = _snapshot(model.segmenter), _snapshot(model.dissimilarity)
     losses = _train(model, method, 'generator', 12, state)
     assert losses[-1] < 0.8 * losses[0], losses
@@ -199,12 +199,13 @@ def test_each_stage_lowers_its_loss_and_trains_only_its_part(random_checkpoint, 
     assert all(torch.equal(v, segmenter[k]) for k, v in model.segmenter.state_dict().items())
 
 
-def _options(outliers):
-    from anomseg_ros.cli.train_anomaly import add_arguments
-    import argparse
-    return add_arguments(argparse.ArgumentParser()).parse_args(
-        ['--method', 'synboost', '--checkpoint', 'x', '--data', 'x', '--out', 'x',
-         '--outliers', outliers, '--ensemble-tracks', 'x'])
+def _run(outliers, **fields):
+    """A SynBoost run and its options as the library takes them (no command line)."""
+    from anomseg_ros.methods.synboost.method import SynboostOptions
+    from anomseg_ros.training.config import AnomalyTrainConfig
+    return (AnomalyTrainConfig(method='synboost', checkpoint='x', data='x', out='x',
+                               outliers=outliers),
+            SynboostOptions(ensemble_tracks='x', **fields))
 
 
 # --- the ensemble ---------------------------------------------------------------------------
@@ -318,7 +319,7 @@ def test_stages_rerun_alone_resume_and_refuse_another_base(tmp_path, cityscapes_
     assert read_checkpoint(os.path.join(ablation, 'last.pt'))['phases_done'] == {
         'dissimilarity': 1}
     assert main(argv_ablation) == 2
-    assert 'give --generator-from CKPT' in capsys.readouterr().err
+    assert 'give --generator-from, a SynBoost' in capsys.readouterr().err
     assert main(argv + ['--stage', 'ensemble', '--no-uncertainty']) == 2
     assert 'built with other options' in capsys.readouterr().err
     # another segmentation model under the same OUT is refused
@@ -345,12 +346,12 @@ def test_synboost_option_errors(tmp_path, cityscapes_root, random_checkpoint, ca
     base = ['train-anomaly', '--method', 'synboost', '--checkpoint', random_checkpoint,
             '--data', cityscapes_root, '--out', str(tmp_path), *TINY]
     assert main(base + ['--ensemble-tracks', 'x']) == 2
-    assert '--outliers DIR' in capsys.readouterr().err
+    assert 'give --outliers, a folder' in capsys.readouterr().err
     assert main(base + ['--void-share', '0']) == 2
     assert '--ensemble-tracks' in capsys.readouterr().err
     assert main(base + ['--void-share', '0', '--ensemble-tracks', 'x', '--features',
                         'vgg16']) == 2
-    assert '--vgg16 PATH' in capsys.readouterr().err
+    assert 'needs --vgg16, the path' in capsys.readouterr().err
     vgg = tmp_path / 'not_vgg.pt'
     torch.save({'a': torch.zeros(1)}, vgg)
     assert main(base + ['--void-share', '0', '--ensemble-tracks', 'x', '--features', 'vgg16',
@@ -366,9 +367,8 @@ def test_vgg16_features_option_builds_and_scores(random_checkpoint, tmp_path):
     path = tmp_path / 'vgg16.pth'
     torch.save(vgg16().state_dict(), path)
     base, info = load_model(random_checkpoint)
-    options = _options('x')
-    options.features, options.vgg16, options.void_share = 'vgg16', str(path), 0.0
-    model, synboost_info, _ = get_method('synboost').prepare(base, info, options)
+    config, options = _run('x', features='vgg16', vgg16=str(path), void_share=0.0)
+    model, synboost_info, _ = get_method('synboost').prepare(base, info, config, options)
     with torch.no_grad():
         out = model.eval()(torch.rand(1, 3, 32, 64))
     assert out.shape == (1, 24, 32, 64) and torch.isfinite(out).all()

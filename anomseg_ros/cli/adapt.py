@@ -10,6 +10,7 @@ checkpoint, a held-out share becomes a track with pasted outliers, and the metho
 ``anomseg train-anomaly`` trains it (``anomseg_ros.training.adapt``). ``OUT/last.pt`` is an
 ordinary checkpoint with the adaptation recorded in it; ``--resume`` continues a run.
 """
+import dataclasses
 import os
 
 import torch
@@ -22,6 +23,7 @@ from anomseg_ros.pipeline import Detector
 from anomseg_ros.runtimes.cache import file_sha256
 from anomseg_ros.runtimes.registry import runtime_choices
 from anomseg_ros.training.adapt import AdaptData, prepare_adaptation_data, prepared
+from anomseg_ros.training.train_anomaly import train_anomaly
 
 DEFAULT_OUTLIERS = 300  # synthetic cut-outs made when no --outliers folder is given
 
@@ -81,11 +83,10 @@ def run(args) -> int:
         print(f'{record["training_frames"]} training frames ({100 * record["ignored_share"]:.1f}% '
               f'of their pixels below the confidence cut-off, void), {record["held_out_frames"]} '
               f'held out for the pasted track; {len(skipped)} skipped', flush=True)
-    args.data = root
-    args.outliers = record['outliers']
-    if args.method == 'synboost' and not args.ensemble_tracks:
-        args.ensemble_tracks = os.path.join(root, 'track')
-    code = train_anomaly_cli.run(args)
+    config, options = train_anomaly_cli.from_args(args, data=root, outliers=record['outliers'])
+    if args.method == 'synboost' and not options.ensemble_tracks:
+        options = dataclasses.replace(options, ensemble_tracks=os.path.join(root, 'track'))
+    code = train_anomaly(config, options, say=train_anomaly_cli.say(args))
     if code:
         return code
     last = os.path.join(args.out, 'last.pt')

@@ -1,13 +1,16 @@
 """Arguments shared by several verbs."""
 import argparse
+import dataclasses
 import glob
 import os
-from typing import Dict, List
+import re
+from typing import Dict, List, Sequence
 
 from anomseg_ros import sizes
 from anomseg_ros.backbones import list_backbones
 from anomseg_ros.data.images import IMAGE_EXTENSIONS, read_rgb
 from anomseg_ros.errors import AnomsegError, ConfigError, DatasetError
+from anomseg_ros.options import field_type, from_plain
 from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import DEFAULT_INT8_MAX_DROP, Detector, DEVICES, parse_threshold
 from anomseg_ros.precision import PRECISIONS
@@ -66,6 +69,61 @@ def parse_vector(text: str):
         return sizes.parse_vector(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def flag(name: str) -> str:
+    """The command-line flag of an option field: ``kernel_size`` -> ``--kernel-size``."""
+    return '--' + name.replace('_', '-')
+
+
+def as_flags(text: str, names) -> str:
+    """``text`` of the core, whose option fields are named in backquotes (`` `void_share` ``),
+    as the command line says them (``--void-share``); other backquoted words stay."""
+    return re.sub(r'`([a-z][a-z0-9_]*)`',
+                  lambda m: flag(m.group(1)) if m.group(1) in names else m.group(0), text)
+
+
+def _argparse_type(parse):
+    def convert(text):
+        try:
+            return parse(text)
+        except AnomsegError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = getattr(parse, '__name__', 'value')
+    return convert
+
+
+def add_option_fields(group, cls: type, *, skip: Sequence[str] = ()) -> None:
+    """One flag per field of the options dataclass ``cls`` (``anomseg_ros.options``), with
+    its default, help, metavar and choices: ``name`` is ``--name``; a ``bool`` that defaults
+    to False is ``--name``, one that defaults to True is ``--no-name``."""
+    names = {field.name for field in dataclasses.fields(cls)}
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        meta, kind = dict(field.metadata), field_type(cls, field.name)
+        meta['help'] = as_flags(meta.get('help') or '', names)
+        required = field.default is dataclasses.MISSING
+        default = None if required else field.default
+        if kind is bool:
+            if default:
+                group.add_argument('--no-' + field.name.replace('_', '-'), dest=field.name,
+                                   action='store_false', help=f'turn off {meta.get("help")}')
+            else:
+                group.add_argument(flag(field.name), action='store_true', help=meta.get('help'))
+            continue
+        convert = _argparse_type(meta['parse']) if meta.get('parse') else kind
+        group.add_argument(flag(field.name), type=convert, default=default, required=required,
+                           help=meta.get('help'), metavar=meta.get('metavar'),
+                           choices=meta.get('choices'))
+
+
+def options_from_args(cls: type, args: argparse.Namespace, **overrides):
+    """The ``cls`` (an options dataclass) of parsed arguments made by ``add_option_fields``;
+    ``overrides`` set fields the command line does not have."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+              if hasattr(args, f.name)}
+    return from_plain(cls, {**values, **overrides})
 
 
 def node_params(args, **extra) -> Dict[str, object]:

@@ -5,6 +5,7 @@ import sys
 from anomseg_ros import __version__
 from anomseg_ros.cli import (adapt, bag, calibrate, demo, detect, evaluate, export, fleet,
                              info, report, study, synth, train, train_anomaly)
+from anomseg_ros.cli.common import as_flags
 from anomseg_ros.errors import AnomsegError
 
 VERBS = (detect, info, evaluate, calibrate, report, synth, train, train_anomaly, adapt, study,
@@ -26,8 +27,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0
-    except AnomsegError as exc:
-        print(f'anomseg {args.verb}: error: {exc}', file=sys.stderr)
+    except AnomsegError as exc:  # the core names option fields; say them as this verb's flags
+        message = as_flags(str(exc), getattr(args, 'option_fields', ()))
+        print(f'anomseg {args.verb}: error: {message}', file=sys.stderr)
         return 2
     except OSError as exc:  # a folder that cannot be written, a disk that is full, ...
         where = f' {exc.filename!r}' if exc.filename else ''

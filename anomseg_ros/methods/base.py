@@ -3,21 +3,28 @@
 A ``Method`` owns what is method-specific, so the checkpoint loader, the pipeline and the
 training loop need no name checks:
 
+- ``Options``: a dataclass of the method's own training options, each field with its default
+  and help (``anomseg_ros.options.option``); the command line makes its flags from them and
+  checkpoints keep them. Every hook below gets the run (``AnomalyTrainConfig``: epochs, lr,
+  outliers, ...) as ``config`` and an ``Options`` as ``options``;
+- ``check(config, options)``: refuse what it cannot train with, before any data is read;
 - ``build_model(info, build_base)``: the (untrained) network a checkpoint of this method holds,
   from its ``ModelInfo`` (``build_base`` builds the plain segmentation model of an info);
-- ``prepare(base, base_info, options)``: that network made from a trained segmentation model,
-  with what is to train unfrozen, and the ``ModelInfo`` it will be saved with;
+- ``prepare(base, base_info, config, options)``: that network made from a trained
+  segmentation model, with what is to train unfrozen, and the ``ModelInfo`` it will be saved
+  with;
 - ``scorer``: the registered scorer that reads its outputs, which takes the settings it was
   trained with from ``info.method_params``;
-- ``training_state(options, info, generator)`` and ``train_step(model, images, labels, state,
-  step)``: one optimisation step's loss and the terms to log;
-- ``phases(options)``: the training phases in order, each ``(name, epochs, lr)`` with its own
-  optimiser (one, ``train``, by default; SynBoost trains its generator, then its
+- ``training_state(config, options, info, generator)`` and ``train_step(model, images, labels,
+  state, step)``: one optimisation step's loss and the terms to log;
+- ``phases(config, options)``: the training phases in order, each ``(name, epochs, lr)``
+  with its own optimiser (one, ``train``, by default; SynBoost trains its generator, then its
   dissimilarity network), ``start_phase`` unfreezing what a phase trains; and ``finish``: a
   last step without gradients (SynBoost's ensemble grid search), named ``finish_stage``.
 
 Methods are registered by name (``register_method``) like backbones and scorers.
 """
+import dataclasses
 from typing import Callable, Dict, List, Tuple
 
 import numpy as np
@@ -27,14 +34,21 @@ from torch import nn
 from anomseg_ros.registry import Registry
 
 
+@dataclasses.dataclass
+class NoOptions:
+    """The options of a method that has none of its own."""
+
+
 class Method:
     """Base class of the learned anomaly methods (see the module docstring)."""
+
+    Options: type = NoOptions  # a dataclass of the method's own training options
 
     name = ''
     scorer = ''            # the scorer that reads this method's outputs
     paper = ''             # the paper it follows
     default_lr = 1e-3
-    needs_outliers = False  # trains on outlier cut-outs (--outliers)
+    needs_outliers = False  # trains on outlier cut-outs (the run's outliers)
     # outputs of the segmentation model it builds on (PEBAL: the 19 classes, void dropped);
     # None keeps them all
     base_num_classes = None
@@ -46,13 +60,14 @@ class Method:
     def build_model(self, info, build_base: Callable) -> nn.Module:
         raise NotImplementedError
 
-    def prepare(self, base: nn.Module, base_info, options) -> Tuple[nn.Module, object, int]:
+    def prepare(self, base: nn.Module, base_info, config,
+                options) -> Tuple[nn.Module, object, int]:
         raise NotImplementedError
 
-    def check(self, options) -> None:
+    def check(self, config, options) -> None:
         """Refuse options this method cannot train with (before any data is read)."""
 
-    def training_state(self, options, info, generator: torch.Generator) -> object:
+    def training_state(self, config, options, info, generator: torch.Generator) -> object:
         raise NotImplementedError
 
     def train_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -61,16 +76,16 @@ class Method:
 
     finish_stage = ''  # the name of ``finish`` as a stage of its own ('' = none)
 
-    def phases(self, options) -> List[Tuple[str, int, float]]:
+    def phases(self, config, options) -> List[Tuple[str, int, float]]:
         """``(name, epochs, learning rate)`` of each training phase, in order."""
-        return [('train', options.epochs, options.lr)]
+        return [('train', config.epochs, config.lr)]
 
     def start_phase(self, model: nn.Module, name: str, *, fresh: bool = True) -> int:
         """Before phase ``name`` (``fresh``: from its first epoch, not resumed): make what it
         trains trainable; returns its parameter count."""
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-    def finish(self, model: nn.Module, info, options,
+    def finish(self, model: nn.Module, info, config, options,
                logits: Callable[[List[np.ndarray]], torch.Tensor]) -> Dict[str, object]:
         """After the phases: update ``info`` (its ``method_params``) as a last step without
         gradients; ``logits`` runs the model on RGB images as the detector pipeline does

@@ -36,7 +36,8 @@ from anomseg_ros.backbones import backbone_class, with_num_classes
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.labels import NUM_CITYSCAPES_CLASSES, VOID_LABEL
 from anomseg_ros.methods.base import Method, register_method
-from anomseg_ros.methods.outliers import PASTE_SCALE, load_outliers, parse_scale, paste_outliers
+from anomseg_ros.methods.outliers import load_outliers, parse_scale, paste_outliers
+from anomseg_ros.options import option
 from anomseg_ros.scoring.base import Scorer
 from anomseg_ros.scoring.registry import register_scorer
 
@@ -46,6 +47,7 @@ LAMBDA = 0.1
 BETA1, BETA2 = 5e-4, 3e-6
 CODE_SMOOTH, CODE_SPARSE = 3e-6, 5e-4   # the released code's weights (see reg_form)
 REG_FORMS = ('paper', 'code')
+KERNEL_SIZE, SIGMA = 7, 1.0  # test-time Gaussian smoothing of the score (the paper's [19])
 
 
 def free_energy(inlier_logits: torch.Tensor) -> torch.Tensor:
@@ -53,7 +55,15 @@ def free_energy(inlier_logits: torch.Tensor) -> torch.Tensor:
     return -torch.logsumexp(inlier_logits.float(), dim=1)
 
 
-def gaussian_smooth(maps: torch.Tensor, kernel_size: int = 7, sigma: float = 1.0) -> torch.Tensor:
+def gaussian_check(kernel_size: int, sigma: float) -> None:
+    """Refuse a smoothing kernel ``gaussian_smooth`` cannot make."""
+    if kernel_size < 1 or kernel_size % 2 == 0 or sigma <= 0:
+        raise ConfigError(f'the smoothing kernel needs an odd size >= 1 and sigma > 0, got '
+                          f'{kernel_size} and {sigma}')
+
+
+def gaussian_smooth(maps: torch.Tensor, kernel_size: int = KERNEL_SIZE,
+                    sigma: float = SIGMA) -> torch.Tensor:
     """``(B,H,W)`` maps smoothed with a normalised Gaussian, edges replicated."""
     if kernel_size <= 1:
         return maps
@@ -89,7 +99,7 @@ def margins_from_energies(inlier_energies: torch.Tensor) -> Tuple[float, float]:
     energy, m_out the paper's gap (6) above it."""
     if inlier_energies.numel() == 0:
         raise ConfigError('the first batch holds no inlier pixels to place the margins on; '
-                          'give --margins M_IN,M_OUT')
+                          'give `margins` M_IN,M_OUT')
     m_in = float(torch.quantile(inlier_energies.float().flatten()[:1_000_000], AUTO_QUANTILE))
     return m_in, m_in + (M_OUT - M_IN)
 
@@ -194,18 +204,44 @@ class PebalEnergy(Scorer):
 
     method = 'pebal'
 
-    def __init__(self, *, num_inlier_classes: Optional[int] = None, kernel_size: int = 7,
-                 sigma: float = 1.0):
+    def __init__(self, *, num_inlier_classes: Optional[int] = None,
+                 kernel_size: int = KERNEL_SIZE, sigma: float = SIGMA):
         super().__init__(num_inlier_classes=num_inlier_classes)
-        if kernel_size < 1 or kernel_size % 2 == 0 or sigma <= 0:
-            raise ConfigError(f'the smoothing kernel needs an odd size >= 1 and sigma > 0, got '
-                              f'{kernel_size} and {sigma}')
+        gaussian_check(kernel_size, sigma)
         self.kernel_size, self.sigma = kernel_size, sigma
 
     def score(self, logits: torch.Tensor) -> torch.Tensor:
         # the energy pixel by pixel (by rows where faster), the smoothing on the whole map
         energy = self.pixelwise(lambda rows: free_energy(self.inlier_logits(rows)), logits)
         return gaussian_smooth(energy, self.kernel_size, self.sigma)
+
+
+@dataclasses.dataclass
+class PebalOptions:
+    """PEBAL's own training options (the run's are ``AnomalyTrainConfig``'s)."""
+
+    mix_probability: float = option(0.5, 'share of training images that get an outlier pasted '
+                                    '(AnomalyMix; default %(default)s)')
+    pebal_lambda: float = option(LAMBDA, 'weight of the abstention loss (default %(default)s)')
+    margins: str = option('paper', 'energy margins of eqs. 6-7: the paper\'s -12,-6 (default; '
+                          'set for models with inlier energies far below -12), auto (m_in at '
+                          'the median inlier energy of this model, m_out 6 above), or two '
+                          'numbers', metavar='paper|auto|M_IN,M_OUT')
+    fixed_penalty: Optional[float] = option(None, 'ablation: a constant abstention penalty '
+                                            'instead of (-E)^2', metavar='A')
+    regulariser: bool = option(True, 'the smoothness / sparsity term of eq. 8 (off: an '
+                               'ablation)')
+    reg_form: str = option('paper', 'eq. 8 as printed (default), or as the authors\' code '
+                           'computes it', choices=REG_FORMS)
+    kernel_size: int = option(KERNEL_SIZE, 'test-time smoothing kernel (default %(default)s)')
+    sigma: float = option(SIGMA, 'test-time smoothing sigma (default %(default)s)')
+
+    def check(self) -> None:
+        parse_margins(self.margins)
+        if not 0.0 <= self.mix_probability <= 1.0:
+            raise ConfigError(f'`mix_probability` is a share of images, 0 to 1; got '
+                              f'{self.mix_probability}')
+        gaussian_check(self.kernel_size, self.sigma)
 
 
 @register_method('pebal')
@@ -225,14 +261,16 @@ class Pebal(Method):
         # the backbone itself with Y+1 outputs
         return build_base(dataclasses.replace(info, method='', method_params={}))
 
-    def check(self, options) -> None:
-        if not options.outliers:
-            raise ConfigError('PEBAL trains on outliers pasted into inlier images (AnomalyMix): '
-                              'give --outliers DIR (RGBA cut-outs, e.g. anomseg synth\'s '
-                              'outliers/)')
-        parse_margins(getattr(options, 'margins', 'paper'))
+    Options = PebalOptions
 
-    def prepare(self, base, base_info, options):
+    def check(self, config, options) -> None:
+        if not config.outliers:
+            raise ConfigError('PEBAL trains on outliers pasted into inlier images (AnomalyMix): '
+                              'give `outliers`, a folder of RGBA cut-outs (e.g. anomseg synth\'s '
+                              'outliers/)')
+        options.check()
+
+    def prepare(self, base, base_info, config, options):
         model = add_abstention_output(base, base_info.backbone)
         trainable = freeze_all_but_last_block(model, base_info.backbone)
         info = dataclasses.replace(
@@ -243,21 +281,20 @@ class Pebal(Method):
             temperature=1.0, source='')
         return model, info, trainable
 
-    def training_state(self, options, info, generator):
-        margins = parse_margins(getattr(options, 'margins', 'paper'))
+    def training_state(self, config, options, info, generator):
+        margins = parse_margins(options.margins)
         if margins is None and 'm_in' in info.method_params:  # resumed: the margins it chose
             margins = info.method_params['m_in'], info.method_params['m_out']
         criterion = PebalLoss(self.base_num_classes, lam=options.pebal_lambda,
                               fixed_penalty=options.fixed_penalty,
-                              regulariser=not options.no_regulariser, reg_form=options.reg_form)
+                              regulariser=options.regulariser, reg_form=options.reg_form)
         if margins is not None:
             criterion.m_in, criterion.m_out = margins
             info.method_params.update(m_in=margins[0], m_out=margins[1])
         return {'criterion': criterion, 'margins_from_model': margins is None,
                 'method_params': info.method_params,
-                'outliers': load_outliers(options.outliers), 'generator': generator,
-                'probability': options.mix_probability,
-                'scale': parse_scale(getattr(options, 'paste_scale', PASTE_SCALE)),
+                'outliers': load_outliers(config.outliers), 'generator': generator,
+                'probability': options.mix_probability, 'scale': parse_scale(config.paste_scale),
                 'mean': torch.tensor(info.mean).view(3, 1, 1),
                 'std': torch.tensor(info.std).view(3, 1, 1)}
 

@@ -32,12 +32,14 @@ from anomseg_ros.errors import ConfigError
 from anomseg_ros.labels import VOID_LABEL
 from anomseg_ros.methods.base import Method, register_method
 from anomseg_ros.methods.pebal import free_energy
+from anomseg_ros.options import option
 from anomseg_ros.scoring.base import Scorer
 from anomseg_ros.scoring.registry import register_scorer
 
 GAMMA = 15.0
 LAMBDA = 0.5
 NUM_PATCHES = 10
+PATCH_SHAPES = ('convex', 'square')
 ESTIMATORS = ('tae', 'tore')
 IGNORE = VOID_LABEL
 
@@ -228,7 +230,7 @@ class PatchLibrary:
     def __init__(self, *, capacity: int = 64, num_patches: int = NUM_PATCHES,
                  shape: str = 'convex', size_fraction=(0.06, 0.2), random_points: int = 6,
                  generator: Optional[torch.Generator] = None):
-        if shape not in ('convex', 'square'):
+        if shape not in PATCH_SHAPES:
             raise ConfigError(f'patch shape is convex or square, got {shape!r}')
         self.capacity, self.num_patches, self.shape = capacity, num_patches, shape
         self.size_fraction, self.random_points = size_fraction, random_points
@@ -309,6 +311,28 @@ def sleeg_losses(outputs: torch.Tensor, pasted: torch.Tensor, num_inlier: int, *
             'anomaly_pixels': (target == 1).sum().float(), 'target': target}
 
 
+@dataclasses.dataclass
+class SleegOptions:
+    """SLEEG's own training options (the run's are ``AnomalyTrainConfig``'s)."""
+
+    estimators: str = option('tae+tore', 'ablation: tae, tore or tae+tore (default)')
+    patch_shape: str = option('convex', 'shape of the self-pasted patches', choices=PATCH_SHAPES)
+    refinement: bool = option(True, 'the refinement of the pasted pixels by the JEM score '
+                              '(off, an ablation: every pasted pixel is an anomaly)')
+    static_margin: bool = option(False, 'ablation: margin gamma without the JEM terms (Table 4)')
+    num_patches: int = option(NUM_PATCHES, 'patches kept in the library (default %(default)s)')
+    margin: float = option(GAMMA, 'the margin gamma of eq. 8 (default %(default)s)')
+    lam: float = option(LAMBDA, 'weight lambda of the TORE estimator (default %(default)s)')
+    warmup: float = option(0.15, 'share of the iterations that refine with the JEM score '
+                           '(paper: 6,000 of 40,000; default %(default)s)')
+    head_channels: int = option(32, 'width of the OoD head (default %(default)s)')
+
+    def check(self) -> None:
+        parse_estimators(self.estimators)
+        if not 0.0 <= self.warmup <= 1.0:
+            raise ConfigError(f'`warmup` is a share of the iterations, 0 to 1; got {self.warmup}')
+
+
 @register_method('sleeg')
 class Sleeg(Method):
     """SLEEG as a method: an OoD head on the frozen segmentation model's decoder features,
@@ -326,10 +350,12 @@ class Sleeg(Method):
                                    num_classes=info.num_classes - 2)
         return SleegModel(build_base(base), **info.method_params.get('head', {}))
 
-    def check(self, options) -> None:
-        parse_estimators(options.estimators)
+    Options = SleegOptions
 
-    def prepare(self, base, base_info, options):
+    def check(self, config, options) -> None:
+        options.check()
+
+    def prepare(self, base, base_info, config, options):
         for parameter in base.parameters():
             parameter.requires_grad_(False)
         model = SleegModel(base, mid_channels=options.head_channels)  # or refuses it, saying why
@@ -341,12 +367,12 @@ class Sleeg(Method):
                                                   'head': head})
         return model, info, sum(p.numel() for p in model.head.parameters())
 
-    def training_state(self, options, info, generator):
-        total = options.epochs * options.iters_per_epoch
+    def training_state(self, config, options, info, generator):
+        total = config.epochs * config.iters_per_epoch
         return {'library': PatchLibrary(num_patches=options.num_patches,
                                         shape=options.patch_shape, generator=generator),
                 'estimators': parse_estimators(options.estimators),
-                'num_inlier': info.num_inlier_classes, 'refine': not options.no_refinement,
+                'num_inlier': info.num_inlier_classes, 'refine': options.refinement,
                 'warmup_iters': round(options.warmup * total), 'lam': options.lam,
                 'gamma': options.margin, 'dynamic_margin': not options.static_margin}
 

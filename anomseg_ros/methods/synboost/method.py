@@ -28,8 +28,9 @@ from anomseg_ros.methods.outliers import PASTE_SCALE, load_outliers, parse_scale
 from anomseg_ros.methods.synboost.data import choose_sources, make_targets, swap_labels
 from anomseg_ros.methods.synboost.ensemble import (collect_pixels, combine, format_weights,
                                                    MAP_NAMES, parse_weights, search_weights)
-from anomseg_ros.methods.synboost.model import (NUM_MAPS, state_hash, SynboostConfig,
+from anomseg_ros.methods.synboost.model import (FEATURES, NUM_MAPS, state_hash, SynboostConfig,
                                                 SynboostModel)
+from anomseg_ros.options import option
 from anomseg_ros.scoring.base import Scorer
 from anomseg_ros.scoring.registry import register_scorer
 
@@ -101,16 +102,16 @@ def reuse_generator(model: SynboostModel, path: str, info) -> None:
         saved_info = saved['model_info']
         state = saved['model_state']
     except FileNotFoundError:
-        raise ConfigError(f'--generator-from {path!r} does not exist') from None
+        raise ConfigError(f'`generator_from` {path!r} does not exist') from None
     except Exception as exc:  # not a checkpoint, or not ours
-        raise ConfigError(f'--generator-from {path!r} is not a SynBoost checkpoint '
+        raise ConfigError(f'`generator_from` {path!r} is not a SynBoost checkpoint '
                           f'({type(exc).__name__})') from None
     params = saved_info.get('method_params', {})
     if saved_info.get('method') != 'synboost':
-        raise ConfigError(f'--generator-from {path!r} is not a SynBoost checkpoint')
+        raise ConfigError(f'`generator_from` {path!r} is not a SynBoost checkpoint')
     if saved_info.get('class_names') != list(info.class_names):
         raise ConfigError(f'the generator in {path!r} renders other classes than '
-                          f'--checkpoint predicts; give a SynBoost checkpoint of the same '
+                          f'`checkpoint` predicts; give a SynBoost checkpoint of the same '
                           f'classes')
     if params.get('base_hash') != info.method_params['base_hash']:
         # a generator renders labels, whichever model predicts them: usable, and recorded
@@ -121,9 +122,53 @@ def reuse_generator(model: SynboostModel, path: str, info) -> None:
     width = params.get('network', {}).get('generator_channels')
     if width != model.config.generator_channels:
         raise ConfigError(f'the generator in {path!r} is {width} channels wide; give '
-                          f'--generator-channels {width}')
+                          f'`generator_channels` {width}')
     model.generator.load_state_dict({k[len('generator.'):]: v for k, v in state.items()
                                      if k.startswith('generator.')})
+
+
+@dataclasses.dataclass
+class SynboostOptions:
+    """SynBoost's own training options (the run's are ``AnomalyTrainConfig``'s: its
+    ``epochs`` and ``lr`` are the dissimilarity network's, its ``outliers`` the void
+    source's objects)."""
+
+    generator_epochs: int = option(10, 'epochs of the label-to-image generator (default '
+                                   '%(default)s; 0 with generator_from)')
+    generator_lr: float = option(2e-4, 'the generator\'s learning rate (default %(default)s)')
+    generator_from: Optional[str] = option(
+        None, 'start from the generator of this SynBoost checkpoint (same segmentation model); '
+        'with 0 generator epochs it is used as it is, e.g. for ablations of the dissimilarity '
+        'network', metavar='CKPT')
+    generator_channels: int = option(32, 'generator width c (4c channels at 1/8 resolution; '
+                                     'default %(default)s, the light variant 16)')
+    dissimilarity_width: int = option(32, 'width of the dissimilarity network (default '
+                                      '%(default)s)')
+    perceptual_weight: float = option(1.0, 'weight of the feature-matching loss of the '
+                                      'generator (default %(default)s)')
+    features: str = option('segmenter', 'image features of V and of the dissimilarity '
+                           'encoders: the segmentation model\'s encoder (default) or an ImageNet '
+                           'VGG-16 (vgg16)', choices=FEATURES)
+    vgg16: Optional[str] = option(None, 'a torchvision vgg16 state dict (vgg16-397923af.pth), '
+                                  'for features vgg16', metavar='PATH')
+    void_share: float = option(0.5, 'share of training images whose anomaly is a pasted void '
+                               'object; the rest get label swaps (0: label swaps only, an '
+                               'ablation)')
+    uncertainty: bool = option(True, 'the uncertainty maps as inputs of the dissimilarity '
+                               'network (off: an ablation)')
+    ensemble_tracks: Optional[str] = option(None, 'validation anomaly tracks for the ensemble '
+                                            'weights (not the test tracks)',
+                                            metavar='DIR[,DIR]')
+    ensemble_step: float = option(0.1, 'grid step of the ensemble weights (default '
+                                  '%(default)s)')
+    ensemble_limit: int = option(0, 'first N images of each ensemble track (default all)',
+                                 metavar='N')
+
+    def network(self) -> SynboostConfig:
+        """The network these options build (which refuses widths and features it cannot)."""
+        return SynboostConfig(generator_channels=self.generator_channels,
+                              dissimilarity_width=self.dissimilarity_width,
+                              uncertainty=self.uncertainty, features=self.features)
 
 
 @register_method('synboost')
@@ -147,40 +192,39 @@ class SynBoost(Method):
                              mean=info.mean, std=info.std,
                              config=SynboostConfig(**info.method_params.get('network', {})))
 
-    def check(self, options) -> None:
-        stage = getattr(options, 'stage', 'all')
-        if stage in ('all', 'dissimilarity') and options.void_share > 0 and not options.outliers:
+    Options = SynboostOptions
+
+    def check(self, config, options) -> None:
+        stage = config.stage
+        if stage in ('all', 'dissimilarity') and options.void_share > 0 and not config.outliers:
             raise ConfigError('SynBoost\'s void source pastes outlier objects into the training '
-                              'images: give --outliers DIR (RGBA cut-outs, e.g. anomseg '
-                              'synth\'s outliers/), or --void-share 0 for label swaps only')
+                              'images: give `outliers`, a folder of RGBA cut-outs (e.g. anomseg '
+                              'synth\'s outliers/), or a `void_share` of 0 for label swaps only')
         if not 0 <= options.void_share <= 1:
-            raise ConfigError(f'--void-share is a share of images, 0 to 1; got '
+            raise ConfigError(f'`void_share` is a share of images, 0 to 1; got '
                               f'{options.void_share}')
         if stage in ('all', 'ensemble') and not options.ensemble_tracks:
             raise ConfigError('SynBoost chooses its ensemble weights on validation tracks: give '
-                              '--ensemble-tracks DIR[,DIR] (anomaly tracks that are not your '
-                              'test tracks)')
-        if options.features == 'vgg16' and not options.vgg16 and not options.resume and \
+                              '`ensemble_tracks` DIR[,DIR] (anomaly tracks that are not your test '
+                              'tracks)')
+        if options.features == 'vgg16' and not options.vgg16 and not config.resume and \
                 stage in ('all', 'generator'):
-            raise ConfigError('--features vgg16 needs --vgg16 PATH, a torchvision vgg16 state '
-                              'dict (no weights are downloaded)')
-        SynboostConfig(options.generator_channels, options.dissimilarity_width,
-                       not options.no_uncertainty, options.features)
+            raise ConfigError('`features` vgg16 needs `vgg16`, the path of a torchvision vgg16 '
+                              'state dict (no weights are downloaded)')
+        options.network()
         if options.generator_epochs == 0 and not options.generator_from and \
                 stage in ('all', 'generator'):
-            raise ConfigError('--generator-epochs 0 trains no generator: give --generator-from '
-                              'CKPT to take a trained one')
+            raise ConfigError('`generator_epochs` 0 trains no generator: give `generator_from`, a '
+                              'SynBoost checkpoint whose generator to take')
 
-    def prepare(self, base, base_info, options):
-        config = SynboostConfig(generator_channels=options.generator_channels,
-                                dissimilarity_width=options.dissimilarity_width,
-                                uncertainty=not options.no_uncertainty, features=options.features)
+    def prepare(self, base, base_info, config, options):
+        network = options.network()
         model = SynboostModel(base, num_inlier=base_info.num_inlier_classes,
-                              mean=base_info.mean, std=base_info.std, config=config,
+                              mean=base_info.mean, std=base_info.std, config=network,
                               vgg16_path=options.vgg16 or None)
         info = dataclasses.replace(
             base_info, num_classes=base_info.num_classes + NUM_MAPS, method=self.name,
-            source='', method_params={'network': dataclasses.asdict(config),
+            source='', method_params={'network': dataclasses.asdict(network),
                                       'weights': UNSEARCHED_WEIGHTS,
                                       'base_hash': state_hash(base),
                                       'void_share': options.void_share})
@@ -190,8 +234,8 @@ class SynBoost(Method):
                         for p in getattr(model, name).parameters())
         return model, info, trainable
 
-    def phases(self, options):
-        phases = [('dissimilarity', options.epochs, options.lr)]
+    def phases(self, config, options):
+        phases = [('dissimilarity', config.epochs, config.lr)]
         if options.generator_epochs or not options.generator_from:
             phases.insert(0, ('generator', options.generator_epochs, options.generator_lr))
         return phases
@@ -201,11 +245,11 @@ class SynBoost(Method):
             model.v_scale.fill_(1.0)  # V's scale is measured again on the first batch
         return model.set_part(name)
 
-    def training_state(self, options, info, generator):
-        outliers = (load_outliers(options.outliers)
-                    if options.outliers and options.void_share > 0 else [])
+    def training_state(self, config, options, info, generator):
+        outliers = (load_outliers(config.outliers)
+                    if config.outliers and options.void_share > 0 else [])
         return {'generator': generator, 'outliers': outliers, 'void_share': options.void_share,
-                'scale': parse_scale(getattr(options, 'paste_scale', PASTE_SCALE)),
+                'scale': parse_scale(config.paste_scale),
                 'perceptual_weight': options.perceptual_weight,
                 'num_inlier': info.num_inlier_classes,
                 'mean': torch.tensor(info.mean).view(3, 1, 1),
@@ -237,7 +281,7 @@ class SynBoost(Method):
         anomalies = torch.zeros_like(labels, dtype=torch.bool)
         void = [i for i, source in enumerate(sources) if source == 'void']
         if void and not state['outliers']:
-            raise ConfigError('the void source needs outlier objects (--outliers)')
+            raise ConfigError('the void source needs outlier objects (`outliers`)')
         if void:
             picked_images, picked_labels = images[void].clone(), labels[void].clone()
             anomalies[void] = paste_outliers(
@@ -263,7 +307,7 @@ class SynBoost(Method):
         loss = balanced_bce(model.dissimilarity_logit(parts)[:, 0], target)
         return loss, {'bce': loss.detach(), 'anomaly_share': (target == 1).float().mean()}
 
-    def finish(self, model, info, options, logits):
+    def finish(self, model, info, config, options, logits):
         """The ensemble stage: AuPRC of every weight vector on the grid over the pixels of
         ``options.ensemble_tracks``; the best goes into ``info.method_params['weights']``."""
         model.keep_synthesis = False
@@ -278,7 +322,7 @@ class SynBoost(Method):
                     maps = synboost_maps(logits([image]), info.num_inlier_classes)[0]
                     yield maps, resize_label(label, (maps.shape[-1], maps.shape[-2]))
 
-        pixels, labels = collect_pixels(pairs(), seed=options.seed)
+        pixels, labels = collect_pixels(pairs(), seed=config.seed)
         weights, best, rows = search_weights(pixels, labels, step=options.ensemble_step)
         singles = {name: next(r for r in rows if r['weights'][k] == 1.0)
                    for k, name in enumerate(MAP_NAMES)}
