@@ -77,6 +77,46 @@ def test_adapt_reads_a_bag_topic(tmp_path, random_checkpoint, outlier_dir):
     assert read_checkpoint(os.path.join(out, 'last.pt'))['adaptation']['frames'] == 4
 
 
+def test_retexture_keeps_the_shapes_and_takes_no_texture_from_the_ground():
+    import torch
+    from anomseg_ros.methods.outliers import retexture
+    cutout = torch.zeros(4, 12, 20)
+    cutout[:3] = 0.5
+    cutout[3, 2:10, 3:17] = 1.0
+    frame = np.zeros((60, 100, 3), np.uint8)
+    frame[:, :50] = (200, 0, 0)   # the ground: red
+    frame[:, 50:] = (0, 0, 200)   # the rest: blue
+    ground = np.zeros((60, 100), bool)
+    ground[:, :50] = True
+    out = retexture([cutout] * 8, [frame], avoid=[ground],
+                    generator=torch.Generator().manual_seed(0), scale=(0.1, 0.2))
+    for textured in out:
+        assert textured.shape == cutout.shape
+        assert torch.equal(textured[3], cutout[3])  # the mask is the cut-out's own
+        # a crop may overlap the ground by at most AVOID_SHARE: mostly blue
+        assert textured[2].mean() > 0.5 and textured[0].mean() < 0.2 * 200 / 255 + 0.01
+    plain = retexture([cutout], [frame], generator=torch.Generator().manual_seed(0))
+    assert plain[0].shape == cutout.shape
+
+
+def test_adapt_with_frame_textures_pastes_the_frames_own_pixels(tmp_path, outlier_dir,
+                                                                random_checkpoint):
+    from anomseg_ros.methods.outliers import load_outliers
+    frames = _frames(tmp_path / 'frames')
+    out = str(tmp_path / 'adapted')
+    assert main(['adapt', '--checkpoint', random_checkpoint, '--frames', frames, '--out', out,
+                 '--outliers', outlier_dir, '--confidence', '0.0', '--outlier-texture',
+                 'frames', *TINY]) == 0
+    adaptation = read_checkpoint(os.path.join(out, 'last.pt'))['adaptation']
+    assert adaptation['outlier_texture'] == 'frames'
+    assert adaptation['outliers'] == os.path.abspath(os.path.join(out, 'data', 'outliers'))
+    original, textured = load_outliers(outlier_dir), load_outliers(adaptation['outliers'])
+    assert len(textured) == len(original) == adaptation['outlier_cutouts']
+    for a, b in zip(original, textured):
+        assert a.shape == b.shape and np.array_equal(a[3].numpy(), b[3].numpy())
+    assert not all(np.allclose(a[:3].numpy(), b[:3].numpy()) for a, b in zip(original, textured))
+
+
 @pytest.mark.parametrize('problem,message', [
     ('no_frames', 'at least 2 readable frames'),
     ('no_cutouts', 'no outlier images'),

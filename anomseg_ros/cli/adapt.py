@@ -22,7 +22,8 @@ from anomseg_ros.errors import ConfigError
 from anomseg_ros.pipeline import Detector
 from anomseg_ros.runtimes.cache import file_sha256
 from anomseg_ros.runtimes.registry import runtime_choices
-from anomseg_ros.training.adapt import AdaptData, prepare_adaptation_data, prepared
+from anomseg_ros.training.adapt import (OUTLIER_TEXTURES, AdaptData, prepare_adaptation_data,
+                                        prepared)
 from anomseg_ros.training.train_anomaly import train_anomaly
 
 DEFAULT_OUTLIERS = 300  # synthetic cut-outs made when no --outliers folder is given
@@ -39,6 +40,10 @@ def add_parser(verbs):
     group.add_argument('--holdout', type=float, default=AdaptData.holdout,
                        help='share of the frames kept out of training for the pasted track '
                        '(default %(default)s)')
+    group.add_argument('--outlier-texture', default=AdaptData.outlier_texture,
+                       choices=OUTLIER_TEXTURES,
+                       help='the pasted objects\' pixels: their own (synthetic, default), or '
+                       'crops of the training frames in their shapes (frames)')
     group.add_argument('--label-runtime', default='auto', choices=runtime_choices(),
                        help='runtime of the base model while pseudo-labelling')
     train_anomaly_cli.add_arguments(parser, data=False)
@@ -60,7 +65,7 @@ def run(args) -> int:
         raise ConfigError(f'{args.checkpoint!r} is already a {base_info.method} model; adapt '
                           f'a plain segmentation checkpoint')
     config = AdaptData(confidence=args.confidence, holdout=args.holdout, seed=args.seed,
-                       paste_scale=args.paste_scale)
+                       paste_scale=args.paste_scale, outlier_texture=args.outlier_texture)
     config.check()
     root = os.path.join(args.out, 'data')
     record = prepared(root)

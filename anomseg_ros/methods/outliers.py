@@ -3,7 +3,8 @@ inlier training images, labelled as the anomaly class.
 
 Outliers come from a folder of RGBA cut-outs (``anomseg synth``'s ``outliers/``, alpha = mask)
 or from a folder with ``images/`` and ``masks/`` of the same stems (a user's own, e.g. COCO
-objects with their instance masks, mask > 0 = object).
+objects with their instance masks, mask > 0 = object). ``retexture`` keeps the cut-outs'
+shapes and fills them with real texture from camera frames.
 """
 import glob
 import os
@@ -18,6 +19,8 @@ from anomseg_ros.errors import DatasetError
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp')
 PASTE_SCALE = (0.08, 0.3)  # a pasted object's longer side, as a share of the image width
+TEXTURE_SCALE = (0.05, 0.2)  # a texture crop's longer side, as a share of its frame's width
+AVOID_SHARE = 0.2  # a texture crop may hold at most this share of pixels it should avoid
 
 
 def parse_scale(text) -> tuple:
@@ -100,3 +103,56 @@ def paste_outliers(images: torch.Tensor, labels: torch.Tensor, outliers: List[to
         labels[i, top:top + h, left:left + w][mask] = label
         pasted[i, top:top + h, left:left + w] = mask
     return pasted
+
+
+def retexture(cutouts: List[torch.Tensor], frames: List[np.ndarray], *,
+              generator: torch.Generator, avoid: Optional[List[np.ndarray]] = None,
+              scale=TEXTURE_SCALE, tries: int = 20) -> List[torch.Tensor]:
+    """The ``cutouts``' shapes (their masks) filled with real texture: for each, a crop of a
+    random frame (RGB uint8 ``(H,W,3)``) at a random place, its longer side ``scale`` of the
+    frame's width and the cut-out's aspect, resized to the cut-out and flipped at random.
+    Where ``avoid`` gives a frame's pixels to keep out of (bool ``(H,W)``), a crop that is
+    more than ``AVOID_SHARE`` such pixels is drawn again (up to ``tries`` times, then kept).
+
+    Pasted synthetic textures are easy to tell from a camera's pixels, so a score trained on
+    them learns to find the paste; a crop of another part of a real frame (vegetation, a
+    wall, a vehicle, sky) on the road has the camera's own noise, blur and colours."""
+    if not frames:
+        raise DatasetError('retexturing outliers needs at least one frame')
+    if avoid is not None and len(avoid) != len(frames):
+        raise DatasetError(f'retexturing got {len(frames)} frames but {len(avoid)} masks')
+    out = []
+    for cutout in cutouts:
+        for _ in range(tries):
+            index = int(torch.randint(len(frames), (), generator=generator))
+            frame = frames[index]
+            height, width = frame.shape[:2]
+            side = scale[0] + (scale[1] - scale[0]) * torch.rand((), generator=generator).item()
+            factor = side * width / max(cutout.shape[1:])
+            h = max(2, min(height, int(round(cutout.shape[1] * factor))))
+            w = max(2, min(width, int(round(cutout.shape[2] * factor))))
+            top = int(torch.randint(height - h + 1, (), generator=generator))
+            left = int(torch.randint(width - w + 1, (), generator=generator))
+            if avoid is None or avoid[index][top:top + h, left:left + w].mean() <= AVOID_SHARE:
+                break
+        crop = torch.from_numpy(np.ascontiguousarray(frame[top:top + h, left:left + w]))
+        crop = crop.permute(2, 0, 1)[None].float() / 255.0
+        crop = F.interpolate(crop, size=tuple(cutout.shape[1:]), mode='bilinear',
+                             align_corners=False)[0].clamp(0.0, 1.0)
+        if torch.rand((), generator=generator).item() < 0.5:
+            crop = crop.flip(-1)
+        out.append(torch.cat([crop, cutout[3:4]], 0))
+    return out
+
+
+def save_outliers(cutouts: List[torch.Tensor], folder: str) -> str:
+    """``cutouts`` (as ``load_outliers`` returns them) written as RGBA PNGs into ``folder``,
+    which ``load_outliers`` reads back; returns ``folder``."""
+    import cv2
+    os.makedirs(folder, exist_ok=True)
+    for index, cutout in enumerate(cutouts):
+        rgba = (cutout.permute(1, 2, 0) * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+        if not cv2.imwrite(os.path.join(folder, f'{index:05d}.png'),
+                           cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)):
+            raise DatasetError(f'cannot write outlier cut-outs into {folder!r}')
+    return folder

@@ -10,7 +10,11 @@ train-anomaly``; nothing here trains):
   confidence cut-off).
 - **Anomaly targets** are objects pasted into the frames by the method (AnomalyMix, paper 004;
   SynBoost's void source, paper 002), from an outlier folder: RGBA cut-outs, or images/ +
-  masks/ (``anomseg synth --outliers`` makes a family of synthetic ones).
+  masks/ (``anomseg synth --outliers`` makes a family of synthetic ones). With
+  ``outlier_texture='frames'`` the cut-outs keep their shapes and take their pixels from
+  crops of the training frames themselves (``methods.outliers.retexture``), away from what
+  the base model labels road or sidewalk (ground pasted on the ground is no anomaly),
+  written to ``ROOT/outliers``.
 - A share of the frames (``holdout``) is never trained on: each gets one pasted outlier and
   becomes a labelled **pasted track** (``images/`` + ``labels_masks/``, 1 where pasted), on
   which a method that searches settings on labelled frames (SynBoost's ensemble) searches them.
@@ -34,9 +38,12 @@ import torch
 from anomseg_ros.data.images import write_gray, write_rgb
 from anomseg_ros.errors import DatasetError
 from anomseg_ros.labels import VOID_LABEL
-from anomseg_ros.methods.outliers import PASTE_SCALE, load_outliers, parse_scale, paste_outliers
+from anomseg_ros.methods.outliers import (
+    PASTE_SCALE, load_outliers, parse_scale, paste_outliers, retexture, save_outliers)
 
 PREPARED = 'prepared.json'
+OUTLIER_TEXTURES = ('synthetic', 'frames')  # the cut-outs' own pixels, or crops of the frames
+GROUND_LABELS = (0, 1)  # road and sidewalk (Cityscapes trainIds): no texture is taken from them
 
 
 @dataclasses.dataclass
@@ -47,6 +54,7 @@ class AdaptData:
     holdout: float = 0.15     # share of the frames kept out of training for the pasted track
     seed: int = 0
     paste_scale: Tuple[float, float] = PASTE_SCALE  # the pasted track's object sizes
+    outlier_texture: str = 'synthetic'  # one of OUTLIER_TEXTURES
 
     def check(self) -> None:
         if not 0.0 <= self.confidence < 1.0:
@@ -55,6 +63,9 @@ class AdaptData:
         if not 0.0 < self.holdout < 0.5:
             raise DatasetError(f'the held-out share is between 0 and 0.5, got {self.holdout}')
         self.paste_scale = parse_scale(self.paste_scale)
+        if self.outlier_texture not in OUTLIER_TEXTURES:
+            raise DatasetError(f'the outlier texture is one of {", ".join(OUTLIER_TEXTURES)}, '
+                               f'got {self.outlier_texture!r}')
 
 
 def pseudo_labels(detection, confidence: float) -> np.ndarray:
@@ -101,32 +112,42 @@ def prepare_adaptation_data(frames: Iterable[Tuple[str, np.ndarray]], detector, 
     track_labels = os.path.join(root, 'track', 'labels_masks')
     for folder in (image_dir, label_dir, track_images, track_labels):
         os.makedirs(folder, exist_ok=True)
-    generator = torch.Generator().manual_seed(config.seed)
     ignored, pixels = 0, 0
     digest = hashlib.sha256()
+    textures = []
     for (name, image), is_held in zip(frames, held):
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(image).tobytes()[::4093])
         if is_held:
-            batch = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
-            labels = torch.zeros(1, *image.shape[:2], dtype=torch.uint8)
-            paste_outliers(batch, labels, cutouts, label=1, mean=torch.zeros(3, 1, 1),
-                           std=torch.ones(3, 1, 1), generator=generator, probability=1.0,
-                           scale=config.paste_scale)
-            pasted = (batch[0].permute(1, 2, 0) * 255.0).round().clamp(0, 255)
-            write_rgb(os.path.join(track_images, f'{name}.png'),
-                      pasted.to(torch.uint8).numpy())
-            write_gray(os.path.join(track_labels, f'{name}.png'), labels[0].numpy())
             continue
         labels = pseudo_labels(detector.predict(image), config.confidence)
         ignored += int((labels == VOID_LABEL).sum())
         pixels += labels.size
         write_rgb(os.path.join(image_dir, f'{name}_leftImg8bit.png'), image)
         write_gray(os.path.join(label_dir, f'{name}_gtFine_labelTrainIds.png'), labels)
+        if config.outlier_texture == 'frames':
+            textures.append((image, np.isin(labels, GROUND_LABELS)))
+    if config.outlier_texture == 'frames':
+        cutouts = retexture(cutouts, [image for image, _ in textures],
+                            avoid=[ground for _, ground in textures],
+                            generator=torch.Generator().manual_seed(config.seed + 1))
+        outliers = save_outliers(cutouts, os.path.join(root, 'outliers'))
+    generator = torch.Generator().manual_seed(config.seed)
+    for (name, image), is_held in zip(frames, held):
+        if not is_held:
+            continue
+        batch = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+        labels = torch.zeros(1, *image.shape[:2], dtype=torch.uint8)
+        paste_outliers(batch, labels, cutouts, label=1, mean=torch.zeros(3, 1, 1),
+                       std=torch.ones(3, 1, 1), generator=generator, probability=1.0,
+                       scale=config.paste_scale)
+        pasted = (batch[0].permute(1, 2, 0) * 255.0).round().clamp(0, 255)
+        write_rgb(os.path.join(track_images, f'{name}.png'), pasted.to(torch.uint8).numpy())
+        write_gray(os.path.join(track_labels, f'{name}.png'), labels[0].numpy())
     record = {'source': source, 'frames': len(frames), 'training_frames': int((~held).sum()),
               'held_out_frames': int(held.sum()), 'confidence': config.confidence,
               'holdout': config.holdout, 'seed': config.seed,
-              'paste_scale': list(config.paste_scale),
+              'paste_scale': list(config.paste_scale), 'outlier_texture': config.outlier_texture,
               'ignored_share': ignored / max(pixels, 1), 'outliers': os.path.abspath(outliers),
               'outlier_cutouts': len(cutouts), 'frames_sha256': digest.hexdigest(),
               'base': detector.info.source}
