@@ -167,7 +167,7 @@ def _infer_architecture(state: dict, path: str, backbone: Optional[str]) -> Tupl
         return found[0]
     raise CheckpointError(f'cannot tell the {"backbone and " if backbone is None else ""}number'
                           f' of classes of {path!r}: none of its keys is the classifier of '
-                          f'{backbone or "a known backbone"}; check the file or --backbone')
+                          f'{backbone or "a known backbone"}; check the file or `backbone`')
 
 
 def load_state(model: nn.Module, state: dict, path: str) -> None:

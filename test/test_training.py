@@ -332,6 +332,15 @@ def test_train_with_repeat_factor_sampling_runs_and_says_so(cityscapes_root, tmp
     assert main(['train', '--data', cityscapes_root, '--out', str(tmp_path / 'bad'),
                  *TRAIN_ARGS, '--repeat-threshold', '2']) != 0
     assert '--repeat-threshold is a fraction' in capsys.readouterr().err
+    # the library names the field it was given; only the command line says it as a flag
+    from anomseg_ros.errors import ConfigError
+    from anomseg_ros.training import TrainConfig, train
+    with pytest.raises(ConfigError, match='`repeat_threshold` is a fraction'):
+        train(TrainConfig(data=cityscapes_root, out=str(tmp_path / 'bad'), repeat_threshold=2))
+    lines = []
+    assert train(TrainConfig(data=cityscapes_root, out=out, resume=os.path.join(out, 'last.pt'),
+                             epochs=1), say=lines.append) == 0
+    assert any('raise `epochs` to train more' in line for line in lines)  # progress: to say
 
 
 def test_init_weights_keep_the_first_19_outputs_of_a_void_model(random_checkpoint):

@@ -78,9 +78,15 @@ def flag(name: str) -> str:
 
 def as_flags(text: str, names) -> str:
     """``text`` of the core, whose option fields are named in backquotes (`` `void_share` ``),
-    as the command line says them (``--void-share``); other backquoted words stay."""
-    return re.sub(r'`([a-z][a-z0-9_]*)`',
-                  lambda m: flag(m.group(1)) if m.group(1) in names else m.group(0), text)
+    as the command line says them (``--void-share``): ``names`` holds the fields that are flags
+    of the same name, or maps each to its flag (``{'max_drop': '--int8-max-drop'}``); other
+    backquoted words stay."""
+    def say(match):
+        name = match.group(1)
+        if isinstance(names, dict):
+            return names.get(name, match.group(0))
+        return flag(name) if name in names else match.group(0)
+    return re.sub(r'`([a-z][a-z0-9_]*)`', say, text)
 
 
 def _argparse_type(parse):

@@ -34,7 +34,9 @@ def add_parser(verbs):
                         'score with the float model\'s most anomalous tenth of the pixels as '
                         'the anomalies is at most POINTS (float: 0; no labels needed; slower '
                         'to export, a little slower to run)')
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, option_fields={  # export_model's parameters, as flags
+        'fmt': '--format', 'calibration_dir': '--int8 --calibration', 'max_drop':
+        '--int8-max-drop', 'input_size': '--input-size'})
 
 
 def run(args) -> int:

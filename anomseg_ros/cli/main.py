@@ -28,7 +28,8 @@ def main(argv=None) -> int:
     try:
         return args.run(args) or 0
     except AnomsegError as exc:  # the core names option fields; say them as this verb's flags
-        message = as_flags(str(exc), getattr(args, 'option_fields', ()))
+        # (a verb whose flags are not named as the fields says which they are: option_fields)
+        message = as_flags(str(exc), getattr(args, 'option_fields', None) or set(vars(args)))
         print(f'anomseg {args.verb}: error: {message}', file=sys.stderr)
         return 2
     except OSError as exc:  # a folder that cannot be written, a disk that is full, ...

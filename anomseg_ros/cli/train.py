@@ -9,7 +9,7 @@ import sys
 
 from anomseg_ros.backbones import list_backbones
 from anomseg_ros.backbones.resnet import SSL_FORMATS
-from anomseg_ros.cli.common import parse_size, parse_vector
+from anomseg_ros.cli.common import as_flags, parse_size, parse_vector
 from anomseg_ros.errors import AnomsegError
 from anomseg_ros.pipeline import DEVICES
 from anomseg_ros.training.config import AMP_CHOICES, TrainConfig
@@ -37,7 +37,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args) -> int:
-    return train(config_from_args(args))
+    return train(config_from_args(args),
+                 say=lambda line: print(as_flags(line, args.option_fields), flush=True))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -129,6 +130,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help='synchronise batch norm statistics across GPUs')
     parser.add_argument('--seed', type=int, default=DEFAULTS.seed,
                         help='seed of the initial weights, data order and augmentation')
+    # the core names fields in its errors and progress lines; they are said as flags
+    parser.set_defaults(option_fields=frozenset(f.name for f in dataclasses.fields(TrainConfig)))
     return parser
 
 
@@ -146,7 +149,7 @@ def cli_main(argv=None) -> int:
     try:
         return run(args)
     except AnomsegError as exc:
-        print(f'train: error: {exc}', file=sys.stderr)
+        print(f'train: error: {as_flags(str(exc), args.option_fields)}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

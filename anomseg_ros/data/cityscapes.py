@@ -129,7 +129,7 @@ class CityscapesDataset:
             os.replace(tmp, path)  # complete files only, also with several loader workers
         except OSError as exc:
             raise DatasetError(f'cannot write the decoded-image cache {path!r}: {exc}; free '
-                               f'space there or train without --cache') from None
+                               f'space there or train without `cache`') from None
         return array
 
     def __getitem__(self, index: int):

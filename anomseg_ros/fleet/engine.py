@@ -50,7 +50,7 @@ def choose_engine(engine: str, workers: int, address: Optional[str]) -> str:
         if not ray_available():
             if engine == 'ray' or address:
                 raise ConfigError('Ray is not installed: pip install "ray>=2.40", or run with '
-                                  '--workers 1 (in this process)')
+                                  '`workers` 1 (in this process)')
             return 'process'
         return 'ray'
     return 'process'

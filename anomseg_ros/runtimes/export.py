@@ -299,10 +299,11 @@ def export_model(weights: str, fmt: str, out: str, *,
     if not out.lower().endswith(suffix):
         raise ConfigError(f'a {fmt} model is written to a {suffix} file, got {out!r}')
     if calibration_dir and fmt != 'openvino':
-        raise ConfigError('int8 quantization (--int8) writes OpenVINO IR: use --format openvino')
+        raise ConfigError('int8 quantization (`calibration_dir`) writes OpenVINO IR: use '
+                          '`fmt` openvino')
     if max_drop is not None and (not calibration_dir or not 0 < max_drop < 100):
-        raise ConfigError(f'--int8-max-drop is in points of FPR95 (between 0 and 100) and '
-                          f'needs an int8 export (--int8 --calibration DIR); got {max_drop}')
+        raise ConfigError(f'`max_drop` is in points of FPR95 (between 0 and 100) and '
+                          f'needs an int8 export (`calibration_dir` DIR); got {max_drop}')
     model, info = load_model(weights, backbone=backbone)
     if info.method and get_method(info.method).not_exportable:
         raise ConfigError(f'a {info.method} checkpoint runs in PyTorch only '

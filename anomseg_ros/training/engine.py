@@ -120,7 +120,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
             value = loss.item()
             if not math.isfinite(value):
                 raise TrainingError(f'the loss became {value} at iteration {iteration} of '
-                                    f'{desc}; lower --lr or check the labels')
+                                    f'{desc}; lower `lr` or check the labels')
             bar.set_postfix(loss=f'{value:.4f}', lr=f'{optimizer.param_groups[0]["lr"]:.2e}')
     bar.close()
     all_reduce_sum(loss_sum)

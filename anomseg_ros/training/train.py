@@ -12,7 +12,7 @@ load as they are, and ``--resume OUT/last.pt`` continues from.
 import os
 import random
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -139,7 +139,7 @@ def load_init_weights(path: str, *, backbone: str,
     if list(source_info.class_names[:NUM_CITYSCAPES_CLASSES]) != CITYSCAPES_CLASSES or \
             source_info.num_classes < NUM_CITYSCAPES_CLASSES:
         raise CheckpointError(f'{path!r} has {source_info.num_classes} outputs whose first 19 '
-                              f'are not the Cityscapes classes; --init-weights needs a model '
+                              f'are not the Cityscapes classes; `init_weights` needs a model '
                               f'trained on Cityscapes trainIds')
     if source_info.num_classes == num_classes:
         return source, source_info
@@ -184,7 +184,7 @@ def _data_loaders(args, train_set, val_set, device: torch.device, generator: tor
     return train_loader, val_loader
 
 
-def _start_state(args) -> tuple:
+def _start_state(args, say) -> tuple:
     """Model, ModelInfo and the training state to resume from (or None)."""
     resume = None
     num_classes = NUM_CITYSCAPES_CLASSES + int(args.void)
@@ -193,12 +193,12 @@ def _start_state(args) -> tuple:
         resume = read_checkpoint(args.resume)
         if not {'optimizer', 'scheduler', 'epoch'} <= set(resume):
             raise TrainingError(f'{args.resume!r} holds no training state (optimizer, scheduler,'
-                                f' epoch); use it as --init-weights to start a new training')
+                                f' epoch); use it as `init_weights` to start a new training')
         model, source_info = load_model(args.resume)
         if (source_info.num_classes, source_info.head) != (num_classes, head):
             raise ConfigError(f'{args.resume!r} was trained with {source_info.num_classes} '
                               f'outputs and a {source_info.head} head; resume it with the same '
-                              f'--loss and --void as then')
+                              f'`loss` and `void` as then')
     elif args.init_weights:
         model, source_info = load_init_weights(args.init_weights, backbone=args.backbone,
                                                num_classes=num_classes)
@@ -207,10 +207,10 @@ def _start_state(args) -> tuple:
         model, source_info = create_backbone(args.backbone, num_classes=num_classes), None
         if args.pretrained_backbone:
             if not model.has_pretrained_encoder:
-                raise ConfigError(f'--pretrained-backbone loads self-supervised ResNet-50 '
+                raise ConfigError(f'`pretrained_backbone` loads self-supervised ResNet-50 '
                                   f'weights; backbone {args.backbone!r} takes none')
             fmt = load_pretrained_backbone(model, args.pretrained_backbone, args.ssl_format)
-            log(f'backbone: {args.pretrained_backbone} read as {fmt}')
+            say(f'backbone: {args.pretrained_backbone} read as {fmt}')
     if head == 'isomax+' and not resume and not isinstance(model, WithIsoMaxPlus):
         torch.manual_seed(args.seed)
         model = WithIsoMaxPlus(model, num_classes)
@@ -218,9 +218,9 @@ def _start_state(args) -> tuple:
             model.head.keep_argmax()
     size_hw = args.input_size or (source_info.input_size_hw if resume else DEFAULT_INPUT_SIZE_HW)
     backbone = source_info.backbone if source_info else args.backbone
-    check_input_size(backbone, size_hw, 'the input size (--input-size)')
+    check_input_size(backbone, size_hw, 'the input size (`input_size`)')
     if args.crop_size is not None:
-        check_input_size(backbone, args.crop_size, 'the crop size (--crop-size)')
+        check_input_size(backbone, args.crop_size, 'the crop size (`crop_size`)')
     # a new training sees images as its backbone's public weights do, unless told otherwise
     cfg = source_info if source_info else pretrained_cfg(backbone)
     info = ModelInfo(
@@ -231,7 +231,7 @@ def _start_state(args) -> tuple:
         input_size_hw=tuple(size_hw), pretrained=True)
     if args.freeze_backbone:
         frozen = freeze_backbone(model)
-        log(f'--freeze-backbone: training {count_parameters(model, trainable_only=True):,} '
+        say(f'`freeze_backbone`: training {count_parameters(model, trainable_only=True):,} '
             f'parameters, {frozen:,} frozen')
     return model, info, resume
 
@@ -241,7 +241,7 @@ def freeze_backbone(model: torch.nn.Module) -> int:
     and 6, and any distance head); returns the number of parameters frozen."""
     core = model.backbone if isinstance(model, WithIsoMaxPlus) else model
     if not core.has_pretrained_encoder:
-        raise ConfigError(f'--freeze-backbone needs a backbone with a pretrained feature '
+        raise ConfigError(f'`freeze_backbone` needs a backbone with a pretrained feature '
                           f'extractor (resnet50); {type(core).__name__} has none')
     frozen = 0
     for parameter in core.backbone_parameters():
@@ -254,50 +254,52 @@ def _check_args(args: TrainConfig) -> None:
     for name in ('epochs', 'batch_size', 'max_iters_per_epoch', 'val_limit', 'time_budget_min'):
         value = getattr(args, name)
         if value is not None and value <= 0:
-            raise ConfigError(f'--{name.replace("_", "-")} must be positive, got {value}')
+            raise ConfigError(f'`{name}` must be positive, got {value}')
     if args.workers < 0 or args.lr <= 0:
-        raise ConfigError(f'--workers must be >= 0 and --lr positive, got {args.workers} and '
+        raise ConfigError(f'`workers` must be >= 0 and `lr` positive, got {args.workers} and '
                           f'{args.lr}')
     if args.crop_size is not None:  # (and a multiple of the backbone's: _start_state)
-        check_input_size('', args.crop_size, 'the crop size (--crop-size)')
+        check_input_size('', args.crop_size, 'the crop size (`crop_size`)')
     if args.resume and args.init_weights:
-        raise ConfigError('give --resume (continue a training) or --init-weights (start from '
+        raise ConfigError('give `resume` (continue a training) or `init_weights` (start from '
                           'trained weights), not both')
     if args.pretrained_backbone and (args.resume or args.init_weights):
-        raise ConfigError('--pretrained-backbone starts a new ResNet-50 from self-supervised '
-                          'weights; it does not go with --resume or --init-weights')
+        raise ConfigError('`pretrained_backbone` starts a new ResNet-50 from self-supervised '
+                          'weights; it does not go with `resume` or `init_weights`')
     if args.repeat_threshold < 0 or args.repeat_threshold > 1:
-        raise ConfigError(f'--repeat-threshold is a fraction of the images in [0, 1] (0: off), '
+        raise ConfigError(f'`repeat_threshold` is a fraction of the images in [0, 1] (0: off), '
                           f'got {args.repeat_threshold}')
     if args.repeat_threshold and dist.is_distributed():
-        raise ConfigError('--repeat-threshold works in single-process training; drop it, or '
+        raise ConfigError('`repeat_threshold` works in single-process training; drop it, or '
                           'train in one process')
     parse_loss_spec(args.loss)  # a readable error before any data is read
 
 
-def train(config: TrainConfig) -> int:
+def train(config: TrainConfig, *, say: Optional[Callable[[str], None]] = None) -> int:
     """Train as ``config`` says; returns 0. Raises AnomsegError subclasses for user errors
-    (``anomseg train`` prints them in one line)."""
+    (``anomseg train`` prints them in one line). Progress goes to ``say`` in the main process,
+    a line at a time (fields named in backquotes, as the errors name them)."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f'train() takes a TrainConfig, got {type(config).__name__}')
     args = config
     _check_args(args)
     last_path, best_path = os.path.join(args.out, 'last.pt'), os.path.join(args.out, 'best.pt')
     if not args.resume and os.path.exists(last_path):
-        raise ConfigError(f'{last_path!r} exists: continue it with --resume {last_path}, or '
-                          f'choose another --out')
+        raise ConfigError(f'{last_path!r} exists: continue it with `resume` {last_path}, or '
+                          f'choose another `out`')
     device = dist.init_distributed(resolve_device(args.device))
     try:
-        return _train(args, device, last_path, best_path)
+        return _train(args, device, last_path, best_path,
+                      lambda line: dist.is_main_process() and (say or log)(line))
     finally:
         dist.shutdown_distributed()
 
 
-def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
+def _train(args, device: torch.device, last_path: str, best_path: str, say) -> int:
     started = time.monotonic()
     random.seed(args.seed)
     np.random.seed(args.seed)
-    model, info, resume = _start_state(args)
+    model, info, resume = _start_state(args, say)
     train_set = get_dataset(args.data, 'train', get_transform(
         True, size_hw=info.input_size_hw, mean=info.mean, std=info.std,
         crop_size_hw=args.crop_size, class_uniform=args.class_uniform), cache_dir=args.cache)
@@ -310,7 +312,7 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
     if args.repeat_threshold:
         histograms = image_histograms(train_set, workers=args.workers)
         image_weights = repeat_factors(histograms, args.repeat_threshold)
-        log(f'repeat-factor sampling (threshold {args.repeat_threshold:g}): '
+        say(f'repeat-factor sampling (threshold {args.repeat_threshold:g}): '
             f'{int((image_weights > 1).sum())} of {len(image_weights)} images drawn more often, '
             f'up to {image_weights.max():.2f}x')
     train_loader, val_loader = _data_loaders(args, train_set, val_set, device, generator,
@@ -332,7 +334,7 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
                 class_weights = compute_class_weights(train_set, workers=args.workers,
                                                       void=args.void, histograms=histograms)
             class_weights = dist.broadcast(class_weights.to(device)).cpu()
-        log('class weights: ' + ' '.join(f'{w:.2f}' for w in class_weights.tolist()))
+        say('class weights: ' + ' '.join(f'{w:.2f}' for w in class_weights.tolist()))
     criterion = make_criterion(
         args.loss, class_weights=None if class_weights is None else class_weights.to(device),
         void_class=info.void_channel, aux_weight=getattr(model, 'aux_weight', 1.0),
@@ -346,7 +348,7 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
     if dist.is_distributed():
         frozen = freeze_unused_parameters(model, device)
         if frozen:
-            log(f'not trained (the forward pass does not use them): {", ".join(frozen)}')
+            say(f'not trained (the forward pass does not use them): {", ".join(frozen)}')
         if args.sync_bn:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             model_without_ddp = model
@@ -366,17 +368,17 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
         start_epoch = int(resume['epoch']) + 1
         best_miou = float(resume.get('best_miou', float('-inf')))
         history = list(resume.get('history', []))
-        log(f'resuming {args.resume!r} after epoch {start_epoch - 1} (best mIoU so far '
+        say(f'resuming {args.resume!r} after epoch {start_epoch - 1} (best mIoU so far '
             f'{100 * max(best_miou, 0.0):.2f}%)')
-    log(f'{info.backbone}: {count_parameters(model_without_ddp) / 1e6:.2f} M parameters '
+    say(f'{info.backbone}: {count_parameters(model_without_ddp) / 1e6:.2f} M parameters '
         f'({info.num_classes} outputs, {args.loss} loss) on {device}'
         f'{" x " + str(dist.world_size()) if dist.is_distributed() else ""}'
         f', {precision_name(amp_dtype)}; input {info.input_size_hw[1]}x'
         f'{info.input_size_hw[0]}; {len(train_set)} train / {len(val_set)} val images; '
         f'{iters_per_epoch} iterations of batch {args.batch_size} per epoch')
     if start_epoch > args.epochs:
-        log(f'{args.resume!r} has already trained {start_epoch - 1} epochs; '
-            f'raise --epochs to train more')
+        say(f'{args.resume!r} has already trained {start_epoch - 1} epochs; '
+            f'raise `epochs` to train more')
         return 0
 
     epoch, saved = start_epoch, None
@@ -411,19 +413,19 @@ def _train(args, device: torch.device, last_path: str, best_path: str) -> int:
                 if is_best:
                     save_checkpoint(best_path, model_without_ddp, info, **extra)
             saved = epoch
-            log(f'epoch {epoch}/{args.epochs}: loss {stats["loss"]:.4f}, val mIoU '
+            say(f'epoch {epoch}/{args.epochs}: loss {stats["loss"]:.4f}, val mIoU '
                 f'{100 * metrics["miou"]:.2f}% (pixel accuracy '
                 f'{100 * metrics["pixel_accuracy"]:.1f}%), {seconds:.0f} s'
                 f'{", new best" if is_best else ""}')
             minutes = (time.monotonic() - started) / 60
             if args.time_budget_min and minutes > args.time_budget_min and epoch < args.epochs:
-                log(f'time budget of {args.time_budget_min} min used ({minutes:.1f} min): '
-                    f'stopping after epoch {epoch}; continue with --resume {last_path}')
+                say(f'time budget of {args.time_budget_min} min used ({minutes:.1f} min): '
+                    f'stopping after epoch {epoch}; continue with `resume` {last_path}')
                 break
     except KeyboardInterrupt:
         path = last_path if saved else args.resume
-        log(f'\ninterrupted in epoch {epoch}; {path} holds epoch {saved or start_epoch - 1}, '
-            f'continue with --resume {path}' if path else
+        say(f'\ninterrupted in epoch {epoch}; {path} holds epoch {saved or start_epoch - 1}, '
+            f'continue with `resume` {path}' if path else
             '\ninterrupted in epoch 1, before any checkpoint was written')
         raise
     _report_best(history)
