@@ -114,6 +114,22 @@ def test_the_core_never_parses_a_command_line():
     assert parsers == []
 
 
+def test_the_core_names_fields_not_flags_in_its_errors():
+    """A core error names the field it was given (`` `void_share` ``; the command line says
+    it as its flag); a ``--flag`` may appear only in a whole command it suggests."""
+    flags = []
+    for module, path in _modules().items():
+        if module.startswith(ADAPTERS) or not module.startswith('anomseg_ros'):
+            continue
+        for node in ast.walk(ast.parse(open(path).read())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                text = ''.join(n.value for arg in node.exc.args for n in ast.walk(arg)
+                               if isinstance(n, ast.Constant) and isinstance(n.value, str))
+                if re.search(r'(^|[\s(])--[a-z]', text) and 'anomseg ' not in text:
+                    flags.append(f'{module}:{node.lineno}: {text[:80]}')
+    assert flags == []
+
+
 def test_the_checker_sees_a_cycle_and_an_upward_import():
     assert _cycles({'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': {'a'}}) == [['a', 'b', 'c']]
     assert _part('anomseg_ros.scoring.base') == 'anomseg_ros.scoring'
