@@ -51,6 +51,7 @@ def test_adapt_from_a_folder_writes_a_checkpoint_the_pipeline_loads(tmp_path, ou
     checkpoint = read_checkpoint(os.path.join(out, 'last.pt'))
     adaptation = checkpoint['adaptation']
     assert adaptation['method'] == 'synboost' and adaptation['frames'] == 6
+    assert adaptation['outlier_texture'] == 'own'  # a user's cut-outs keep their pixels
     assert adaptation['source'] == frames and len(adaptation['base_sha256']) == 64
     detector = Detector.from_checkpoint(os.path.join(out, 'last.pt'), scorer='synboost',
                                         device='cpu')
@@ -97,6 +98,15 @@ def test_retexture_keeps_the_shapes_and_takes_no_texture_from_the_ground():
         assert textured[2].mean() > 0.5 and textured[0].mean() < 0.2 * 200 / 255 + 0.01
     plain = retexture([cutout], [frame], generator=torch.Generator().manual_seed(0))
     assert plain[0].shape == cutout.shape
+
+
+def test_generated_cutouts_take_the_frames_texture_and_a_users_own_keep_theirs():
+    import argparse
+    from anomseg_ros.cli.adapt import outlier_texture
+    auto = argparse.Namespace(outlier_texture='auto', outliers=None)
+    assert outlier_texture(auto) == 'frames'
+    assert outlier_texture(argparse.Namespace(outlier_texture='auto', outliers='cut')) == 'own'
+    assert outlier_texture(argparse.Namespace(outlier_texture='own', outliers=None)) == 'own'
 
 
 def test_adapt_with_frame_textures_pastes_the_frames_own_pixels(tmp_path, outlier_dir,

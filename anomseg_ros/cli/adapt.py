@@ -40,14 +40,23 @@ def add_parser(verbs):
     group.add_argument('--holdout', type=float, default=AdaptData.holdout,
                        help='share of the frames kept out of training for the pasted track '
                        '(default %(default)s)')
-    group.add_argument('--outlier-texture', default=AdaptData.outlier_texture,
-                       choices=OUTLIER_TEXTURES,
-                       help='the pasted objects\' pixels: their own (synthetic, default), or '
-                       'crops of the training frames in their shapes (frames)')
+    group.add_argument('--outlier-texture', default='auto', choices=('auto',) + OUTLIER_TEXTURES,
+                       help='the pasted objects\' pixels: their own (own), or crops of the '
+                       'training frames in their shapes (frames); auto (default): frames for '
+                       'the generated synthetic cut-outs, own for an --outliers folder')
     group.add_argument('--label-runtime', default='auto', choices=runtime_choices(),
                        help='runtime of the base model while pseudo-labelling')
     train_anomaly_cli.add_arguments(parser, data=False)
     parser.set_defaults(run=run)
+
+
+def outlier_texture(args) -> str:
+    """``--outlier-texture``, with auto resolved: the generated synthetic cut-outs take the
+    frames' texture (synthetic textures are what a score trained on them learns to find;
+    docs/methods.md has the held-out comparison), a user's own cut-outs keep theirs."""
+    if args.outlier_texture != 'auto':
+        return args.outlier_texture
+    return 'own' if args.outliers else 'frames'
 
 
 def _outliers(args) -> str:
@@ -65,7 +74,7 @@ def run(args) -> int:
         raise ConfigError(f'{args.checkpoint!r} is already a {base_info.method} model; adapt '
                           f'a plain segmentation checkpoint')
     config = AdaptData(confidence=args.confidence, holdout=args.holdout, seed=args.seed,
-                       paste_scale=args.paste_scale, outlier_texture=args.outlier_texture)
+                       paste_scale=args.paste_scale, outlier_texture=outlier_texture(args))
     config.check()
     root = os.path.join(args.out, 'data')
     record = prepared(root)

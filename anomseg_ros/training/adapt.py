@@ -42,7 +42,7 @@ from anomseg_ros.methods.outliers import (
     PASTE_SCALE, load_outliers, parse_scale, paste_outliers, retexture, save_outliers)
 
 PREPARED = 'prepared.json'
-OUTLIER_TEXTURES = ('synthetic', 'frames')  # the cut-outs' own pixels, or crops of the frames
+OUTLIER_TEXTURES = ('own', 'frames')  # the cut-outs' own pixels, or crops of the frames
 GROUND_LABELS = (0, 1)  # road and sidewalk (Cityscapes trainIds): no texture is taken from them
 
 
@@ -54,7 +54,7 @@ class AdaptData:
     holdout: float = 0.15     # share of the frames kept out of training for the pasted track
     seed: int = 0
     paste_scale: Tuple[float, float] = PASTE_SCALE  # the pasted track's object sizes
-    outlier_texture: str = 'synthetic'  # one of OUTLIER_TEXTURES
+    outlier_texture: str = 'own'  # one of OUTLIER_TEXTURES
 
     def check(self) -> None:
         if not 0.0 <= self.confidence < 1.0:
