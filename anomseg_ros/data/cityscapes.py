@@ -60,8 +60,8 @@ class CityscapesDataset:
     through ``transform(image, label)`` when one is given.
 
     With ``cache_dir`` each image and label is decoded once and kept there as a raw ``.npy``
-    array, read back memory-mapped: a training epoch then costs no PNG decoding (about 10-30 ms
-    a 1024x512 image on one CPU core), and a crop reads only the rows under it.
+    array, read back memory-mapped: a training epoch then costs no PNG decoding, and a crop
+    reads only the rows under it.
     """
 
     def __init__(self, root: str, split: str, *,

@@ -113,8 +113,8 @@ def in_row_blocks(function, tensor: torch.Tensor) -> torch.Tensor:
     """``function`` of a ``(B,C,H,W)`` tensor that gives ``(B,H,W)`` pixel by pixel, computed
     on blocks of rows. On the CPU a whole frame's temporaries (40 MB each for 19 channels at
     1024x512) are fresh memory at every call, and faulting their pages in costs more than the
-    arithmetic: at 1024x512 MSP took 24-29 ms whole and 9-15 ms by rows, entropy 50-52 and
-    9-17 (bench/bench_scorers.py). Small blocks reuse the memory the last one freed."""
+    arithmetic (``bench/bench_scorers.py`` measures both ways; docs/speed.md has the numbers).
+    Small blocks reuse the memory the last one freed."""
     rows = max(1, BLOCK_PIXELS // max(1, tensor.shape[3]))
     return torch.cat([function(tensor[:, :, start:start + rows])
                       for start in range(0, tensor.shape[2], rows)], dim=1)
