@@ -110,15 +110,21 @@ def test_generated_cutouts_take_the_frames_texture_and_a_users_own_keep_theirs()
 
 
 def test_adapt_with_frame_textures_pastes_the_frames_own_pixels(tmp_path, outlier_dir,
-                                                                random_checkpoint):
+                                                                random_checkpoint, monkeypatch):
     from anomseg_ros.methods.outliers import load_outliers
+    from anomseg_ros.training import adapt
+    monkeypatch.setattr(adapt, 'TEXTURE_FRAMES', 2)  # of the 5 training frames: 1st and 4th
+    sources = []
+    retexture = adapt.retexture
+    monkeypatch.setattr(adapt, 'retexture', lambda cutouts, frames, **kw: sources.append(
+        len(frames)) or retexture(cutouts, frames, **kw))
     frames = _frames(tmp_path / 'frames')
     out = str(tmp_path / 'adapted')
     assert main(['adapt', '--checkpoint', random_checkpoint, '--frames', frames, '--out', out,
                  '--outliers', outlier_dir, '--confidence', '0.0', '--outlier-texture',
                  'frames', *TINY]) == 0
     adaptation = read_checkpoint(os.path.join(out, 'last.pt'))['adaptation']
-    assert adaptation['outlier_texture'] == 'frames'
+    assert adaptation['outlier_texture'] == 'frames' and sources == [2]
     assert adaptation['outliers'] == os.path.abspath(os.path.join(out, 'data', 'outliers'))
     original, textured = load_outliers(outlier_dir), load_outliers(adaptation['outliers'])
     assert len(textured) == len(original) == adaptation['outlier_cutouts']

@@ -44,6 +44,7 @@ from anomseg_ros.methods.outliers import (
 PREPARED = 'prepared.json'
 OUTLIER_TEXTURES = ('own', 'frames')  # the cut-outs' own pixels, or crops of the frames
 GROUND_LABELS = (0, 1)  # road and sidewalk (Cityscapes trainIds): no texture is taken from them
+TEXTURE_FRAMES = 100  # the frames textures are cut from, at most (their ground masks are kept)
 
 
 @dataclasses.dataclass
@@ -112,9 +113,10 @@ def prepare_adaptation_data(frames: Iterable[Tuple[str, np.ndarray]], detector, 
     track_labels = os.path.join(root, 'track', 'labels_masks')
     for folder in (image_dir, label_dir, track_images, track_labels):
         os.makedirs(folder, exist_ok=True)
-    ignored, pixels = 0, 0
+    ignored, pixels, trained = 0, 0, 0
     digest = hashlib.sha256()
-    textures = []
+    textures = []  # (frame, its ground) of evenly spaced training frames, TEXTURE_FRAMES at most
+    stride = max(1, -(-int((~held).sum()) // TEXTURE_FRAMES))
     for (name, image), is_held in zip(frames, held):
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(image).tobytes()[::4093])
@@ -125,8 +127,9 @@ def prepare_adaptation_data(frames: Iterable[Tuple[str, np.ndarray]], detector, 
         pixels += labels.size
         write_rgb(os.path.join(image_dir, f'{name}_leftImg8bit.png'), image)
         write_gray(os.path.join(label_dir, f'{name}_gtFine_labelTrainIds.png'), labels)
-        if config.outlier_texture == 'frames':
+        if config.outlier_texture == 'frames' and trained % stride == 0:
             textures.append((image, np.isin(labels, GROUND_LABELS)))
+        trained += 1
     if config.outlier_texture == 'frames':
         cutouts = retexture(cutouts, [image for image, _ in textures],
                             avoid=[ground for _, ground in textures],
