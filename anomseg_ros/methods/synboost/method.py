@@ -134,7 +134,7 @@ class SynboostOptions:
     source's objects)."""
 
     generator_epochs: int = option(10, 'epochs of the label-to-image generator (default '
-                                   '%(default)s; 0 with generator_from)')
+                                   '%(default)s; 0 with `generator_from`)')
     generator_lr: float = option(2e-4, 'the generator\'s learning rate (default %(default)s)')
     generator_from: Optional[str] = option(
         None, 'start from the generator of this SynBoost checkpoint (same segmentation model); '
@@ -150,7 +150,7 @@ class SynboostOptions:
                            'encoders: the segmentation model\'s encoder (default) or an ImageNet '
                            'VGG-16 (vgg16)', choices=FEATURES)
     vgg16: Optional[str] = option(None, 'a torchvision vgg16 state dict (vgg16-397923af.pth), '
-                                  'for features vgg16', metavar='PATH')
+                                  'for `features` vgg16', metavar='PATH')
     void_share: float = option(0.5, 'share of training images whose anomaly is a pasted void '
                                'object; the rest get label swaps (0: label swaps only, an '
                                'ablation)')
