@@ -55,6 +55,14 @@ class ModelInfo:
     def num_inlier_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def label_channels(self) -> int:
+        """The outputs the labels are the argmax of: the classes and the void output (a
+        method's outputs after them take no part)."""
+        if self.void_channel is None:
+            return self.num_inlier_classes
+        return max(self.num_inlier_classes, self.void_channel + 1)
+
     def check_outputs(self, path: str, channels: Optional[int] = None) -> None:
         """Refuse metadata that does not describe the network: its class names, void output
         and method outputs must add up to ``num_classes``, and that to the ``channels`` the

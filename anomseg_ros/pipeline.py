@@ -271,22 +271,31 @@ class Detector:
     @torch.inference_mode()
     def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Raw logits ``(B,C,h,w)`` at the network's input size, float32."""
+        return self._forward(images)[0]
+
+    def _forward(self, images: Sequence[np.ndarray]
+                 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The logits, and the argmax over ``info.label_channels`` where the model computed
+        it in its own graph in the same call (``last_labels``: OpenVINO's TopK), else None."""
         batch = self.preprocess(images)
         with autocast(self.device, self.dtype):
-            return self.model(to_fast_layout(batch) if self.channels_last else batch).float()
+            logits = self.model(to_fast_layout(batch) if self.channels_last else batch).float()
+        labels = getattr(self.model, 'last_labels', None)
+        if labels is not None:
+            setattr(self.model, 'last_labels', None)  # this call's, taken once
+        return logits, labels
 
     @torch.inference_mode()
-    def semantic(self, logits: torch.Tensor) -> torch.Tensor:
+    def semantic(self, logits: torch.Tensor,
+                 indices: Optional[torch.Tensor] = None) -> torch.Tensor:
         """trainIds ``(B,h,w)``: argmax over the inlier classes and the void output, void (255)
         where the void output wins; other outputs (PEBAL's abstention class, SLEEG's OoD head)
-        take no part."""
+        take no part. ``indices``: that argmax, where the model's graph computed it."""
         info = self.info
-        channels = info.num_inlier_classes
-        if info.void_channel is not None:
-            channels = max(channels, info.void_channel + 1)
-        labels = logits[:, :channels].max(dim=1).indices  # 4x faster than argmax on the CPU
-        return labels.masked_fill(labels >= info.num_inlier_classes,
-                                  VOID_LABEL).to(torch.uint8)
+        if indices is None:  # max(dim=1) is 4x faster than argmax on the CPU
+            indices = logits[:, :info.label_channels].max(dim=1).indices
+        return indices.masked_fill(indices >= info.num_inlier_classes,
+                                   VOID_LABEL).to(torch.uint8)
 
     @torch.inference_mode()
     def predict_batch(self, images: Sequence[np.ndarray]) -> List[Detection]:
@@ -295,10 +304,10 @@ class Detector:
             return []
         settings = self.settings  # one snapshot for the whole batch (see Settings)
         started = time.perf_counter()
-        logits = self.logits(images)
+        logits, indices = self._forward(images)
         forward = time.perf_counter()
         scores = settings.scorer(logits)
-        labels = self.semantic(logits)
+        labels = self.semantic(logits, indices)
         scored = time.perf_counter()
         synthesis = self._synthesis(len(images))
         detections = []

@@ -66,6 +66,25 @@ def test_openvino_runs_fp32_and_bf16(tmp_path, random_checkpoint, reference):
         ('bf16' if cpu_has_native_bf16() else 'fp32')  # auto
 
 
+def test_openvino_computes_the_labels_in_its_graph_as_pytorch_does(tmp_path, random_checkpoint,
+                                                                   reference):
+    """The labels' argmax is a TopK output of the compiled graph, taken once per forward; on
+    the same logits it equals PyTorch's, for one frame and a batch, and predict uses it."""
+    path = _export(tmp_path, random_checkpoint, 'openvino')
+    detector = Detector.from_checkpoint(path, precision='fp32')
+    channels = detector.info.label_channels
+    assert channels == 20  # the 19 classes and void, not a method's outputs
+    for images in (IMAGES[:1], IMAGES):
+        logits, indices = detector._forward(images)
+        assert indices is not None and indices.shape == (len(images), *logits.shape[2:])
+        assert torch.equal(indices, logits[:, :channels].max(dim=1).indices)
+        assert detector.model.last_labels is None  # taken: never read for another forward
+        assert detector._forward(images)[1] is not None
+    labels = detector.semantic(logits, indices)
+    assert torch.equal(labels, detector.semantic(logits))
+    assert np.array_equal(detector.predict(IMAGES[0]).labels, reference.predict(IMAGES[0]).labels)
+
+
 def test_openvino_bf16_keeps_the_convolution_on_the_image_in_float32(tmp_path,
                                                                      random_checkpoint):
     """The IR marks the layers on the image 'precise', and OpenVINO honours it under bf16:
