@@ -34,7 +34,7 @@ from anomseg_ros.evaluation.speed import parse_sizes
 from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import Detector, resolve_device
 from anomseg_ros.precision import autocast, PRECISIONS, to_fast_layout
-from anomseg_ros.runtimes import RUNTIMES
+from anomseg_ros.runtimes import runtime_choices
 
 
 def bench_forward(detector, device, size_wh, frames):
@@ -187,7 +187,7 @@ def main():
     parser.add_argument('--weights', default='', help='checkpoint (default: the bundled one)')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
     parser.add_argument('--frames', type=int, default=15, help='timed frames per cell')
-    parser.add_argument('--runtime', default='auto', choices=RUNTIMES)
+    parser.add_argument('--runtime', default='auto', choices=runtime_choices())
     parser.add_argument('--precision', default='auto', choices=PRECISIONS)
     parser.add_argument('--calibration', default='', help='precision int8: frames to quantize '
                         'on (default: synthetic scenes, for the bundled model)')

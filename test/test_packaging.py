@@ -191,3 +191,20 @@ def test_the_scorer_lists_of_launch_config_and_node_reference_are_the_registrys(
                         ('config/detector.yaml', config.split('#', 1)[1]),
                         ('docs/node.md', reference)):
         assert names(text) == registered, (where, registered ^ names(text))
+
+
+def test_every_bench_script_imports_and_says_how_to_run_it():
+    """The benchmarks are run by hand (make bench), not by the tests: each must at least
+    import against the current package and print its usage."""
+    import glob
+    import subprocess
+    import sys
+    scripts = sorted(glob.glob(os.path.join(REPO, 'bench', '*.py')))
+    assert scripts
+    failed = []
+    for script in scripts:
+        done = subprocess.run([sys.executable, script, '--help'], capture_output=True,
+                              text=True, timeout=120)
+        if done.returncode != 0 or 'usage' not in done.stdout:
+            failed.append(f'{os.path.basename(script)}: {done.stderr.strip()[-200:]}')
+    assert failed == []
