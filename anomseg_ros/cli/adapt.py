@@ -17,7 +17,7 @@ import torch
 
 from anomseg_ros.checkpoint import load_model, read_checkpoint
 from anomseg_ros.cli import train_anomaly as train_anomaly_cli
-from anomseg_ros.cli.common import add_frames_args, unlabeled_frames
+from anomseg_ros.cli.common import add_frames_args, say_as_flags, unlabeled_frames
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.pipeline import Detector
 from anomseg_ros.runtimes.cache import file_sha256
@@ -100,7 +100,7 @@ def run(args) -> int:
     config, options = train_anomaly_cli.from_args(args, data=root, outliers=record['outliers'])
     if args.method == 'synboost' and not options.ensemble_tracks:
         options = dataclasses.replace(options, ensemble_tracks=os.path.join(root, 'track'))
-    code = train_anomaly(config, options, say=train_anomaly_cli.say(args))
+    code = train_anomaly(config, options, say=say_as_flags(args))
     if code:
         return code
     last = os.path.join(args.out, 'last.pt')

@@ -89,6 +89,12 @@ def as_flags(text: str, names) -> str:
     return re.sub(r'`([a-z][a-z0-9_]*)`', say, text)
 
 
+def say_as_flags(args: argparse.Namespace):
+    """A ``say`` for the core's progress lines (``train``, ``train_anomaly``) that prints
+    them with their field names as this command's flags (``args.option_fields``)."""
+    return lambda line: print(as_flags(line, args.option_fields), flush=True)
+
+
 def _argparse_type(parse):
     def convert(text):
         try:
@@ -113,7 +119,7 @@ def add_option_fields(group, cls: type, *, skip: Sequence[str] = ()) -> None:
         default = None if required else field.default
         if kind is bool:
             if default:
-                group.add_argument('--no-' + field.name.replace('_', '-'), dest=field.name,
+                group.add_argument('--no-' + flag(field.name)[2:], dest=field.name,
                                    action='store_false', help=f'turn off {meta.get("help")}')
             else:
                 group.add_argument(flag(field.name), action='store_true', help=meta.get('help'))

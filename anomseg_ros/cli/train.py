@@ -9,7 +9,7 @@ import sys
 
 from anomseg_ros.backbones import list_backbones
 from anomseg_ros.backbones.resnet import SSL_FORMATS
-from anomseg_ros.cli.common import as_flags, parse_size, parse_vector
+from anomseg_ros.cli.common import as_flags, parse_size, parse_vector, say_as_flags
 from anomseg_ros.errors import AnomsegError
 from anomseg_ros.pipeline import DEVICES
 from anomseg_ros.training.config import AMP_CHOICES, TrainConfig
@@ -37,8 +37,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args) -> int:
-    return train(config_from_args(args),
-                 say=lambda line: print(as_flags(line, args.option_fields), flush=True))
+    return train(config_from_args(args), say=say_as_flags(args))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

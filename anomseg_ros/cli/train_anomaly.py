@@ -7,7 +7,7 @@ defaults are written once, beside the method."""
 import argparse
 import dataclasses
 
-from anomseg_ros.cli.common import add_option_fields, as_flags, flag, options_from_args
+from anomseg_ros.cli.common import add_option_fields, flag, options_from_args, say_as_flags
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.methods import get_method, list_methods
 from anomseg_ros.options import differing
@@ -28,12 +28,7 @@ def add_parser(verbs):
 
 
 def run(args) -> int:
-    return train_anomaly.train_anomaly(*from_args(args), say=say(args))
-
-
-def say(args):
-    """Print the core's progress lines with its field names as this command's flags."""
-    return lambda line: print(as_flags(line, args.option_fields), flush=True)
+    return train_anomaly.train_anomaly(*from_args(args), say=say_as_flags(args))
 
 
 def add_arguments(parser: argparse.ArgumentParser, *,

@@ -161,6 +161,7 @@ class OpenVinoModel(torch.nn.Module):
         self.info = _info(info, path, channels)
         height, width = input_size_hw or self.info.input_size_hw
         model.reshape([1, 3, height, width])
+        self.gives_labels = labels
         if labels:
             model = with_labels(model, self.info.label_channels)
         # as many threads as PyTorch's (torch.set_num_threads: a fleet worker's share)
@@ -188,13 +189,13 @@ class OpenVinoModel(torch.nn.Module):
                               f'{self.size_hw[0]}, got {x.shape[-1]}x{x.shape[-2]}')
         results = [self.compiled(image[None].float().contiguous().cpu().numpy())
                    for image in x]
-        # one frame (the node's case) is not copied again
-        logits = results[0][0] if len(results) == 1 else np.concatenate([r[0] for r in results])
-        if len(self.compiled.outputs) > 1:  # with_labels
-            labels = results[0][1] if len(results) == 1 else \
-                np.concatenate([r[1] for r in results])
-            self.last_labels = torch.from_numpy(labels[:, 0])
-        return torch.from_numpy(logits).float()
+
+        def output(index):  # one frame (the node's case) is not copied again
+            return results[0][index] if len(results) == 1 else \
+                np.concatenate([r[index] for r in results])
+        if self.gives_labels:
+            self.last_labels = torch.from_numpy(output(1)[:, 0])
+        return torch.from_numpy(output(0)).float()
 
 
 def with_labels(model, channels: int):
