@@ -121,3 +121,30 @@ def test_a_tram_shows_what_a_bus_has_not():
     beyond = int(cam.v(0.0, 30.0))  # past the tram the ground is untouched
     assert not changed[beyond:int(cam.v(0.0, 21.0))].any()
     assert changed[:int(cam.horizon_px)].any(), 'the contact wire above the road'
+
+
+def test_an_approach_keeps_its_objects_and_renews_the_noise():
+    from anomseg_ros.data.synthetic.tracks import render_approach
+    from anomseg_ros.obstacles import find_obstacles, ObstacleTracker
+    frames = list(render_approach('anomaly', np.random.default_rng(3), frames=4, width=256,
+                                  height=128))
+    assert len(frames) == 4
+    labels = [label for _, label, _ in frames]
+    assert all((label == 1).any() for label in labels)
+    # the objects grow a little and stay where they were: consecutive labels overlap
+    for a, b in zip(labels, labels[1:]):
+        inter = ((a == 1) & (b == 1)).sum()
+        assert inter / max((a == 1).sum(), (b == 1).sum()) > 0.6
+        assert (b == 1).sum() >= (a == 1).sum() * 0.95
+    # without motion, two frames differ by their own sensor noise only
+    still = [image.astype(np.float32) for image, _, _ in render_approach(
+        'anomaly', np.random.default_rng(3), frames=2, width=256, height=128, zoom=0.0)]
+    difference = np.abs(still[0] - still[1])
+    assert 0.5 < difference.mean() < 12
+    # the labelled objects persist for the tracker: confirmed from the k-th frame on
+    tracker = ObstacleTracker(3, 4)
+    confirmed = [tracker.update(find_obstacles(label == 1, label.astype(np.float32),
+                                               min_area=4)) for label in labels]
+    assert not confirmed[0] and not confirmed[1] and confirmed[2] and confirmed[3]
+    with pytest.raises(ValueError, match='at least one frame'):
+        next(render_approach('anomaly', np.random.default_rng(0), frames=0))

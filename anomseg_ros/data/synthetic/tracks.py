@@ -6,8 +6,9 @@
 - ``blended``: objects pasted with soft edges into finished scenes, as in Fishyscapes Static;
   the soft rim is void.
 """
-from typing import Dict, Tuple
+from typing import Dict, Iterator, Tuple
 
+import cv2
 import numpy as np
 
 from anomseg_ros.data.synthetic import anomalies
@@ -100,3 +101,34 @@ def render_outlier(rng: np.random.Generator, *, min_size: int = 48,
     size = int(rng.integers(min_size, max_size + 1))
     rgb, mask, _, _ = anomalies.sample_object('outlier', size, rng)
     return np.dstack([rgb, mask * 255]).astype(np.uint8)
+
+
+def render_approach(track: str, rng: np.random.Generator, *, frames: int = 10,
+                    width: int = 1024, height: int = 512, zoom: float = 0.015,
+                    noise: float = 4.0) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A short, temporally coherent sequence: one scene of ``track`` approached over ``frames``
+    frames, ``(image RGB, label 0/1/255, semantic trainIds)`` each.
+
+    The camera's forward motion is a zoom by ``(1 + zoom)`` a frame about the middle of the
+    lower half (where the road leads), and each frame has fresh sensor noise (``noise``, the
+    standard deviation in grey levels) and brightness flicker (1%): the objects stay where they
+    were, and what comes and goes from frame to frame is the detector's own noise, as from a
+    camera at 10 Hz. Temporal persistence is measured on such sequences (the tracks' scenes
+    are unrelated to each other, which would make every object a one-frame blip)."""
+    if frames < 1:
+        raise ValueError(f'an approach has at least one frame, got {frames}')
+    image, label, info = render_track_sample(track, rng, width, height)
+    semantic = info['semantic']
+    centre = (width / 2.0, height * 0.75)
+    for index in range(frames):
+        scale = (1.0 + zoom) ** index
+        matrix = cv2.getRotationMatrix2D(centre, 0.0, scale)
+        moved = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REFLECT)
+        frame = moved.astype(np.float32) * (1.0 + rng.normal(0.0, 0.01))
+        frame += rng.normal(0.0, noise, frame.shape).astype(np.float32)
+        yield (np.clip(frame, 0, 255).astype(np.uint8),
+               cv2.warpAffine(label, matrix, (width, height), flags=cv2.INTER_NEAREST,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=255),
+               cv2.warpAffine(semantic, matrix, (width, height), flags=cv2.INTER_NEAREST,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=255))
