@@ -25,6 +25,7 @@ import statistics
 
 import numpy as np
 
+from anomseg_ros.cli.common import parse_size
 from anomseg_ros.data.synthetic.tracks import render_approach, TRACKS
 from anomseg_ros.obstacles import DEFAULT_MIN_AREA, find_obstacles, ObstacleTracker
 from anomseg_ros.paths import resolve_weights
@@ -41,11 +42,11 @@ def parse_settings(text):
     return settings
 
 
-def synthetic_drive(scenes, per_scene, track, seed, size_wh):
+def synthetic_drive(scenes, per_scene, track, seed, size_hw):
     for scene in range(scenes):
         rng = np.random.default_rng([seed, scene])
-        yield from render_approach(track, rng, frames=per_scene, width=size_wh[0],
-                                   height=size_wh[1])
+        yield from render_approach(track, rng, frames=per_scene, width=size_hw[1],
+                                   height=size_hw[0])
 
 
 def judge(obstacles, label, min_area):
@@ -77,7 +78,8 @@ def main():
     parser.add_argument('--frames-per-scene', type=int, default=10)
     parser.add_argument('--track', default='anomaly', choices=TRACKS)
     parser.add_argument('--seed', type=int, default=7)
-    parser.add_argument('--size', default='1024x512', help='synthetic frames, WxH')
+    parser.add_argument('--size', type=parse_size, default='1024x512', metavar='WxH',
+                        help='synthetic frames (default 1024x512)')
     parser.add_argument('--settings', type=parse_settings, default=parse_settings('2/3,3/5'),
                         help='k/n pairs (default 2/3,3/5)')
     parser.add_argument('--min-area', type=int, default=DEFAULT_MIN_AREA)
@@ -87,13 +89,11 @@ def main():
 
     bag = args.bag
     if bag is None:
-        size_wh = tuple(int(v) for v in args.size.split('x'))
         bag = os.path.join(args.out, 'drive.mcap')
         if not os.path.exists(bag):
             os.makedirs(args.out, exist_ok=True)
-            count = write_dataset_bag(
-                ((image, label, semantic) for image, label, semantic in synthetic_drive(
-                    args.scenes, args.frames_per_scene, args.track, args.seed, size_wh)), bag)
+            count = write_dataset_bag(synthetic_drive(args.scenes, args.frames_per_scene,
+                                                      args.track, args.seed, args.size), bag)
             print(f'wrote a synthetic drive of {count} frames ({args.scenes} scenes of the '
                   f'{args.track} track, seed {args.seed}) to {bag}')
     weights = resolve_weights(args.weights)

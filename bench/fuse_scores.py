@@ -6,18 +6,19 @@ taken); AuPRC / FPR95 of each score and of both combinations on labelled sets.
     .venv/bin/python bench/fuse_scores.py --weights ADAPTED.pt --frames DIR \\
         --data SET [--data SET ...] [--scorers synboost,energy]
 
-``--frames``: the unlabeled frames the scales are measured on (every ``--every``-th one), never
-the scored sets. Scores at the network's input size, as ``anomseg eval`` scores them.
+``--frames``: the unlabeled frames the scales are measured on (a folder or a bag with
+``--topic``; every ``--every``-th one, default 2), never the scored sets. Scores at the
+network's input size, as ``anomseg eval`` scores them.
 """
 import argparse
-import glob
 import os
 
 import numpy as np
 import torch
 
+from anomseg_ros.cli.common import add_frames_args, unlabeled_frames
 from anomseg_ros.data.anomaly import AnomalyDataset
-from anomseg_ros.data.images import IMAGE_EXTENSIONS, read_rgb, resize_label
+from anomseg_ros.data.images import resize_label
 from anomseg_ros.evaluation.anomaly import score_image
 from anomseg_ros.methods.synboost.ensemble import ranking_metrics
 from anomseg_ros.pipeline import Detector, make_scorer
@@ -25,12 +26,12 @@ from anomseg_ros.pipeline import Detector, make_scorer
 QUANTILE = 0.995
 
 
-def scales(detector, scorers, paths, stride=7):
-    """``{name: (median, 99.5th percentile)}`` of each score over ``paths``."""
+def scales(detector, scorers, images, stride=7):
+    """``{name: (median, 99.5th percentile)}`` of each score over ``images``."""
     samples = {name: [] for name in scorers}
     with torch.inference_mode():
-        for path in paths:
-            for name, score in score_image(detector, scorers, read_rgb(path)).items():
+        for image in images:
+            for name, score in score_image(detector, scorers, image).items():
                 samples[name].append(score.ravel()[::stride])
     result = {}
     for name, values in samples.items():
@@ -42,8 +43,8 @@ def scales(detector, scorers, paths, stride=7):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--weights', required=True)
-    parser.add_argument('--frames', required=True, help='unlabeled frames of the camera')
-    parser.add_argument('--every', type=int, default=2, help='every Nth frame (default 2)')
+    add_frames_args(parser, '--frames', required=True)
+    parser.set_defaults(every=2)
     parser.add_argument('--data', action='append', required=True, help='a labelled set')
     parser.add_argument('--scorers', default='synboost,energy', help='two scorers')
     parser.add_argument('--device', default='auto')
@@ -53,12 +54,14 @@ def main():
         parser.error('--scorers takes two scorers, e.g. synboost,energy')
     detector = Detector.from_checkpoint(args.weights, scorer=names[0], device=args.device)
     scorers = {name: make_scorer(name, detector.info) for name in names}
-    paths = sorted(p for p in glob.glob(os.path.join(args.frames, '*'))
-                   if p.lower().endswith(IMAGE_EXTENSIONS))[::args.every]
-    if not paths:
-        parser.error(f'no images in {args.frames}')
-    scale = scales(detector, scorers, paths)
-    print(f'scales on {len(paths)} frames of {args.frames}: ' + ', '.join(
+    skipped = []
+    images = [image for _, image in unlabeled_frames(args, skipped)]
+    for reason in skipped:
+        print(f'skipped: {reason}')
+    if not images:
+        parser.error(f'no readable frames in {args.frames}')
+    scale = scales(detector, scorers, images)
+    print(f'scales on {len(images)} frames of {args.frames}: ' + ', '.join(
         f'{name} median {m:.4g}, {100 * QUANTILE:g}th percentile {q:.4g}'
         for name, (m, q) in scale.items()))
     print('| set | score | AuPRC | FPR95 |')
