@@ -127,6 +127,19 @@ def test_the_node_imports_nothing_without_a_rosdep_key():
     assert 'rclpy' in loaded and not loaded & NO_ROSDEP_KEY, loaded & NO_ROSDEP_KEY
 
 
+def test_starting_the_node_with_erfnet_does_not_import_torchvision():
+    """torchvision's import pulls in torch._dynamo, about 2 s of every start (docs/speed.md):
+    only the backbones built on its ResNets import it, when they are built."""
+    code = ('import sys, anomseg_ros.ros.detector_node, anomseg_ros.cli.main; '
+            'from anomseg_ros.backbones import create_backbone; '
+            'create_backbone("erfnet", num_classes=19); '
+            'print(" ".join(sorted(m for m in sys.modules if m.startswith(("torchvision", '
+            '"torch._dynamo")))))')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == []
+
 def test_the_label_table_is_cityscapesscripts_one():
     from cityscapesscripts.helpers.labels import labels
     from anomseg_ros.labels import CITYSCAPES_LABELS

@@ -15,7 +15,6 @@ from typing import Tuple, Union
 import torch
 from torch import nn
 import torch.nn.functional as F
-import torchvision
 
 from anomseg_ros.backbones.base import Backbone
 from anomseg_ros.backbones.registry import register_backbone
@@ -72,7 +71,10 @@ class ContextPath(nn.Module):
 
     def __init__(self):
         super().__init__()
-        resnet = torchvision.models.resnet18(weights=None)
+        # imported here: torchvision's import pulls in torch._dynamo (about 2 s), which
+        # every start of the node paid for backbones it did not build
+        from torchvision.models import resnet18
+        resnet = resnet18(weights=None)
         self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
         self.layer1, self.layer2 = resnet.layer1, resnet.layer2
         self.layer3, self.layer4 = resnet.layer3, resnet.layer4

@@ -19,7 +19,6 @@ from typing import Dict, List, Tuple
 import torch
 from torch import nn
 import torch.nn.functional as F
-import torchvision
 
 from anomseg_ros.backbones.base import Backbone
 from anomseg_ros.backbones.registry import register_backbone
@@ -43,7 +42,10 @@ class ResNet50Seg(Backbone):
 
     def __init__(self, num_classes: int = 20):
         super().__init__(num_classes)
-        resnet = torchvision.models.resnet50(weights=None)
+        # imported here: torchvision's import pulls in torch._dynamo (about 2 s), which
+        # every start of the node paid for backbones it did not build
+        from torchvision.models import resnet50
+        resnet = resnet50(weights=None)
         del resnet.avgpool, resnet.fc  # the classification layers the paper removes
         self.backbone = resnet
         self.classifier = nn.Conv2d(2048, num_classes, 1)
