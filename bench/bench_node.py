@@ -3,7 +3,9 @@
 The node path is: publish a camera frame over DDS -> the detector node (its own process)
 decodes, runs the pipeline and publishes -> the score image is received here. The node's
 input size is set to the frame size, so both columns run the network at the same resolution.
-Latency is one frame at a time (the next is sent when the last came back); throughput is a
+Latency is one frame at a time (the next is sent when the last came back), each frame after
+one bare forward pass here, so that both medians see the machine in the same state (on a
+shared cloud CPU the forward's speed drifts by 10-20% within minutes); throughput is a
 camera streaming at ``--stream-rate`` Hz for ``--stream-seconds``, counting the frames whose
 five outputs all came back per second (the node works on the newest frame and drops the
 others, as on a vehicle). Everything else is the node's defaults: the bundled model,
@@ -37,21 +39,23 @@ from anomseg_ros.precision import autocast, PRECISIONS, to_fast_layout
 from anomseg_ros.runtimes import runtime_choices
 
 
-def bench_forward(detector, device, size_wh, frames):
-    """The network alone, in the precision and layout the node uses (``precision`` auto)."""
+def bare_forward(detector, device, size_wh):
+    """One timing of the network alone, in the precision and layout the node uses, on the
+    frame the node gets; returns a function that times one forward pass in seconds."""
     image = np.random.default_rng(0).integers(0, 256, (size_wh[1], size_wh[0], 3),
                                               dtype=np.uint8)
     batch = detector.preprocess([image])
-    times = []
-    with torch.inference_mode(), autocast(device, detector.dtype):
-        for i in range(frames + 2):
+    if detector.channels_last:
+        batch = to_fast_layout(batch)
+
+    def timed() -> float:
+        with torch.inference_mode(), autocast(device, detector.dtype):
             start = time.perf_counter()
-            detector.model(to_fast_layout(batch) if detector.channels_last else batch)
+            detector.model(batch)
             if device.type == 'cuda':
                 torch.cuda.synchronize()
-            if i >= 2:  # warm-up
-                times.append(time.perf_counter() - start)
-    return statistics.median(times)
+            return time.perf_counter() - start
+    return timed
 
 
 def bench_stream(client, image, rate_hz: float, seconds: float) -> float:
@@ -66,9 +70,11 @@ def bench_stream(client, image, rate_hz: float, seconds: float) -> float:
     return (client.answered_frames() - answered) / seconds
 
 
-def bench_node(weights, device, size_wh, frames, outputs, runtime, stream=None,
+def bench_node(weights, device, size_wh, frames, outputs, runtime, forward, stream=None,
                precision='auto', calibration=''):
-    """Median round trip in seconds, and with ``stream`` (rate Hz, seconds) the throughput."""
+    """Median round trip in seconds, the median of ``forward()`` (the bare network, timed
+    before each frame: both medians see the machine in the same state), the throughput with
+    ``stream`` (rate Hz, seconds), and the node's stage medians."""
     from anomseg_ros.ros.client import live_detector
     from anomseg_ros.ros.outputs import OUTPUTS
     width, height = size_wh
@@ -77,7 +83,7 @@ def bench_node(weights, device, size_wh, frames, outputs, runtime, stream=None,
               'calibration': calibration}
     params.update({f'publish.{name}': name in outputs for name in OUTPUTS})
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    times = []
+    times, forwards = [], []
     import tempfile
     log_path = os.path.join(tempfile.gettempdir(), f'anomseg_bench_node_{width}x{height}.log')
     with live_detector(f'/anomseg_bench_{width}', params=params, outputs=outputs,
@@ -85,23 +91,37 @@ def bench_node(weights, device, size_wh, frames, outputs, runtime, stream=None,
                        timeout=120) as live:
         for i in range(frames + 2):
             stamp_ns = 10_000_000_000 + i
+            forwards.append(forward())
             start = time.perf_counter()
             live.client.publish_rgb(image, stamp_ns)
             if live.client.wait_outputs(stamp_ns, timeout=60) is None:
                 raise RuntimeError(f'frame {i} at {width}x{height} got no answer')
             if i >= 2:
                 times.append(time.perf_counter() - start)
+        counters = counters_after(live.client, frames + 2)  # the frames timed one at a time
         rate = bench_stream(live.client, image, *stream) if stream else float('nan')
-        counters = live.client.node_counters()
-        deadline = time.monotonic() + 5  # a short run can end before the first /diagnostics
-        while not counters and time.monotonic() < deadline:
-            time.sleep(0.1)
-            counters = live.client.node_counters()
+        streamed = counters_after(live.client, int(counters.get('frames_processed', 0)) + 1) \
+            if stream else {}
     print(f'{width}x{height}, outputs {", ".join(outputs)}: the node ran '
           f'{counters.get("runtime", "?")} in {counters.get("precision", "?")}')
-    stages = {key[len('stage_ms_'):]: value for key, value in counters.items()
-              if key.startswith('stage_ms_')}
-    return statistics.median(times), rate, stages
+    return (statistics.median(times), statistics.median(forwards[2:]), rate,
+            stages_of(counters), stages_of(streamed))
+
+
+def counters_after(client, processed: int, timeout: float = 10.0) -> dict:
+    """The node's /diagnostics values once they count ``processed`` frames (its stage medians
+    are then of the frames sent so far)."""
+    deadline = time.monotonic() + timeout
+    counters = client.node_counters()
+    while int(counters.get('frames_processed', 0)) < processed and time.monotonic() < deadline:
+        time.sleep(0.1)
+        counters = client.node_counters()
+    return counters
+
+
+def stages_of(counters: dict) -> dict:
+    return {key[len('stage_ms_'):]: value for key, value in counters.items()
+            if key.startswith('stage_ms_')}
 
 
 @contextlib.contextmanager
@@ -212,36 +232,46 @@ def main():
                                             runtime=args.runtime, precision=args.precision,
                                             calibration=args.calibration,
                                             input_size_hw=(height, width))
-        forward = bench_forward(detector, device, size_wh, args.frames)
+        forward = bare_forward(detector, device, size_wh)
         node = dict(precision=args.precision, calibration=args.calibration)
-        score_only, _, _ = bench_node(args.weights, device, size_wh, args.frames,
-                                      ('anomaly_score',), args.runtime, **node)
-        all_outputs, rate, stages = bench_node(args.weights, device, size_wh, args.frames,
-                                               OUTPUTS, args.runtime, stream, **node)
-        rows.append((size_wh, forward, score_only, all_outputs, rate, stages))
+        score_only, forward_a, _, _, _ = bench_node(args.weights, device, size_wh, args.frames,
+                                                    ('anomaly_score',), args.runtime, forward,
+                                                    **node)
+        all_outputs, forward_b, rate, one_by_one, streamed = bench_node(
+            args.weights, device, size_wh, args.frames, OUTPUTS, args.runtime, forward, stream,
+            **node)
+        rows.append((size_wh, (forward_a, forward_b), score_only, all_outputs, rate,
+                     one_by_one, streamed))
 
     info = detector.info
     print(f'\n{info.backbone} ({info.source}) on {device}, runtime {detector.runtime} '
           f'({detector.runtime_reason}), {detector.precision_name} ({torch.get_num_threads()} '
-          f'CPU threads); latency: median of {args.frames} frames, ms' +
+          f'CPU threads); latency: median of {args.frames} frames, ms, each frame after a '
+          f'bare forward pass in this process (bare forward: of the score-only / all-outputs '
+          f'frames; each ratio is to its own)' +
           (f'; throughput: camera at {args.stream_rate:g} Hz for {args.stream_seconds:g} s'
            if stream else ''))
     print(f'| input | bare forward | node latency, score only | ratio | node latency, all '
           f'{len(OUTPUTS)} outputs | ratio | node throughput, all {len(OUTPUTS)} outputs |')
     print('| --- | --- | --- | --- | --- | --- | --- |')
-    for (w, h), forward, score_only, all_outputs, rate, _ in rows:
+    for (w, h), (forward_a, forward_b), score_only, all_outputs, rate, *_ in rows:
         throughput = f'{rate:.1f} FPS' if stream else '-'
-        print(f'| {w}x{h} | {1000 * forward:.1f} | {1000 * score_only:.1f} | '
-              f'{score_only / forward:.2f} | {1000 * all_outputs:.1f} | '
-              f'{all_outputs / forward:.2f} | {throughput} |')
-    print('\nthe node path per stage, all outputs subscribed (the node\'s own /diagnostics: '
-          'medians of its last frames, ms; wait = in the slot, outputs = rendering, messages '
-          'and publishing)')
-    names = list(rows[0][5]) if rows else []
-    print('| input | ' + ' | '.join(names) + ' |')
-    print('| --- |' + ' --- |' * len(names))
-    for (w, h), *_, stages in rows:
-        print(f'| {w}x{h} | ' + ' | '.join(stages.get(n, '-') for n in names) + ' |')
+        print(f'| {w}x{h} | {1000 * forward_a:.1f} / {1000 * forward_b:.1f} | '
+              f'{1000 * score_only:.1f} | {score_only / forward_a:.2f} | '
+              f'{1000 * all_outputs:.1f} | {all_outputs / forward_b:.2f} | {throughput} |')
+    print('\nthe node path per stage, all outputs subscribed (the node\'s own /diagnostics, '
+          'medians, ms; wait = in the slot, forward = preprocessing and network, score = scorer '
+          'and labels, outputs = rendering, messages and publishing; "one at a time" = the '
+          'frames of the latency column, "streaming" = the node\'s last 100 frames after the '
+          'throughput column\'s stream)')
+    names = list(rows[0][5] or rows[0][6]) if rows else []
+    print('| input | frames | ' + ' | '.join(names) + ' |')
+    print('| --- | --- |' + ' --- |' * len(names))
+    for (w, h), *_, one_by_one, streamed in rows:
+        for label, stages in (('one at a time', one_by_one), ('streaming', streamed)):
+            if stages:
+                print(f'| {w}x{h} | {label} | ' +
+                      ' | '.join(stages.get(n, '-') for n in names) + ' |')
 
 
 if __name__ == '__main__':
