@@ -2,6 +2,7 @@
 import importlib.util
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -798,3 +799,28 @@ def test_the_shipped_params_file_starts_the_node(rclpy_context, random_checkpoin
         finally:
             client.close()
         assert process.stop() == 0, open(log).read()
+
+
+def test_a_late_answer_to_an_earlier_probe_ends_the_wait_for_the_node(rclpy_context):
+    """A node whose forward pass outlasts the first probe's wait answers that probe late:
+    ``wait_for_node`` takes it, instead of waiting for a second probe's forward pass too
+    (which doubled the start-up a first frame measures on a slow CPU)."""
+    from anomseg_ros.data.messages import ns_to_sec_nanosec
+    client = DetectorClient('/anomseg_probe', name='probe', outputs=('anomaly_score',))
+    try:
+        def answer(stamp_ns=1):
+            msg = Image()
+            msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_sec_nanosec(stamp_ns)
+            client._on_output('anomaly_score', msg)
+
+        sent = []
+        client.image_pub.get_subscription_count = lambda: 1  # a node that listens
+        client.publish_rgb = lambda image, stamp_ns: sent.append(stamp_ns)
+        threading.Timer(0.7, answer).start()  # after the first probe's wait (0.5 s)
+        started = time.monotonic()
+        client.wait_for_node(timeout=10)
+        assert sent == [1, 2] and time.monotonic() - started < 1.5
+        answer(2)  # the second probe's late answer is nobody's
+        assert not client._received and client.answered_frames() == 0
+    finally:
+        client.close()

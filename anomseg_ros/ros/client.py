@@ -187,23 +187,33 @@ class DetectorClient(Node):
         at a time, and a frame sent before the node's subscription has matched our publisher is
         silently lost. So small probe frames (stamps below ``PROBE_STAMPS_NS``, whose outputs
         are discarded) go out, each waited for twice as long as the one before (a large network
-        on a busy CPU takes many seconds a frame), until one comes back.
+        on a busy CPU takes many seconds a frame), until one of them comes back: an answer to
+        an earlier probe that came after its wait counts too (a forward pass longer than the
+        first wait would otherwise cost a second one).
         """
         deadline = time.monotonic() + timeout
         probe = np.zeros((16, 16, 3), np.uint8)
         wait_s = 0.25
-        for stamp_ns in range(1, PROBE_STAMPS_NS):
-            if process is not None:
-                process.check_alive()
-            if self.image_pub.get_subscription_count() > 0:
-                self.publish_rgb(probe, stamp_ns)
-                wait_s = min(2 * wait_s, max(deadline - time.monotonic(), 0.1))
-                if self.wait_outputs(stamp_ns, timeout=wait_s) is not None:
-                    return
-            else:
-                time.sleep(0.1)
-            if time.monotonic() > deadline:
-                break
+        probes: List[int] = []
+        try:
+            for stamp_ns in range(1, PROBE_STAMPS_NS):
+                if process is not None:
+                    process.check_alive()
+                if self.image_pub.get_subscription_count() > 0:
+                    self.publish_rgb(probe, stamp_ns)
+                    probes.append(stamp_ns)
+                    wait_s = min(2 * wait_s, max(deadline - time.monotonic(), 0.1))
+                    if self._wait_any(probes, timeout=wait_s):
+                        return
+                else:
+                    time.sleep(0.1)
+                if time.monotonic() > deadline:
+                    break
+        finally:
+            with self._cond:  # the probes' outputs, now and later, are nobody's
+                for stamp_ns in probes:
+                    self._received.pop(stamp_ns, None)
+                    self._abandoned.add(stamp_ns)
         raise NodeStartError(f'no detector node answered on {self.get_namespace()}/image '
                              f'within {timeout:.0f} s (a first start converts the model, which '
                              f'can take minutes on a loaded machine: raise the start-up '
@@ -220,6 +230,17 @@ class DetectorClient(Node):
         msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_sec_nanosec(stamp_ns)
         msg.header.frame_id = frame_id
         self.publish(msg)
+
+    def _wait_any(self, stamps: List[int], *, timeout: float) -> bool:
+        """Whether every output of any of ``stamps`` comes within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._answered.intersection(stamps):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
 
     def wait_outputs(self, stamp_ns: int, *, timeout: float = 30.0) -> Optional[Dict[str, Image]]:
         """Every output of the frame stamped ``stamp_ns``, or None if not all came in time (the
