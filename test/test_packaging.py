@@ -140,6 +140,7 @@ def test_starting_the_node_with_erfnet_does_not_import_torchvision():
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == []
 
+
 def test_the_label_table_is_cityscapesscripts_one():
     from cityscapesscripts.helpers.labels import labels
     from anomseg_ros.labels import CITYSCAPES_LABELS
