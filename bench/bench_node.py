@@ -40,8 +40,8 @@ from anomseg_ros.runtimes import runtime_choices
 
 
 def bare_forward(detector, device, size_wh):
-    """One timing of the network alone, in the precision and layout the node uses, on the
-    frame the node gets; returns a function that times one forward pass in seconds."""
+    """A function that times one forward pass of the network alone (seconds), in the
+    precision and layout the node uses, on a frame of the node's size."""
     image = np.random.default_rng(0).integers(0, 256, (size_wh[1], size_wh[0], 3),
                                               dtype=np.uint8)
     batch = detector.preprocess([image])
@@ -98,25 +98,20 @@ def bench_node(weights, device, size_wh, frames, outputs, runtime, forward, stre
                 raise RuntimeError(f'frame {i} at {width}x{height} got no answer')
             if i >= 2:
                 times.append(time.perf_counter() - start)
-        counters = counters_after(live.client, frames + 2)  # the frames timed one at a time
+        counters = fresh_counters(live.client)  # stages of the frames timed one at a time
         rate = bench_stream(live.client, image, *stream) if stream else float('nan')
-        streamed = counters_after(live.client, int(counters.get('frames_processed', 0)) + 1) \
-            if stream else {}
+        streamed = fresh_counters(live.client) if stream else {}
     print(f'{width}x{height}, outputs {", ".join(outputs)}: the node ran '
           f'{counters.get("runtime", "?")} in {counters.get("precision", "?")}')
     return (statistics.median(times), statistics.median(forwards[2:]), rate,
             stages_of(counters), stages_of(streamed))
 
 
-def counters_after(client, processed: int, timeout: float = 10.0) -> dict:
-    """The node's /diagnostics values once they count ``processed`` frames (its stage medians
-    are then of the frames sent so far)."""
-    deadline = time.monotonic() + timeout
-    counters = client.node_counters()
-    while int(counters.get('frames_processed', 0)) < processed and time.monotonic() < deadline:
-        time.sleep(0.1)
-        counters = client.node_counters()
-    return counters
+def fresh_counters(client) -> dict:
+    """The node's /diagnostics values from a message sent after the frames so far (one period
+    of the node's default ``diagnostics_period``, 1 s, and a margin)."""
+    time.sleep(1.5)
+    return client.node_counters()
 
 
 def stages_of(counters: dict) -> dict:
