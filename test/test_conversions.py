@@ -135,3 +135,26 @@ def test_one_encoding_table_and_one_stamp_arithmetic_for_node_client_and_bags():
     assert (sec, nanosec) == (1_700_000_000, 123_456_789)
     assert stamp_to_ns(types.SimpleNamespace(sec=sec, nanosec=nanosec)) == \
         1_700_000_000_123_456_789
+
+
+@pytest.mark.parametrize('encoding,array', [
+    ('rgb8', RGB), ('mono8', RGB[..., 0]), ('32FC1', RGB[..., 0].astype(np.float32) / 7)])
+def test_outputs_hand_their_pixels_to_the_message_as_an_array_not_bytes(monkeypatch, encoding,
+                                                                        array):
+    """``bytes`` in a ``uint8[]`` field are checked byte by byte in Python where field checks
+    run (Humble, Jazzy; Kilted with ROS_PYTHON_CHECK_FIELDS=1): 250 ms a 1024x512 frame. An
+    ``array.array('B')`` is taken as it is. The pixels arrive unchanged either way."""
+    import array as pyarray
+    from sensor_msgs.msg import CompressedImage, Image
+    from anomseg_ros.data.messages import image_msg_to_array
+    from anomseg_ros.ros.conversions import array_to_image_msg, compressed_image_msg
+    given = []
+    for message in (Image, CompressedImage):
+        field = message.data
+        monkeypatch.setattr(message, 'data', property(field.fget, lambda msg, value, field=field: (
+            given.append(type(value)), field.fset(msg, value))))
+    msg = array_to_image_msg(np.ascontiguousarray(array), encoding)
+    np.testing.assert_array_equal(image_msg_to_array(msg)[0], array)
+    compressed = compressed_image_msg(msg.header, 'rgb8; png compressed bgr8', b'\x89PNG')
+    assert bytes(compressed.data) == b'\x89PNG'
+    assert set(given) == {pyarray.array}  # the constructors' empty defaults, and the pixels

@@ -22,7 +22,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from anomseg_ros.errors import ConfigError
 from anomseg_ros.obstacles import find_obstacles, ObstacleTracker
-from anomseg_ros.ros.conversions import array_to_image_msg, obstacles_to_detections
+from anomseg_ros.ros.conversions import (array_to_image_msg, compressed_image_msg,
+                                         obstacles_to_detections)
 from anomseg_ros.ros.health import FrameHealth
 from anomseg_ros.ros.outputs import compress
 
@@ -221,7 +222,7 @@ class CameraIO:
                 publisher.publish(array_to_image_msg(array, output.encoding, header))
             if wanted_compressed:
                 fmt, data = compress(array, output.encoding, output.compression)
-                compressed.publish(CompressedImage(header=header, format=fmt, data=data))
+                compressed.publish(compressed_image_msg(header, fmt, data))
         if self.obstacles_pub is not None and self.obstacles_pub.get_subscription_count():
             obstacles = find_obstacles(detection.mask, detection.score_map,
                                        min_area=min_obstacle_area)
