@@ -5,11 +5,11 @@ decodes, runs the pipeline and publishes -> the score image is received here. Th
 input size is set to the frame size, so both columns run the network at the same resolution.
 Latency is one frame at a time (the next is sent when the last came back), each frame after
 one bare forward pass here, so that both medians see the machine in the same state (on a
-shared cloud CPU the forward's speed drifts by 10-20% within minutes); throughput is a
-camera streaming at ``--stream-rate`` Hz for ``--stream-seconds``, counting the frames whose
-five outputs all came back per second (the node works on the newest frame and drops the
-others, as on a vehicle). Everything else is the node's defaults: the bundled model,
-``runtime`` and ``precision`` auto.
+shared cloud CPU the forward's speed drifts by 10-20% within minutes), with a pause of
+``SETTLE_S`` before each; throughput is a camera streaming at ``--stream-rate`` Hz for
+``--stream-seconds``, counting the frames whose five outputs all came back per second (the
+node works on the newest frame and drops the others, as on a vehicle). Everything else is
+the node's defaults: the bundled model, ``runtime`` and ``precision`` auto.
 
     .venv/bin/python bench/bench_node.py [--weights W] [--device cpu|cuda] [--frames N]
         [--runtime auto|torch|openvino] [--precision auto|int8|...] [--calibration DIR|BAG]
@@ -37,6 +37,11 @@ from anomseg_ros.paths import resolve_weights
 from anomseg_ros.pipeline import Detector, resolve_device
 from anomseg_ros.precision import autocast, PRECISIONS, to_fast_layout
 from anomseg_ros.runtimes import runtime_choices
+
+
+# a pause before each timed part: the runtime's worker threads spin for a while after a forward
+# pass, and would take the cores from the other process's next one
+SETTLE_S = 0.1
 
 
 def bare_forward(detector, device, size_wh):
@@ -91,7 +96,9 @@ def bench_node(weights, device, size_wh, frames, outputs, runtime, forward, stre
                        timeout=120) as live:
         for i in range(frames + 2):
             stamp_ns = 10_000_000_000 + i
+            time.sleep(SETTLE_S)
             forwards.append(forward())
+            time.sleep(SETTLE_S)
             start = time.perf_counter()
             live.client.publish_rgb(image, stamp_ns)
             if live.client.wait_outputs(stamp_ns, timeout=60) is None:
