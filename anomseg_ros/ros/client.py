@@ -203,8 +203,10 @@ class DetectorClient(Node):
                     self.publish_rgb(probe, stamp_ns)
                     probes.append(stamp_ns)
                     wait_s = min(2 * wait_s, max(deadline - time.monotonic(), 0.1))
-                    if self._wait_any(probes, timeout=wait_s):
-                        return
+                    with self._cond:  # every output of any probe so far
+                        if self._cond.wait_for(lambda: self._answered.intersection(probes),
+                                               timeout=wait_s):
+                            return
                 else:
                     time.sleep(0.1)
                 if time.monotonic() > deadline:
@@ -230,17 +232,6 @@ class DetectorClient(Node):
         msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_sec_nanosec(stamp_ns)
         msg.header.frame_id = frame_id
         self.publish(msg)
-
-    def _wait_any(self, stamps: List[int], *, timeout: float) -> bool:
-        """Whether every output of any of ``stamps`` comes within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not self._answered.intersection(stamps):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-            return True
 
     def wait_outputs(self, stamp_ns: int, *, timeout: float = 30.0) -> Optional[Dict[str, Image]]:
         """Every output of the frame stamped ``stamp_ns``, or None if not all came in time (the
