@@ -22,13 +22,17 @@ class MaxSoftmax(Scorer):
         self.temperature = check_temperature(temperature)
 
     def score(self, logits):
-        # 1 - max softmax = 1 - exp(max - logsumexp): no probability map is materialised (a
-        # fifth less time at 1024x512 on the CPU), and expm1 keeps the scores near 0 (max
-        # softmax near 1) exact instead of rounding them into ties
+        # 1 - max softmax = (s - 1) / s with s = sum_c exp((l_c - max) / T): one exp per logit
+        # and no probability map (logsumexp takes the max again and a log: a quarter more time
+        # at 1024x512 on the CPU). s - 1 is exact for s in [1, 2], so a score near 0 (max
+        # softmax near 1) is as precise as the sum (1e-7), not as the logits (1e-6 near 10):
+        # fewer pixels tie.
         scaled = self.inlier_logits(logits)
+        shifted = scaled - scaled.amax(dim=1, keepdim=True)
         if self.temperature != 1.0:
-            scaled = scaled / self.temperature
-        return -torch.expm1(scaled.amax(dim=1) - torch.logsumexp(scaled, dim=1))
+            shifted = shifted / self.temperature
+        total = shifted.exp_().sum(dim=1)
+        return (total - 1).div_(total)
 
 
 @register_scorer('temperature')
