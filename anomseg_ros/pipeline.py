@@ -19,7 +19,8 @@ from anomseg_ros.labels import VOID_LABEL
 from anomseg_ros.obstacles import drivable_region, MASK_REGIONS
 from anomseg_ros.precision import (autocast, INT8, keep_input_layers_float32, precision_name,
                                    resolve_precision, to_fast_layout)
-from anomseg_ros.preprocessing import check_rgb, to_network_input  # noqa: F401 (API)
+from anomseg_ros.preprocessing import (check_rgb, to_network_images,  # noqa: F401 (API)
+                                       to_network_input)
 from anomseg_ros.runtimes.registry import (auto_runtime, FALLBACK, file_runtime,
                                            get_runtime, int8_runtimes, LoadRequest,
                                            runtime_choices)
@@ -257,7 +258,10 @@ class Detector:
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 images to a normalised ``(B,3,h,w)`` batch at the network's input size
-        (``preprocessing.to_network_input``)."""
+        (``preprocessing.to_network_input``), or for a model that normalises in its own graph
+        (``takes_images``: OpenVINO) a uint8 ``(B,h,w,3)`` one (``to_network_images``)."""
+        if getattr(self.model, 'takes_images', False):
+            return to_network_images(images, self.input_size_hw)
         return to_network_input(images, self.input_size_hw, self._mean, self._std,
                                 device=self.device)
 

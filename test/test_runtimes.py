@@ -58,9 +58,15 @@ def test_openvino_runs_fp32_and_bf16(tmp_path, random_checkpoint, reference):
     path = _export(tmp_path, random_checkpoint, 'openvino')
     fp32 = Detector.from_checkpoint(path, precision='fp32')
     assert fp32.runtime == 'openvino' and fp32.precision_name == 'fp32'
+    # in float32 the graph normalises the uint8 images itself, as PyTorch does
+    assert fp32.model.takes_images and fp32.preprocess(IMAGES).dtype == torch.uint8
     np.testing.assert_allclose(fp32.logits(IMAGES).numpy(), reference.logits(IMAGES).numpy(),
                                atol=1e-4, rtol=1e-4)
+    with pytest.raises(ConfigError, match=r'takes uint8 \(B,H,W,3\) RGB images'):
+        fp32.model(reference.preprocess(IMAGES))
     bf16 = Detector.from_checkpoint(path, precision='bf16')
+    assert not bf16.model.takes_images  # the normalisation would run in bf16
+    assert bf16.model.compiled.input(0).get_element_type().get_type_name() == 'f32'
     assert torch.isfinite(bf16.logits(IMAGES)).all()
     assert Detector.from_checkpoint(path).precision_name == \
         ('bf16' if cpu_has_native_bf16() else 'fp32')  # auto
