@@ -111,15 +111,15 @@ def test_bad_parameters_are_refused_with_the_accepted_ones():
 
 
 @pytest.mark.parametrize('name', ['msp', 'temperature', 'maxentropy', 'energy', 'void'])
-def test_classic_scorers_give_the_same_scores_by_blocks_of_rows_as_whole(name):
+def test_classic_scorers_give_the_same_scores_by_blocks_of_rows_as_whole(name, monkeypatch):
     """The classic scorers but MaxLogit run on blocks of rows on the CPU
-    (scoring.base.in_row_blocks); with 300 columns a block is 27 rows, so these 61 rows are
-    three blocks, the last one short. The numbers agree to float32 rounding (vector kernels
-    split a block's tail differently; msp's sum of 19 terms near 1 rounds to 1.2e-7)."""
-    from anomseg_ros.scoring.base import BLOCK_PIXELS
+    (scoring.base.in_row_blocks); with 300 columns and blocks of 8,192 pixels a block is 27
+    rows, so these 61 rows are three blocks, the last one short. The numbers agree to float32
+    rounding (vector kernels split a block's tail differently; msp's sum of 19 terms near 1
+    rounds to 1.2e-7)."""
+    monkeypatch.setattr('anomseg_ros.scoring.base.BLOCK_PIXELS', 8192)
     torch.manual_seed(0)
     logits = 6 * torch.randn(2, 20, 61, 300)
-    assert BLOCK_PIXELS // 300 < 61
     scorer = create_scorer(name, num_inlier_classes=19,
                            **({'void_channel': 19} if name == 'void' else {}))
     assert scorer.by_rows

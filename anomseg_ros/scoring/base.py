@@ -106,15 +106,18 @@ class Scorer:
         return f'{type(self).__name__}(num_inlier_classes={self.num_inlier_classes})'
 
 
-BLOCK_PIXELS = 8192  # a block of rows of 19 float32 logits: 0.6 MiB, in the CPU's caches
+# a block of rows: 5 MiB for 19 float32 logits, under glibc's 32 MiB ceiling for heap blocks
+BLOCK_PIXELS = 65536
 
 
 def in_row_blocks(function, tensor: torch.Tensor) -> torch.Tensor:
     """``function`` of a ``(B,C,H,W)`` tensor that gives ``(B,H,W)`` pixel by pixel, computed
     on blocks of rows. On the CPU a whole frame's temporaries (40 MB each for 19 channels at
-    1024x512) are fresh memory at every call, and faulting their pages in costs more than the
-    arithmetic (``bench/bench_scorers.py`` measures both ways; docs/speed.md has the numbers).
-    Small blocks reuse the memory the last one freed."""
+    1024x512) are above the size malloc takes from its heap, so they are fresh pages at every
+    call, and faulting them in costs more than the arithmetic (``bench/bench_scorers.py``
+    measures both ways; docs/speed.md has the numbers). A block's are reused from the heap;
+    few large blocks keep the per-call overhead of PyTorch's operations small (8,192 pixels
+    a block cost 1.5 ms more at 512x256 and 3 ms more at 1024x512)."""
     rows = max(1, BLOCK_PIXELS // max(1, tensor.shape[3]))
     return torch.cat([function(tensor[:, :, start:start + rows])
                       for start in range(0, tensor.shape[2], rows)], dim=1)
