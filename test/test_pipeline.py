@@ -90,14 +90,16 @@ def test_dataset_errors_say_what_was_expected(tmp_path):
 
 
 def test_colorize_and_overlay_paint_what_they_say():
-    """The node's picture outputs (OpenCV look-up table and masked copy) against the plain
-    definitions: palette indexing, and (1 - alpha) image + alpha red under the mask only."""
+    """The node's picture outputs (a gather of 32-bit palette words, and a masked copy)
+    against the plain definitions: palette indexing, and (1 - alpha) image + alpha red under
+    the mask only."""
     import cv2
     from anomseg_ros.labels import colorize, PALETTE
     from anomseg_ros.visualize import overlay
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 256, (37, 53)).astype(np.uint8)
     np.testing.assert_array_equal(colorize(labels), PALETTE[labels])
+    np.testing.assert_array_equal(colorize(labels[:, ::2]), PALETTE[labels[:, ::2]])  # a view
     image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
     mask = rng.random((37, 53)) < 0.3
     for alpha in (0.3, 0.6):
