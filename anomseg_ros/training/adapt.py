@@ -139,7 +139,8 @@ def prepare_adaptation_data(frames: Iterable[Tuple[str, np.ndarray]], detector, 
     for (name, image), is_held in zip(frames, held):
         if not is_held:
             continue
-        batch = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+        # torch.tensor copies: a bag's frames are read-only views of their messages
+        batch = torch.tensor(image).permute(2, 0, 1)[None].float() / 255.0
         labels = torch.zeros(1, *image.shape[:2], dtype=torch.uint8)
         paste_outliers(batch, labels, cutouts, label=1, mean=torch.zeros(3, 1, 1),
                        std=torch.ones(3, 1, 1), generator=generator, probability=1.0,
