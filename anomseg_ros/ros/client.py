@@ -213,9 +213,7 @@ class DetectorClient(Node):
                     break
         finally:
             with self._cond:  # the probes' outputs, now and later, are nobody's
-                for stamp_ns in probes:
-                    self._received.pop(stamp_ns, None)
-                    self._abandoned.add(stamp_ns)
+                self._abandon(probes)
         raise NodeStartError(f'no detector node answered on {self.get_namespace()}/image '
                              f'within {timeout:.0f} s (a first start converts the model, which '
                              f'can take minutes on a loaded machine: raise the start-up '
@@ -236,16 +234,20 @@ class DetectorClient(Node):
     def wait_outputs(self, stamp_ns: int, *, timeout: float = 30.0) -> Optional[Dict[str, Image]]:
         """Every output of the frame stamped ``stamp_ns``, or None if not all came in time (the
         frame is then abandoned: its late outputs are ignored)."""
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while len(self._received.get(stamp_ns, {})) < len(self.outputs):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self._received.pop(stamp_ns, None)
-                    self._abandoned.add(stamp_ns)
-                    return None
-                self._cond.wait(remaining)
+            if not self._cond.wait_for(
+                    lambda: len(self._received.get(stamp_ns, {})) >= len(self.outputs),
+                    timeout=timeout):
+                self._abandon([stamp_ns])
+                return None
             return self._received.pop(stamp_ns)
+
+    def _abandon(self, stamps) -> None:
+        """Give up on the frames ``stamps`` (the condition held): what came of them is dropped,
+        and their late outputs are ignored (``_on_output``)."""
+        for stamp_ns in stamps:
+            self._received.pop(stamp_ns, None)
+            self._abandoned.add(stamp_ns)
 
     def set_parameters(self, node_name: str = 'anomseg_detector', *, timeout: float = 10.0,
                        **values) -> Dict[str, str]:
