@@ -1,11 +1,13 @@
-"""The classic anomaly scorers at camera resolution: each on the whole frame at once and on blocks
-of rows (what ``Scorer.__call__`` does on the CPU for those with ``by_rows``), each way's calls
-in a row as in the node's loop, medians; then what each training-free refinement
+"""The classic anomaly scorers at camera resolution: each on the whole frame at once, on blocks of
+rows (what ``Scorer.__call__`` does on the CPU for those with ``by_rows``) and as the node calls
+it (for msp and temperature: OpenCV, one channel plane at a time), each way's calls in a row
+as in the node's loop, medians; then what each training-free refinement
 (``scoring.refine``) adds to a score, on logits whose argmax has class regions and edges.
 
     .venv/bin/python bench/bench_scorers.py [--sizes 1024x512,2048x1024] [--repeats 15]
 """
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -38,18 +40,20 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     print(f'{os.cpu_count()} CPU threads; torch {torch.__version__}; 19 inlier logits and a void '
           f'one; median of {args.repeats} calls in a row each way')
-    print('| scorer | input | whole frame ms | by rows ms | speed-up |')
-    print('| --- | --- | --- | --- | --- |')
+    print('| scorer | input | whole frame ms | by rows ms | as called ms | speed-up |')
+    print('| --- | --- | --- | --- | --- | --- |')
     for height, width in parse_sizes(args.sizes):
         logits = 4 * torch.randn(1, 20, height, width)
         for name in CLASSIC:
             scorer = create_scorer(name, num_inlier_classes=19,
                                    **({'void_channel': 19} if name == 'void' else {}))
+            by_rows = functools.partial(scorer.pixelwise, scorer.score) if scorer.by_rows \
+                else scorer.score
             with torch.inference_mode():
-                whole, rows = (median_ms(run, logits, args.repeats)
-                               for run in (scorer.score, scorer))
-            print(f'| {name} | {width}x{height} | {whole:.1f} | {rows:.1f} | '
-                  f'{whole / rows:.2f} |', flush=True)
+                whole, rows, called = (median_ms(run, logits, args.repeats)
+                                       for run in (scorer.score, by_rows, scorer))
+            print(f'| {name} | {width}x{height} | {whole:.1f} | {rows:.1f} | {called:.1f} | '
+                  f'{whole / called:.2f} |', flush=True)
     from anomseg_ros.checkpoint import ModelInfo
     from anomseg_ros.pipeline import make_scorer
     from anomseg_ros.scoring.refine import REFINEMENTS

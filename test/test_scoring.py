@@ -29,15 +29,25 @@ def test_msp_with_temperature_is_eq10():
 
 
 def test_msp_is_as_precise_as_float32_allows_where_the_network_is_sure():
-    """Confident pixels (max softmax near 1) score near 0, and AuPRC ranks them: msp stays
-    within 5e-7 of float64 there, which 1 - exp(max - logsumexp) missed by 1.1e-6 on logits
-    near 10, rounding neighbours into ties."""
+    """Confident pixels (max softmax near 1) score near 0, and AuPRC ranks them: on the CPU
+    msp stays within 2e-6 relative of float64 there (the small terms summed apart from the
+    max's 1), and within 2e-7 everywhere, ties of the max logit included; the tensor path
+    (CUDA, gradients) within 5e-7, which 1 - exp(max - logsumexp) missed by 1.1e-6 on
+    logits near 10, rounding neighbours into ties."""
     torch.manual_seed(0)
     logits = 6 * torch.randn(1, 19, 200, 300)
+    logits[0, 3, :10] = logits[0, :, :10].amax(dim=0)  # two classes at the max
+    logits[0, 7, :5] = logits[0, :, :5].amax(dim=0)  # three
     exact = 1 - torch.softmax(logits.double(), dim=1).amax(dim=1)
+    scorer = create_scorer('msp')
     with torch.inference_mode():
-        scores = create_scorer('msp')(logits)
-    assert (scores.double() - exact).abs().max() < 5e-7
+        scores = scorer(logits).double()
+        tensor_path = scorer.score(logits).double()
+    sure = exact < 0.01
+    assert sure.sum() > 1000
+    assert ((scores - exact)[sure].abs() / exact[sure]).max() < 2e-6
+    assert (scores - exact).abs().max() < 2e-7
+    assert (tensor_path - exact).abs().max() < 5e-7
 
 
 def test_maxlogit_is_negative_max_logit():
@@ -123,11 +133,46 @@ def test_classic_scorers_give_the_same_scores_by_blocks_of_rows_as_whole(name, m
     scorer = create_scorer(name, num_inlier_classes=19,
                            **({'void_channel': 19} if name == 'void' else {}))
     assert scorer.by_rows
-    with torch.inference_mode():
-        blocks = scorer(logits)
+    with torch.inference_mode():  # (msp's own CPU path is OpenCV's: the next test)
+        blocks = scorer.pixelwise(scorer.score, logits)
     torch.testing.assert_close(blocks, scorer.score(logits), rtol=1e-5, atol=2.5e-7)
     assert not torch.equal(blocks[:, 27:], torch.zeros_like(blocks[:, 27:]))
     with_grad = logits.clone().requires_grad_()  # training: the whole map, gradients flow
+    scorer(with_grad).sum().backward()
+    assert with_grad.grad is not None and torch.isfinite(with_grad.grad).all()
+
+
+@pytest.mark.parametrize('name,temperature', [('msp', 1.0), ('temperature', 1.5)])
+def test_msp_on_opencv_planes_gives_the_scores_of_the_tensor_path(name, temperature):
+    """On the CPU msp runs on OpenCV, one channel plane at a time, its rows split between
+    PyTorch's number of threads (scoring.classic.max_softmax_by_planes): the scores of the
+    tensor path to OpenCV's exp (1.1e-6 relative), for a batch of two, the 19 inliers of 20
+    channels and a temperature; split or not, the same numbers. Channels-last logits, small
+    maps and logits that want gradients take the tensor path."""
+    from anomseg_ros.scoring.classic import by_planes_applies
+    torch.manual_seed(0)
+    logits = 6 * torch.randn(2, 20, 61, 300)
+    scorer = create_scorer(name, num_inlier_classes=19)
+    assert scorer.temperature == temperature
+    threads = torch.get_num_threads()
+    with torch.inference_mode():
+        assert by_planes_applies(logits)
+        torch.set_num_threads(2)
+        try:
+            planes = scorer(logits)
+            torch.set_num_threads(1)
+            assert torch.equal(scorer(logits), planes)  # one part, no thread
+        finally:
+            torch.set_num_threads(threads)
+        torch.testing.assert_close(planes, scorer.score(logits), rtol=1e-5, atol=5e-7)
+        channels_last = logits.contiguous(memory_format=torch.channels_last)
+        assert not by_planes_applies(channels_last)
+        assert not by_planes_applies(logits[:, :, :8])  # too few rows to pay
+        torch.testing.assert_close(scorer(logits[:, :, :8]), planes[:, :8], rtol=1e-5,
+                                   atol=5e-7)
+        torch.testing.assert_close(scorer(channels_last), planes, rtol=1e-5, atol=5e-7)
+    with_grad = logits.clone().requires_grad_()
+    assert not by_planes_applies(with_grad)
     scorer(with_grad).sum().backward()
     assert with_grad.grad is not None and torch.isfinite(with_grad.grad).all()
 
