@@ -58,6 +58,7 @@ bench: setup
 	$(ROS_ENV) $(BIN)/python bench/bench_node.py
 	$(ROS_ENV) $(BIN)/python bench/bench_node.py --precision int8
 	$(ROS_ENV) $(BIN)/python bench/bench_node.py --sizes 512x256 --cameras 1,2,4
+	$(ROS_ENV) $(BIN)/python bench/bench_dds.py
 	$(BIN)/python bench/bench_overlap.py
 	$(BIN)/python bench/bench_startup.py
 	$(BIN)/python bench/bench_soak.py
