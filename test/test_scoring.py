@@ -161,7 +161,7 @@ def test_msp_on_opencv_planes_gives_the_scores_of_the_tensor_path(name, temperat
         try:
             planes = scorer(logits)
             torch.set_num_threads(1)
-            assert torch.equal(scorer(logits), planes)  # one part, no thread
+            assert torch.equal(scorer(logits), planes)  # one part a frame
         finally:
             torch.set_num_threads(threads)
         torch.testing.assert_close(planes, scorer.score(logits), rtol=1e-5, atol=5e-7)
