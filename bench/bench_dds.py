@@ -27,7 +27,6 @@ import numpy as np
 
 from anomseg_ros.evaluation.speed import parse_sizes
 
-ENCODINGS = {'mono8': ((), np.uint8), 'rgb8': ((3,), np.uint8), '32FC1': ((), np.float32)}
 PHASES = ('publish', 'to the node', 'to its worker', 'publishing', 'to the subscriber',
           'round trip')
 
@@ -39,14 +38,15 @@ def stand_in_node(width: int, height: int) -> None:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
+    from anomseg_ros.data.messages import ARRAY_ENCODINGS
     from anomseg_ros.ros.conversions import array_to_image_msg
     from anomseg_ros.ros.outputs import IMAGE_OUTPUTS
     rclpy.init()
     node = rclpy.create_node('anomseg_bench_dds_node')
     outputs = [(node.create_publisher(Image, f'out/{o.name}', qos_profile_sensor_data),
                 o.encoding) for o in IMAGE_OUTPUTS]
-    arrays = {encoding: np.zeros((height, width) + shape, dtype)
-              for encoding, (shape, dtype) in ENCODINGS.items()}
+    arrays = {encoding: np.zeros((height, width) + ((channels,) if channels > 1 else ()), dtype)
+              for encoding, (dtype, channels) in ARRAY_ENCODINGS.items()}
     slot, cond = [], threading.Condition()
 
     def on_frame(msg):

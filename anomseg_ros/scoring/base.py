@@ -76,8 +76,7 @@ class Scorer:
     def pixelwise(function, logits: torch.Tensor) -> torch.Tensor:
         """``function`` of ``logits`` that works pixel by pixel, on blocks of rows where that
         is faster (``in_row_blocks``: the CPU, no gradients wanted), else on the whole map."""
-        if logits.device.type == 'cpu' and not (torch.is_grad_enabled() and
-                                                logits.requires_grad):
+        if on_cpu_without_gradients(logits):
             return in_row_blocks(function, logits)
         return function(logits)
 
@@ -104,6 +103,13 @@ class Scorer:
 
     def __repr__(self):
         return f'{type(self).__name__}(num_inlier_classes={self.num_inlier_classes})'
+
+
+def on_cpu_without_gradients(tensor: torch.Tensor) -> bool:
+    """Whether a scorer may take its CPU fast paths on ``tensor``: on the CPU, and no gradient
+    wanted through it (training scores the whole map with autograd's own operations)."""
+    return tensor.device.type == 'cpu' and not (torch.is_grad_enabled() and
+                                                tensor.requires_grad)
 
 
 # a block of rows: 5 MiB for 19 float32 logits, under glibc's 32 MiB ceiling for heap blocks

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from anomseg_ros.errors import ConfigError
-from anomseg_ros.scoring.base import check_temperature, Scorer
+from anomseg_ros.scoring.base import check_temperature, on_cpu_without_gradients, Scorer
 from anomseg_ros.scoring.registry import register_scorer
 
 
@@ -56,10 +56,9 @@ def by_planes_applies(logits: torch.Tensor) -> bool:
     """Whether ``max_softmax_by_planes`` computes these logits: float32 ``(B,C,H,W)`` on the
     CPU, each channel's plane contiguous (not channels-last) and at least ``MIN_PLANE_SIDE``
     on each side, no gradient wanted."""
-    return logits.device.type == 'cpu' and logits.dtype == torch.float32 and \
+    return on_cpu_without_gradients(logits) and logits.dtype == torch.float32 and \
         min(logits.shape[2:]) >= MIN_PLANE_SIDE and \
-        logits.stride(3) == 1 and logits.stride(2) == logits.shape[3] and \
-        not (torch.is_grad_enabled() and logits.requires_grad)
+        logits.stride(3) == 1 and logits.stride(2) == logits.shape[3]
 
 
 def max_softmax_by_planes(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -119,6 +118,8 @@ def _plane_threads(count: int) -> concurrent.futures.ThreadPoolExecutor:
     global _POOL, _POOL_SIZE
     with _POOL_LOCK:
         if _POOL is None or _POOL_SIZE < count:
+            if _POOL is not None:  # its threads end once the jobs given to it are done
+                _POOL.shutdown(wait=False)
             _POOL = concurrent.futures.ThreadPoolExecutor(count, thread_name_prefix='anomseg_msp')
             _POOL_SIZE = count
         return _POOL
