@@ -133,6 +133,12 @@ def _thresholds(args, detector) -> int:
               f'{100 * p["precision"]:9.2f}')
     record = {'datasets': [os.path.abspath(d.root) for d in datasets], 'images': total,
               'rule': args.rule, 'resolution': args.resolution, 'points': points}
+    return _store_thresholds(args, detector, points, record)
+
+
+def _store_thresholds(args, detector, points: dict, record: dict) -> int:
+    """The thresholds into the checkpoint named by ``--out`` / ``--in-place`` (or a hint how
+    to store them), and the record into ``--json``."""
     destination = detector.info.source if args.in_place else args.out
     if destination:
         write_thresholds(detector.info.source, destination, points, record)
@@ -162,14 +168,7 @@ def _unlabeled_thresholds(args, detector) -> int:
     record = {'unlabeled': os.path.abspath(args.unlabeled), 'topic': args.topic,
               'frames': frames, 'skipped': len(skipped),
               'rule': f'false-alarm {100 * args.false_alarm:g}%', 'points': points}
-    destination = detector.info.source if args.in_place else args.out
-    if destination:
-        write_thresholds(detector.info.source, destination, points, record)
-        print(f'thresholds written to {destination}; the node\'s threshold auto uses them')
-    else:
-        print('add --out CKPT or --in-place to store them')
-    _write_json(args.json, record)
-    return 0
+    return _store_thresholds(args, detector, points, record)
 
 
 def _class_stats(args, detector) -> int:
