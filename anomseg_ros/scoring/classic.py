@@ -40,7 +40,7 @@ class MaxSoftmax(Scorer):
 
     def __call__(self, logits: torch.Tensor,
                  features: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if logits.dim() == 4 and by_planes_applies(logits):
+        if by_planes_applies(logits):
             return max_softmax_by_planes(self.inlier_logits(logits), self.temperature)
         return super().__call__(logits, features)
 
@@ -56,8 +56,8 @@ def by_planes_applies(logits: torch.Tensor) -> bool:
     """Whether ``max_softmax_by_planes`` computes these logits: float32 ``(B,C,H,W)`` on the
     CPU, each channel's plane contiguous (not channels-last) and at least ``MIN_PLANE_SIDE``
     on each side, no gradient wanted."""
-    return on_cpu_without_gradients(logits) and logits.dtype == torch.float32 and \
-        min(logits.shape[2:]) >= MIN_PLANE_SIDE and \
+    return logits.dim() == 4 and on_cpu_without_gradients(logits) and \
+        logits.dtype == torch.float32 and min(logits.shape[2:]) >= MIN_PLANE_SIDE and \
         logits.stride(3) == 1 and logits.stride(2) == logits.shape[3]
 
 
